@@ -1,0 +1,26 @@
+"""The few exceptions distsim raises on purpose.
+
+Every user-facing problem is a `DistsimError`; the CLI turns one into a single line on stderr and
+exit code 2. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+
+class DistsimError(Exception):
+    """Base of every error distsim reports to a user as one line."""
+
+
+class SpecError(DistsimError):
+    """A study spec (file, YAML or field values) is invalid.
+
+    The message names the field by its dotted path, e.g. ``workload.arrival.rate_rps: ...``.
+    """
+
+
+class StoreError(DistsimError):
+    """Results on disk cannot be read or written."""
+
+
+class SimulationError(DistsimError):
+    """A replication failed while simulating; the message names scenario, architecture and seed."""

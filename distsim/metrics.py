@@ -1,0 +1,119 @@
+"""From an engine's trace to the numbers of one replication.
+
+Measured requests are those arriving in [warmup_s, duration_s); earlier ones are simulated (they
+load the system) but not measured. Every simulated request runs to completion, so late arrivals
+are never censored. Quantiles use numpy's default (linear) method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from distsim.distributions import rounded_mean
+from distsim.sim.trace import Trace
+from distsim.spec import Architecture, Disaggregated, Gpu, Monolithic, Workload
+from distsim.workload import Requests, arrival_rate_rps
+
+QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
+
+
+@dataclass(frozen=True)
+class PoolMetrics:
+    """One pool: mean queue wait of measured requests, measured utilization, offered load."""
+
+    queue_wait_mean_s: float
+    utilization: float
+    offered_load: float
+
+
+@dataclass(frozen=True)
+class ReplicationResult:
+    """The compact result of one replication of one architecture."""
+
+    n_requests: int
+    ttft_mean_s: float
+    ttft_p50_s: float
+    ttft_p90_s: float
+    ttft_p99_s: float
+    ttft_max_s: float
+    e2e_mean_s: float
+    e2e_p99_s: float
+    pools: dict[str, PoolMetrics] = field(default_factory=dict)
+
+    def flat(self) -> dict[str, float]:
+        """Metric name -> value, with pool metrics as `<metric>_<pool>` (the column names)."""
+        out: dict[str, float] = {
+            "n_requests": self.n_requests,
+            "ttft_mean_s": self.ttft_mean_s,
+            "ttft_p50_s": self.ttft_p50_s,
+            "ttft_p90_s": self.ttft_p90_s,
+            "ttft_p99_s": self.ttft_p99_s,
+            "ttft_max_s": self.ttft_max_s,
+            "e2e_mean_s": self.e2e_mean_s,
+            "e2e_p99_s": self.e2e_p99_s,
+        }
+        for name, pool in self.pools.items():
+            out[f"queue_wait_mean_s_{name}"] = pool.queue_wait_mean_s
+            out[f"utilization_{name}"] = pool.utilization
+            out[f"offered_load_{name}"] = pool.offered_load
+        return out
+
+
+def offered_load(workload: Workload, gpu: Gpu, arch: Architecture) -> dict[str, float]:
+    """Pool name -> arrival rate x mean service time / GPUs, from the spec alone."""
+    rate = arrival_rate_rps(workload)
+    prefill_s = rounded_mean(workload.prompt_tokens) / gpu.prefill_tokens_per_s
+    decode_s = rounded_mean(workload.output_tokens) / gpu.decode_tokens_per_s
+    if isinstance(arch, Monolithic):
+        return {"gpu": rate * (prefill_s + decode_s) / arch.gpus}
+    if isinstance(arch, Disaggregated):
+        return {
+            "prefill": rate * prefill_s / arch.prefill_gpus,
+            "decode": rate * decode_s / arch.decode_gpus,
+        }
+    raise TypeError(f"unknown architecture {arch!r}")  # pragma: no cover
+
+
+def _quantile(x: np.ndarray, q: float) -> float:
+    return float(np.quantile(x, q)) if x.size else float("nan")
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if x.size else float("nan")
+
+
+def measured_mask(requests: Requests, warmup_s: float) -> np.ndarray:
+    """Which requests are measured: those arriving at or after the warm-up."""
+    return requests.arrival_s >= warmup_s
+
+
+def summarize(
+    requests: Requests, trace: Trace, warmup_s: float, load: dict[str, float]
+) -> ReplicationResult:
+    """The replication's metrics from per-request times."""
+    measured = measured_mask(requests, warmup_s)
+    arrival = requests.arrival_s[measured]
+    ttft = trace.first_token_s[measured] - arrival
+    e2e = trace.done_s[measured] - arrival
+    end_s = float(trace.done_s.max()) if trace.done_s.size else 0.0
+    pools = {
+        name: PoolMetrics(
+            queue_wait_mean_s=_mean(pool.wait_s[measured]),
+            utilization=float(pool.busy_s.sum() / (pool.gpus * end_s)) if end_s > 0 else 0.0,
+            offered_load=load[name],
+        )
+        for name, pool in trace.pools.items()
+    }
+    return ReplicationResult(
+        n_requests=int(measured.sum()),
+        ttft_mean_s=_mean(ttft),
+        ttft_p50_s=_quantile(ttft, QUANTILES["p50"]),
+        ttft_p90_s=_quantile(ttft, QUANTILES["p90"]),
+        ttft_p99_s=_quantile(ttft, QUANTILES["p99"]),
+        ttft_max_s=float(ttft.max()) if ttft.size else float("nan"),
+        e2e_mean_s=_mean(e2e),
+        e2e_p99_s=_quantile(e2e, QUANTILES["p99"]),
+        pools=pools,
+    )

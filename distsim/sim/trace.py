@@ -1,0 +1,45 @@
+"""What an engine returns: per-request timestamps and per-pool occupancy, as arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from distsim.spec import Gpu
+from distsim.workload import Requests
+
+
+@dataclass(frozen=True)
+class PoolTrace:
+    """One GPU pool: how long each request queued for it and held one of its GPUs."""
+
+    gpus: int
+    wait_s: np.ndarray  # per request, time from joining the pool's queue to getting a GPU
+    busy_s: np.ndarray  # per request, GPU-seconds held in this pool
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Absolute times (seconds from 0) of each request's first token and completion."""
+
+    first_token_s: np.ndarray
+    done_s: np.ndarray
+    pools: dict[str, PoolTrace]
+
+
+@dataclass(frozen=True)
+class ServiceTimes:
+    """Exclusive-engine service times: a GPU works on one request at fixed token rates."""
+
+    prefill_s: np.ndarray
+    decode_s: np.ndarray
+    decode_token_s: float  # time to generate one output token
+
+    @classmethod
+    def of(cls, requests: Requests, gpu: Gpu) -> ServiceTimes:
+        return cls(
+            prefill_s=requests.prompt_tokens / gpu.prefill_tokens_per_s,
+            decode_s=requests.output_tokens / gpu.decode_tokens_per_s,
+            decode_token_s=1.0 / gpu.decode_tokens_per_s,
+        )
