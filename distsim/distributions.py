@@ -48,7 +48,7 @@ def sample(dist: TokenDist, rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def rounded_mean(dist: TokenDist) -> float:
-    """E[clamp(round(X), min, max)], exact up to a continuous tail beyond 200,000 tokens above min."""
+    """E[clamp(round(X), min, max)]: exact sum up to min + 200,000 tokens, closed-form tail."""
     if isinstance(dist, Constant):
         return float(_round_clamp(np.array([dist.value]), dist)[0])
     if isinstance(dist, Uniform) and dist.high == dist.low:

@@ -153,7 +153,7 @@ class Gpu(StrictModel):
 
 
 class Monolithic(StrictModel):
-    """`gpus` identical GPUs behind one FCFS queue; a request holds one through prefill and decode."""
+    """`gpus` GPUs behind one FCFS queue; a request holds one GPU through prefill and decode."""
 
     kind: Literal["monolithic"]
     gpus: PositiveInt = Field(le=100_000)
@@ -284,7 +284,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{p}: cannot read: {exc}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{p}: the spec must be a YAML mapping of fields, not {type(data).__name__}")
+        kind = type(data).__name__
+        raise SpecError(f"{p}: the spec must be a YAML mapping of fields, not {kind}")
     return data
 
 
