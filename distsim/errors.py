@@ -18,6 +18,14 @@ class SpecError(DistsimError):
     """
 
 
+class DataError(DistsimError, ValueError):
+    """A data file the spec points at (a trace, an empirical size column) is missing or malformed.
+
+    Also a ValueError, so that raised inside a spec validator pydantic reports it at the field
+    that named the file, e.g. ``workload.trace.path: ...``.
+    """
+
+
 class StoreError(DistsimError):
     """Results on disk cannot be read or written."""
 
