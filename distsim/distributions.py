@@ -10,14 +10,23 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from distsim.spec import TOKEN_CEILING, Constant, Exponential, Lognormal, TokenDist, Uniform
+from distsim.spec import (
+    TOKEN_CEILING,
+    Constant,
+    Empirical,
+    Exponential,
+    Lognormal,
+    TokenDist,
+    Uniform,
+)
+from distsim.tracedata import load_column
 
 # Integers summed exactly before the tail is taken from the continuous distribution.
 _EXACT_TERMS = 200_000
 
 
 def frozen(dist: TokenDist) -> stats.rv_continuous | None:
-    """The scipy distribution before rounding; None for a constant."""
+    """The scipy distribution before rounding; None for a constant or an empirical column."""
     if isinstance(dist, Lognormal):
         return stats.lognorm(s=dist.sigma, scale=float(np.exp(dist.mu)))
     if isinstance(dist, Exponential):
@@ -42,6 +51,9 @@ def sample(dist: TokenDist, rng: np.random.Generator, n: int) -> np.ndarray:
         x = rng.uniform(dist.low, dist.high, n) if dist.high > dist.low else np.full(n, dist.low)
     elif isinstance(dist, Constant):
         x = np.full(n, dist.value)
+    elif isinstance(dist, Empirical):
+        values = load_column(dist.path, dist.column).values  # read once per process
+        x = values[rng.integers(0, values.shape[0], n)]
     else:  # pragma: no cover - the spec admits no other kind
         raise TypeError(f"unknown distribution {dist!r}")
     return _round_clamp(x, dist)
@@ -51,6 +63,8 @@ def rounded_mean(dist: TokenDist) -> float:
     """E[clamp(round(X), min, max)]: exact sum up to min + 200,000 tokens, closed-form tail."""
     if isinstance(dist, Constant):
         return float(_round_clamp(np.array([dist.value]), dist)[0])
+    if isinstance(dist, Empirical):
+        return float(_round_clamp(load_column(dist.path, dist.column).values, dist).mean())
     if isinstance(dist, Uniform) and dist.high == dist.low:
         return float(_round_clamp(np.array([dist.low]), dist)[0])
     d = frozen(dist)

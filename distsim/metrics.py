@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from distsim.distributions import rounded_mean
 from distsim.sim.trace import Trace
 from distsim.spec import Architecture, Disaggregated, Gpu, Monolithic, Workload
-from distsim.workload import Requests, arrival_rate_rps
+from distsim.workload import Requests, expected_means
 
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
 
@@ -61,11 +60,19 @@ class ReplicationResult:
         return out
 
 
-def offered_load(workload: Workload, gpu: Gpu, arch: Architecture) -> dict[str, float]:
-    """Pool name -> arrival rate x mean service time / GPUs, from the spec alone."""
-    rate = arrival_rate_rps(workload)
-    prefill_s = rounded_mean(workload.prompt_tokens) / gpu.prefill_tokens_per_s
-    decode_s = rounded_mean(workload.output_tokens) / gpu.decode_tokens_per_s
+def offered_load(
+    workload: Workload, gpu: Gpu, arch: Architecture, duration_s: float | None = None
+) -> dict[str, float]:
+    """Pool name -> arrival rate x mean service time / GPUs, from the spec alone.
+
+    Rate and mean sizes are the exact expectations of what is generated (`expected_means`): for a
+    trace window or replay they depend on the run length, so pass `duration_s` (without it the
+    whole trace's long-run figures are used).
+    """
+    means = expected_means(workload, duration_s)
+    rate = means.rate_rps
+    prefill_s = means.prompt_tokens / gpu.prefill_tokens_per_s
+    decode_s = means.output_tokens / gpu.decode_tokens_per_s
     if isinstance(arch, Monolithic):
         return {"gpu": rate * (prefill_s + decode_s) / arch.gpus}
     if isinstance(arch, Disaggregated):

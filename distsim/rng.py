@@ -15,6 +15,7 @@ import numpy as np
 ARRIVALS = "arrivals"
 PROMPT_TOKENS = "prompt_tokens"
 OUTPUT_TOKENS = "output_tokens"
+CLASSES = "classes"  # which class of a mixture each request belongs to
 
 
 def stream_key(name: str) -> int:

@@ -61,7 +61,7 @@ def simulate_requests(
     """Simulate given (already generated) requests; lets callers share one workload."""
     arch = architecture_of(scenario, architecture)
     trace = run_engine(requests, arch, scenario.gpu)
-    load = offered_load(scenario.workload, scenario.gpu, arch)
+    load = offered_load(scenario.workload, scenario.gpu, arch, scenario.duration_s)
     result = summarize(requests, trace, scenario.warmup_s, load)
     return Replication(
         architecture=architecture,

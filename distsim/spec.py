@@ -33,10 +33,12 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from distsim.errors import SpecError
+from distsim.tracedata import load_column, load_trace
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -106,18 +108,39 @@ class Uniform(_TokenDistBase):
         return self
 
 
+class Empirical(_TokenDistBase):
+    """Token counts drawn uniformly (with replacement) from one column of a CSV file, then clamped.
+
+    `path` is relative to the spec file. Rows with an empty or non-positive count are skipped and
+    counted (`distsim workload` shows how many); other non-numbers are errors.
+    """
+
+    dist: Literal["empirical"]
+    path: str = Field(min_length=1)
+    column: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _readable(self) -> Empirical:
+        load_column(self.path, self.column)  # DataError is a ValueError: reported at this field
+        return self
+
+
 TokenDist = Annotated[
-    Union[Lognormal, Exponential, Constant, Uniform], Field(discriminator="dist")  # noqa: UP007
+    Union[Lognormal, Exponential, Constant, Uniform, Empirical],  # noqa: UP007
+    Field(discriminator="dist"),
 ]
 
 # ---------------------------------------------------------------- arrivals
 
 
 class PoissonArrival(StrictModel):
-    """Exponential inter-arrival gaps at `rate_rps` requests per second."""
+    """Exponential inter-arrival gaps at `rate_rps` requests per second.
+
+    `rate_rps` may be left out only with a `resample` trace, which then supplies its mean rate.
+    """
 
     process: Literal["poisson"]
-    rate_rps: PositiveFloat = Field(le=1e7)
+    rate_rps: PositiveFloat | None = Field(None, le=1e7)
 
 
 class GammaArrival(StrictModel):
@@ -127,19 +150,95 @@ class GammaArrival(StrictModel):
     """
 
     process: Literal["gamma"]
-    rate_rps: PositiveFloat = Field(le=1e7)
+    rate_rps: PositiveFloat | None = Field(None, le=1e7)
     cv: PositiveFloat = Field(le=100)
 
 
 Arrival = Annotated[Union[PoissonArrival, GammaArrival], Field(discriminator="process")]  # noqa: UP007
 
 
-class Workload(StrictModel):
-    """Who arrives when, with how many prompt tokens and how many tokens to generate."""
+class TraceWorkload(StrictModel):
+    """Requests taken from a recorded trace (CSV; see `distsim.tracedata` for the schemas).
 
-    arrival: Arrival
+    - `window` (default): each replication takes a window of duration_s x rate_scale seconds of
+      trace, placed uniformly at random (from the replication's arrivals stream), arrivals and
+      sizes as recorded, shifted to start at 0: real burstiness, replications that differ.
+    - `resample`: (prompt, output) pairs drawn from the trace; arrivals from `workload.arrival`
+      (Poisson if absent) at its `rate_rps`, or the trace's mean rate if that is left out,
+      multiplied by rate_scale.
+    - `replay`: the trace from its start, as recorded; every replication is the same.
+    - `rate_scale` compresses (> 1) or stretches (< 1) time: 2.0 is twice the rate, same burst
+      shape, same sizes.
+
+    `path` is relative to the spec file.
+    """
+
+    path: str = Field(min_length=1)
+    mode: Literal["window", "resample", "replay"] = "window"
+    rate_scale: PositiveFloat = Field(1.0, le=1e6)
+
+    @field_validator("path")
+    @classmethod
+    def _readable(cls, path: str) -> str:
+        load_trace(path)  # DataError is a ValueError: reported as workload.trace.path
+        return path
+
+
+class MixClass(StrictModel):
+    """One request class of a mixture: its share of arrivals and its own size distributions."""
+
+    name: Name
+    weight: PositiveFloat = Field(le=1e12)
     prompt_tokens: TokenDist
     output_tokens: TokenDist
+
+
+class Workload(StrictModel):
+    """Who arrives when, with how many prompt tokens and how many tokens to generate.
+
+    Sizes come from exactly one source: `prompt_tokens` + `output_tokens`, a `mix` of request
+    classes (sharing `arrival`), or a `trace` (which also gives the arrivals unless its mode is
+    `resample`).
+    """
+
+    arrival: Arrival | None = None
+    prompt_tokens: TokenDist | None = None
+    output_tokens: TokenDist | None = None
+    mix: list[MixClass] | None = Field(None, min_length=1, max_length=1000)
+    trace: TraceWorkload | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Workload:
+        sizes = self.prompt_tokens is not None or self.output_tokens is not None
+        if self.trace is not None:
+            if sizes or self.mix is not None:
+                given = "mix" if self.mix is not None else "prompt_tokens/output_tokens"
+                raise ValueError(
+                    f"{given} cannot be combined with trace (sizes come from the trace)"
+                )
+            if self.trace.mode != "resample" and self.arrival is not None:
+                raise ValueError(
+                    f"arrival cannot be combined with trace mode '{self.trace.mode}' (arrivals "
+                    "come from the trace; use mode: resample to draw them from a process)"
+                )
+            return self
+        if self.arrival is None:
+            raise ValueError("arrival is missing (required unless a trace gives the arrivals)")
+        if self.arrival.rate_rps is None:
+            raise ValueError("arrival.rate_rps is missing (only a resample trace can supply it)")
+        if self.mix is not None:
+            if sizes:
+                raise ValueError("prompt_tokens/output_tokens cannot be combined with mix "
+                                 "(each class has its own)")
+            names = [c.name for c in self.mix]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"mix: class name(s) {', '.join(dup)} used more than once")
+            return self
+        for name in ("prompt_tokens", "output_tokens"):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} is missing (or give a mix or a trace)")
+        return self
 
 
 class Gpu(StrictModel):
@@ -203,6 +302,16 @@ class Scenario(StrictModel):
             raise ValueError(
                 f"warmup_s ({self.warmup_s:g}) must be less than duration_s ({self.duration_s:g})"
             )
+        trace = self.workload.trace
+        if trace is not None and trace.mode == "window":
+            span_s = load_trace(trace.path).span_s
+            needed_s = self.duration_s * trace.rate_scale
+            if needed_s > span_s:
+                raise ValueError(
+                    f"duration_s ({self.duration_s:g}) x workload.trace.rate_scale "
+                    f"({trace.rate_scale:g}) = {needed_s:g} s of trace, longer than the trace "
+                    f"({span_s:g} s): a window must fit; shorten duration_s"
+                )
         return self
 
 
@@ -238,7 +347,7 @@ class Study(Scenario):
 # ---------------------------------------------------------------- loading and error messages
 
 _TAGS = {
-    "lognormal", "exponential", "constant", "uniform", "poisson", "gamma",
+    "lognormal", "exponential", "constant", "uniform", "empirical", "poisson", "gamma",
     "monolithic", "disaggregated",
 }  # fmt: skip
 
@@ -339,7 +448,64 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _resolve(value: Any, base: Path) -> Any:
+    """A data-file path made absolute against `base`; anything else unchanged."""
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        return str((base / value).resolve())
+    return value
+
+
+def _resolve_dist(dist: Any, base: Path) -> None:
+    if isinstance(dist, dict) and dist.get("dist") == "empirical" and "path" in dist:
+        dist["path"] = _resolve(dist["path"], base)
+
+
+def resolve_data_paths(data: dict[str, Any], base: Path) -> None:
+    """Make every data-file path of a raw spec absolute, relative to `base`, in place.
+
+    Covers workload.trace.path, the `path` of every empirical distribution (also inside
+    workload.mix), and sweep values or explicit scenario points whose dotted path ends in
+    `.path`. After this the study no longer depends on the working directory.
+    """
+    workload = data.get("workload")
+    if isinstance(workload, dict):
+        trace = workload.get("trace")
+        if isinstance(trace, dict) and "path" in trace:
+            trace["path"] = _resolve(trace["path"], base)
+        for key in ("prompt_tokens", "output_tokens"):
+            _resolve_dist(workload.get(key), base)
+        mix = workload.get("mix")
+        if isinstance(mix, list):
+            for cls in mix:
+                if isinstance(cls, dict):
+                    for key in ("prompt_tokens", "output_tokens"):
+                        _resolve_dist(cls.get(key), base)
+    sweep = data.get("sweep")
+    if isinstance(sweep, dict):
+        for key, values in sweep.items():
+            if str(key).endswith(".path") and isinstance(values, list):
+                sweep[key] = [_resolve(v, base) for v in values]
+    points = data.get("scenarios")
+    if isinstance(points, list):
+        for point in points:
+            if isinstance(point, dict):
+                for key in point:
+                    if str(key).endswith(".path"):
+                        point[key] = _resolve(point[key], base)
+
+
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Study:
-    """Read, validate and override a study file; every problem is a one-line `SpecError`."""
-    study = validate_study(read_yaml(path))
-    return apply_overrides(study, overrides) if overrides else study
+    """Read, validate and override a study file; every problem is a one-line `SpecError`.
+
+    Data-file paths in the file (traces, empirical columns) are relative to the file's folder;
+    paths given as overrides (`--set workload.trace.path=...`) to the working directory. Both are
+    stored absolute.
+    """
+    data = read_yaml(path)
+    resolve_data_paths(data, Path(path).resolve().parent)
+    study = validate_study(data)
+    if not overrides:
+        return study
+    cwd = Path.cwd()
+    overrides = {k: _resolve(v, cwd) if k.endswith(".path") else v for k, v in overrides.items()}
+    return apply_overrides(study, overrides)
