@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from distsim.errors import SpecError
+from distsim.hardware import ExclusiveRates
 from distsim.metrics import ReplicationResult, measured_mask, offered_load, summarize
+from distsim.serving import token_rates
 from distsim.sim import simpy_exclusive
 from distsim.sim.trace import ServiceTimes, Trace
 from distsim.spec import Architecture, Disaggregated, Gpu, Monolithic, Scenario
@@ -37,7 +39,7 @@ class Replication:
         return (self.trace.first_token_s - self.requests.arrival_s)[self.measured]
 
 
-def run_engine(requests: Requests, arch: Architecture, gpu: Gpu) -> Trace:
+def run_engine(requests: Requests, arch: Architecture, gpu: Gpu | ExclusiveRates) -> Trace:
     """Simulate one architecture on given requests (exclusive engine, SimPy reference)."""
     service = ServiceTimes.of(requests, gpu)
     if isinstance(arch, Monolithic):
@@ -60,8 +62,9 @@ def simulate_requests(
 ) -> Replication:
     """Simulate given (already generated) requests; lets callers share one workload."""
     arch = architecture_of(scenario, architecture)
-    trace = run_engine(requests, arch, scenario.gpu)
-    load = offered_load(scenario.workload, scenario.gpu, arch, scenario.duration_s)
+    rates = token_rates(scenario)  # given in `gpu`, or derived from model + GPU hardware
+    trace = run_engine(requests, arch, rates)
+    load = offered_load(scenario.workload, rates, arch, scenario.duration_s)
     result = summarize(requests, trace, scenario.warmup_s, load)
     return Replication(
         architecture=architecture,

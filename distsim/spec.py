@@ -23,6 +23,7 @@ so a misspelt key is an error naming the key instead of a silently ignored setti
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -37,7 +38,17 @@ from pydantic import (
     model_validator,
 )
 
+from distsim import serving
 from distsim.errors import SpecError
+from distsim.serving_spec import (
+    DisaggregatedServing,
+    Goodput,
+    Gpu,
+    ModelSpec,
+    MonolithicServing,
+    Slo,
+    StepTime,
+)
 from distsim.tracedata import load_column, load_trace
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
@@ -241,17 +252,14 @@ class Workload(StrictModel):
         return self
 
 
-class Gpu(StrictModel):
-    """Token rates of one GPU in the exclusive (seed) engine."""
-
-    prefill_tokens_per_s: PositiveFloat = Field(le=1e12)
-    decode_tokens_per_s: PositiveFloat = Field(le=1e12)
+# `gpu`, `model`, `step_time`, `slo`, `goodput` and the batched-engine fields of the two
+# architectures are defined in distsim.serving_spec (the serving model's own module).
 
 
 # ---------------------------------------------------------------- architectures
 
 
-class Monolithic(StrictModel):
+class Monolithic(StrictModel, MonolithicServing):
     """`gpus` GPUs behind one FCFS queue; a request holds one GPU through prefill and decode."""
 
     kind: Literal["monolithic"]
@@ -261,7 +269,7 @@ class Monolithic(StrictModel):
         return {"gpu": self.gpus}
 
 
-class Disaggregated(StrictModel):
+class Disaggregated(StrictModel, DisaggregatedServing):
     """A prefill pool and a decode pool, each FCFS.
 
     `first_token: decode` (the seed's semantics): the first token appears one decode-token time
@@ -283,7 +291,10 @@ Architecture = Annotated[Union[Monolithic, Disaggregated], Field(discriminator="
 # ---------------------------------------------------------------- scenario and study
 
 # Fields of a study that change what is simulated; everything else is study-level.
-SCENARIO_FIELDS = ("seed", "duration_s", "warmup_s", "workload", "gpu", "architectures")
+SCENARIO_FIELDS = (
+    "seed", "duration_s", "warmup_s", "workload", "gpu", "architectures",
+    "engine", "model", "step_time", "slo",
+)  # fmt: skip
 
 
 class Scenario(StrictModel):
@@ -295,6 +306,10 @@ class Scenario(StrictModel):
     workload: Workload
     gpu: Gpu
     architectures: dict[Name, Architecture] = Field(min_length=1)
+    engine: Literal["exclusive", "batched"] = "exclusive"  # both architectures use it
+    model: ModelSpec | None = None
+    step_time: StepTime | None = None  # batched engine; default roofline
+    slo: Slo | None = None
 
     @model_validator(mode="after")
     def _warmup_before_end(self) -> Scenario:
@@ -314,6 +329,11 @@ class Scenario(StrictModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _serving_complete(self) -> Scenario:
+        serving.check(self)  # what the engine needs: token rates, step model, KV capacity
+        return self
+
 
 class Study(Scenario):
     """A whole study file: the scenario plus how to replicate, sweep and compare it."""
@@ -324,6 +344,7 @@ class Study(Scenario):
     confidence: float = Field(0.95, gt=0, lt=1)
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
     scenarios: list[dict[str, Any]] = Field(default_factory=list)
+    goodput: Goodput | None = None
 
     @model_validator(mode="after")
     def _baseline_known(self) -> Study:
@@ -339,6 +360,12 @@ class Study(Scenario):
                 raise ValueError(f"sweep.{path}: needs at least one value")
         return self
 
+    @model_validator(mode="after")
+    def _goodput_has_slo(self) -> Study:
+        if self.goodput is not None and self.slo is None:
+            raise ValueError("goodput: needs slo (attainment is measured against it)")
+        return self
+
     def scenario(self) -> Scenario:
         """The study's own scenario, without sweep or explicit points applied."""
         return Scenario.model_validate(self.model_dump(include=set(SCENARIO_FIELDS)))
@@ -348,8 +375,11 @@ class Study(Scenario):
 
 _TAGS = {
     "lognormal", "exponential", "constant", "uniform", "empirical", "poisson", "gamma",
-    "monolithic", "disaggregated",
+    "monolithic", "disaggregated", "roofline", "profile", "linear",
 }  # fmt: skip
+
+
+_PATH_MESSAGE = re.compile(r"^[A-Za-z_][\w.-]*: ")
 
 
 def _loc(error: dict[str, Any]) -> str:
@@ -370,6 +400,9 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     path = _loc(first)
     where = ".".join(p for p in (prefix, path) if p) or "spec"
     msg = str(first["msg"]).removeprefix("Value error, ")
+    if not path and _PATH_MESSAGE.match(msg):  # a cross-field check that names its own field
+        where, _, msg = msg.partition(": ")
+        where = ".".join(p for p in (prefix, where) if p)
     if first["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling)"
     elif first["type"] == "missing":
