@@ -106,6 +106,50 @@ def simulate(
     typer.echo("  (one replication: run `distsim run` for estimates with confidence intervals)")
 
 
+@app.command()
+def workload(
+    spec: SpecArg,
+    replications: Annotated[
+        int | None,
+        typer.Option(
+            "--replications",
+            "-n",
+            min=1,
+            help="Replications to generate and pool (default: the spec's, at most 100).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    overrides: SetOpt = None,
+) -> None:
+    """Characterise the workload without simulating: what is generated next to what was asked.
+
+    Arrival rate, CV of inter-arrival gaps, dispersion of arrival counts, prompt and output size
+    mean/P50/P99 and their correlation, class shares of a mixture, and rows skipped in data files.
+    """
+    from distsim.characterize import characterize, format_lines
+
+    try:
+        study = load_study(spec, parse_overrides(overrides))
+        n = replications if replications is not None else min(study.replications, 100)
+        ch = characterize(study.scenario(), n)
+    except DistsimError as exc:
+        fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps({"name": study.name, **ch.to_dict()}, allow_nan=True))
+        return
+    typer.echo(
+        f"{study.name} · workload · {n} replication(s) x {study.duration_s:g} s generated "
+        f"(seed {study.seed}), not simulated"
+    )
+    for line in format_lines(ch):
+        typer.echo(line)
+    if study.sweep or study.scenarios:
+        swept = ", ".join(study.sweep) or "explicit scenarios"
+        typer.echo(f"  (the spec's own values; it also sweeps {swept}: pick a point with --set)")
+
+
 def main() -> None:
     """Entry point for `python -m distsim`."""
     app()
