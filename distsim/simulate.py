@@ -7,6 +7,7 @@ same numbers for the same inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from distsim.errors import SpecError
 from distsim.hardware import ExclusiveRates
 from distsim.metrics import ReplicationResult, measured_mask, offered_load, summarize
 from distsim.serving import token_rates
-from distsim.sim import simpy_exclusive
+from distsim.sim import fast_exclusive, simpy_exclusive
 from distsim.sim.trace import ServiceTimes, Trace
 from distsim.spec import Architecture, Disaggregated, Gpu, Monolithic, Scenario
 from distsim.workload import Requests, generate
@@ -39,13 +40,26 @@ class Replication:
         return (self.trace.first_token_s - self.requests.arrival_s)[self.measured]
 
 
-def run_engine(requests: Requests, arch: Architecture, gpu: Gpu | ExclusiveRates) -> Trace:
-    """Simulate one architecture on given requests (exclusive engine, SimPy reference)."""
+# Implementations of the exclusive engine: "fast" (compiled recursions, the default) and "simpy"
+# (the process-per-request reference model). They give the same per-request times
+# (tests/test_fast_exclusive.py); the reference stays selectable for checking and benchmarks.
+Implementation = Literal["fast", "simpy"]
+_IMPLEMENTATIONS = {"fast": fast_exclusive, "simpy": simpy_exclusive}
+
+
+def run_engine(
+    requests: Requests,
+    arch: Architecture,
+    gpu: Gpu | ExclusiveRates,
+    implementation: Implementation = "fast",
+) -> Trace:
+    """Simulate one architecture on given requests with the exclusive engine."""
     service = ServiceTimes.of(requests, gpu)
+    impl = _IMPLEMENTATIONS[implementation]
     if isinstance(arch, Monolithic):
-        return simpy_exclusive.run_monolithic(requests, arch, service)
+        return impl.run_monolithic(requests, arch, service)
     if isinstance(arch, Disaggregated):
-        return simpy_exclusive.run_disaggregated(requests, arch, service)
+        return impl.run_disaggregated(requests, arch, service)
     raise TypeError(f"unknown architecture {arch!r}")  # pragma: no cover
 
 
@@ -58,12 +72,16 @@ def architecture_of(scenario: Scenario, name: str) -> Architecture:
 
 
 def simulate_requests(
-    scenario: Scenario, architecture: str, replication: int, requests: Requests
+    scenario: Scenario,
+    architecture: str,
+    replication: int,
+    requests: Requests,
+    implementation: Implementation = "fast",
 ) -> Replication:
     """Simulate given (already generated) requests; lets callers share one workload."""
     arch = architecture_of(scenario, architecture)
     rates = token_rates(scenario)  # given in `gpu`, or derived from model + GPU hardware
-    trace = run_engine(requests, arch, rates)
+    trace = run_engine(requests, arch, rates, implementation)
     load = offered_load(scenario.workload, rates, arch, scenario.duration_s)
     result = summarize(requests, trace, scenario.warmup_s, load)
     return Replication(
@@ -77,7 +95,12 @@ def simulate_requests(
     )
 
 
-def simulate(scenario: Scenario, architecture: str, replication: int = 0) -> Replication:
+def simulate(
+    scenario: Scenario,
+    architecture: str,
+    replication: int = 0,
+    implementation: Implementation = "fast",
+) -> Replication:
     """Replication `replication` of one architecture of a scenario."""
     requests = generate(scenario.workload, scenario.duration_s, scenario.seed, replication)
-    return simulate_requests(scenario, architecture, replication, requests)
+    return simulate_requests(scenario, architecture, replication, requests, implementation)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from distsim.metrics import offered_load
 from distsim.sim import fast_exclusive, simpy_exclusive
 from distsim.sim.trace import ServiceTimes, Trace
+from distsim.simulate import simulate
 from distsim.spec import Disaggregated, Gpu, Monolithic
 from distsim.workload import Requests, generate
 from tests.conftest import make_scenario
@@ -228,3 +229,26 @@ def test_generated_small_cases(
     requests, gpu = case
     fast, ref = run_both(requests, arch, gpu)
     assert_same(fast, ref)
+
+
+# ----------------------------------------------------------------- the library entry point
+
+
+@pytest.mark.parametrize("architecture", ["monolithic", "disaggregated"])
+def test_simulate_defaults_to_fast_and_keeps_the_reference(
+    architecture: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`simulate` uses the fast implementation unless asked for SimPy; the metrics agree."""
+    scenario = make_scenario(duration_s=300.0)
+    ref = simulate(scenario, architecture, 1, implementation="simpy")
+
+    def not_the_default(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the SimPy reference ran by default")
+
+    monkeypatch.setattr(simpy_exclusive, "run_monolithic", not_the_default)
+    monkeypatch.setattr(simpy_exclusive, "run_disaggregated", not_the_default)
+    fast = simulate(scenario, architecture, 1)
+    assert_same(fast.trace, ref.trace)
+    flat_fast, flat_ref = fast.result.flat(), ref.result.flat()
+    assert flat_fast.keys() == flat_ref.keys()
+    np.testing.assert_allclose(list(flat_fast.values()), list(flat_ref.values()), rtol=1e-12)
