@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from distsim.serving_spec import Slo
 from distsim.sim.trace import Trace
 from distsim.spec import Architecture, Disaggregated, Gpu, Monolithic, Workload
 from distsim.workload import Requests, expected_means
@@ -25,6 +26,8 @@ class PoolMetrics:
     queue_wait_mean_s: float
     utilization: float
     offered_load: float
+    batch_size_mean: float | None = None  # batched engine: sequences per step, time-weighted
+    kv_use_mean: float | None = None  # batched engine: time-mean share of KV capacity in use
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,14 @@ class ReplicationResult:
     e2e_mean_s: float
     e2e_p99_s: float
     pools: dict[str, PoolMetrics] = field(default_factory=dict)
+    # TPOT = (last token - first token) / (output tokens - 1), over measured requests with at
+    # least two output tokens.
+    tpot_mean_s: float = float("nan")
+    tpot_p50_s: float = float("nan")
+    tpot_p90_s: float = float("nan")
+    tpot_p99_s: float = float("nan")
+    slo_attainment: float | None = None  # share of measured requests meeting the spec's `slo`
+    preemptions: int | None = None  # batched engine: sequences preempted (all requests)
 
     def flat(self) -> dict[str, float]:
         """Metric name -> value, with pool metrics as `<metric>_<pool>` (the column names)."""
@@ -52,11 +63,23 @@ class ReplicationResult:
             "ttft_max_s": self.ttft_max_s,
             "e2e_mean_s": self.e2e_mean_s,
             "e2e_p99_s": self.e2e_p99_s,
+            "tpot_mean_s": self.tpot_mean_s,
+            "tpot_p50_s": self.tpot_p50_s,
+            "tpot_p90_s": self.tpot_p90_s,
+            "tpot_p99_s": self.tpot_p99_s,
         }
+        if self.slo_attainment is not None:
+            out["slo_attainment"] = self.slo_attainment
+        if self.preemptions is not None:
+            out["preemptions"] = self.preemptions
         for name, pool in self.pools.items():
             out[f"queue_wait_mean_s_{name}"] = pool.queue_wait_mean_s
             out[f"utilization_{name}"] = pool.utilization
             out[f"offered_load_{name}"] = pool.offered_load
+            if pool.batch_size_mean is not None:
+                out[f"batch_size_mean_{name}"] = pool.batch_size_mean
+            if pool.kv_use_mean is not None:
+                out[f"kv_use_mean_{name}"] = pool.kv_use_mean
         return out
 
 
@@ -96,20 +119,46 @@ def measured_mask(requests: Requests, warmup_s: float) -> np.ndarray:
     return requests.arrival_s >= warmup_s
 
 
+def tpot_s(requests: Requests, trace: Trace) -> np.ndarray:
+    """Per request (last token - first token) / (output tokens - 1); nan with one output token."""
+    steps = requests.output_tokens.astype(float) - 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(steps > 0, (trace.done_s - trace.first_token_s) / steps, np.nan)
+
+
+def slo_met(ttft: np.ndarray, tpot: np.ndarray, slo: Slo) -> np.ndarray:
+    """Which requests meet the SLO: TTFT <= ttft_s and TPOT <= tpot_s (no TPOT: that half met)."""
+    ok = np.ones(ttft.shape, dtype=bool)
+    if slo.ttft_s is not None:
+        ok &= ttft <= slo.ttft_s
+    if slo.tpot_s is not None:
+        ok &= np.isnan(tpot) | (tpot <= slo.tpot_s)
+    return ok
+
+
 def summarize(
-    requests: Requests, trace: Trace, warmup_s: float, load: dict[str, float]
+    requests: Requests,
+    trace: Trace,
+    warmup_s: float,
+    load: dict[str, float],
+    slo: Slo | None = None,
 ) -> ReplicationResult:
     """The replication's metrics from per-request times."""
     measured = measured_mask(requests, warmup_s)
     arrival = requests.arrival_s[measured]
     ttft = trace.first_token_s[measured] - arrival
     e2e = trace.done_s[measured] - arrival
+    tpot = tpot_s(requests, trace)[measured]
+    has_tpot = tpot[~np.isnan(tpot)]
     end_s = float(trace.done_s.max()) if trace.done_s.size else 0.0
+    serving = trace.serving
     pools = {
         name: PoolMetrics(
             queue_wait_mean_s=_mean(pool.wait_s[measured]),
             utilization=float(pool.busy_s.sum() / (pool.gpus * end_s)) if end_s > 0 else 0.0,
             offered_load=load[name],
+            batch_size_mean=serving.batch_size_mean[name] if serving else None,
+            kv_use_mean=serving.kv_use_mean[name] if serving else None,
         )
         for name, pool in trace.pools.items()
     }
@@ -123,4 +172,10 @@ def summarize(
         e2e_mean_s=_mean(e2e),
         e2e_p99_s=_quantile(e2e, QUANTILES["p99"]),
         pools=pools,
+        tpot_mean_s=_mean(has_tpot),
+        tpot_p50_s=_quantile(has_tpot, QUANTILES["p50"]),
+        tpot_p90_s=_quantile(has_tpot, QUANTILES["p90"]),
+        tpot_p99_s=_quantile(has_tpot, QUANTILES["p99"]),
+        slo_attainment=_mean(slo_met(ttft, tpot, slo).astype(float)) if slo else None,
+        preemptions=serving.preemptions if serving else None,
     )

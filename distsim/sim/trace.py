@@ -20,12 +20,34 @@ class PoolTrace:
 
 
 @dataclass(frozen=True)
+class TransferLog:
+    """KV transfers of the batched engine (disaggregated), one row per request, by request."""
+
+    request: np.ndarray  # int64
+    link: np.ndarray  # int64: the decode instance whose link carried it
+    start_s: np.ndarray
+    end_s: np.ndarray
+
+
+@dataclass(frozen=True)
+class ServingStats:
+    """What only the batched engine knows: preemptions, batch sizes, KV use, transfers."""
+
+    preemptions: int
+    recomputed_tokens: int
+    batch_size_mean: dict[str, float]  # pool -> sequences per step, weighted by step time
+    kv_use_mean: dict[str, float]  # pool -> time-mean share of KV capacity in use (nan: unlimited)
+    transfers: TransferLog
+
+
+@dataclass(frozen=True)
 class Trace:
     """Absolute times (seconds from 0) of each request's first token and completion."""
 
     first_token_s: np.ndarray
     done_s: np.ndarray
     pools: dict[str, PoolTrace]
+    serving: ServingStats | None = None  # batched engine only
 
 
 @dataclass(frozen=True)
