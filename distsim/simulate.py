@@ -14,8 +14,9 @@ import numpy as np
 from distsim.errors import SpecError
 from distsim.hardware import ExclusiveRates
 from distsim.metrics import ReplicationResult, measured_mask, offered_load, summarize
-from distsim.serving import token_rates
-from distsim.sim import fast_exclusive, simpy_exclusive
+from distsim.serving import ServingPlan, token_rates
+from distsim.serving import plan as serving_plan
+from distsim.sim import batched, fast_exclusive, simpy_exclusive
 from distsim.sim.trace import ServiceTimes, Trace
 from distsim.spec import Architecture, Disaggregated, Gpu, Monolithic, Scenario
 from distsim.workload import Requests, generate
@@ -52,8 +53,12 @@ def run_engine(
     arch: Architecture,
     gpu: Gpu | ExclusiveRates,
     implementation: Implementation = "fast",
+    plan: ServingPlan | None = None,
 ) -> Trace:
-    """Simulate one architecture on given requests with the exclusive engine."""
+    """Simulate one architecture on given requests: the exclusive engine, or the batched engine
+    when a serving `plan` (`distsim.serving.plan`, for `engine: batched`) is given."""
+    if plan is not None:
+        return batched.run(requests, plan)
     service = ServiceTimes.of(requests, gpu)
     impl = _IMPLEMENTATIONS[implementation]
     if isinstance(arch, Monolithic):
@@ -81,9 +86,10 @@ def simulate_requests(
     """Simulate given (already generated) requests; lets callers share one workload."""
     arch = architecture_of(scenario, architecture)
     rates = token_rates(scenario)  # given in `gpu`, or derived from model + GPU hardware
-    trace = run_engine(requests, arch, rates, implementation)
+    plan = serving_plan(scenario, arch) if scenario.engine == "batched" else None
+    trace = run_engine(requests, arch, rates, implementation, plan)
     load = offered_load(scenario.workload, rates, arch, scenario.duration_s)
-    result = summarize(requests, trace, scenario.warmup_s, load)
+    result = summarize(requests, trace, scenario.warmup_s, load, scenario.slo)
     return Replication(
         architecture=architecture,
         replication=replication,
