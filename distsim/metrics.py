@@ -31,6 +31,17 @@ class PoolMetrics:
 
 
 @dataclass(frozen=True)
+class ClassMetrics:
+    """TTFT of the measured requests of one class of a mixture workload."""
+
+    n_requests: int
+    ttft_mean_s: float
+    ttft_p50_s: float
+    ttft_p90_s: float
+    ttft_p99_s: float
+
+
+@dataclass(frozen=True)
 class ReplicationResult:
     """The compact result of one replication of one architecture."""
 
@@ -51,6 +62,8 @@ class ReplicationResult:
     tpot_p99_s: float = float("nan")
     slo_attainment: float | None = None  # share of measured requests meeting the spec's `slo`
     preemptions: int | None = None  # batched engine: sequences preempted (all requests)
+    # mixture workloads only: class name -> its TTFT; the classes' n_requests add up to n_requests
+    classes: dict[str, ClassMetrics] = field(default_factory=dict)
 
     def flat(self) -> dict[str, float]:
         """Metric name -> value, with pool metrics as `<metric>_<pool>` (the column names)."""
@@ -80,6 +93,9 @@ class ReplicationResult:
                 out[f"batch_size_mean_{name}"] = pool.batch_size_mean
             if pool.kv_use_mean is not None:
                 out[f"kv_use_mean_{name}"] = pool.kv_use_mean
+        for name, cls in self.classes.items():  # e.g. ttft_p99_s_class_chat
+            for metric, value in vars(cls).items():
+                out[f"{metric}_class_{name}"] = value
         return out
 
 
@@ -136,6 +152,26 @@ def slo_met(ttft: np.ndarray, tpot: np.ndarray, slo: Slo) -> np.ndarray:
     return ok
 
 
+def class_metrics(
+    requests: Requests, measured: np.ndarray, ttft: np.ndarray
+) -> dict[str, ClassMetrics]:
+    """Per-class TTFT of a mixture (empty for a single-class workload); `ttft` is of measured."""
+    if len(requests.class_names) < 2:
+        return {}
+    ids = requests.class_id[measured]
+    out = {}
+    for i, name in enumerate(requests.class_names):
+        mine = ttft[ids == i]
+        out[name] = ClassMetrics(
+            n_requests=int(mine.size),
+            ttft_mean_s=_mean(mine),
+            ttft_p50_s=_quantile(mine, QUANTILES["p50"]),
+            ttft_p90_s=_quantile(mine, QUANTILES["p90"]),
+            ttft_p99_s=_quantile(mine, QUANTILES["p99"]),
+        )
+    return out
+
+
 def summarize(
     requests: Requests,
     trace: Trace,
@@ -178,4 +214,5 @@ def summarize(
         tpot_p99_s=_quantile(has_tpot, QUANTILES["p99"]),
         slo_attainment=_mean(slo_met(ttft, tpot, slo).astype(float)) if slo else None,
         preemptions=serving.preemptions if serving else None,
+        classes=class_metrics(requests, measured, ttft),
     )

@@ -11,6 +11,7 @@ from scipy import stats
 from distsim import rng as rngs
 from distsim.characterize import asked_stats, characterize, simulated_stats
 from distsim.distributions import rounded_mean, sample
+from distsim.simulate import simulate
 from distsim.spec import Empirical, GammaArrival, PoissonArrival, Workload
 from distsim.workload import arrival_times, expected_means, generate
 from tests.conftest import make_scenario
@@ -159,3 +160,24 @@ def test_empirical_sizes_come_from_the_column(sizes_csv: Path) -> None:
     )
     assert any("10 rows, 3 skipped" in note for note in ch.notes)
     assert ch.asked.prompt.p50 == 12
+
+
+def test_per_class_ttft_adds_up_to_the_overall() -> None:
+    workload = mix_workload()
+    workload["arrival"]["rate_rps"] = 2.0
+    scenario = make_scenario(workload=workload)
+    rep = simulate(scenario, "disaggregated", 1)
+    flat = rep.result.flat()
+    assert flat["n_requests_class_chat"] + flat["n_requests_class_code"] == flat["n_requests"]
+    ids = rep.requests.class_id[rep.measured]
+    for i, name in enumerate(rep.requests.class_names):
+        mine = rep.ttft_s[ids == i]
+        assert flat[f"n_requests_class_{name}"] == mine.size > 0
+        assert flat[f"ttft_mean_s_class_{name}"] == pytest.approx(mine.mean())
+        assert flat[f"ttft_p99_s_class_{name}"] == pytest.approx(np.quantile(mine, 0.99))
+    weighted = sum(
+        flat[f"n_requests_class_{n}"] * flat[f"ttft_mean_s_class_{n}"] for n in ("chat", "code")
+    )
+    assert weighted / flat["n_requests"] == pytest.approx(flat["ttft_mean_s"])
+    # a single-class workload has no per-class columns
+    assert not any("_class_" in k for k in simulate(make_scenario(), "monolithic", 0).result.flat())
