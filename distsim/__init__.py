@@ -10,6 +10,19 @@ from distsim.spec import Scenario, Study, load_study
 
 __version__ = "0.1.0"
 
+_LAZY = {name: "distsim.study" for name in ("run_study", "StudyResult", "load_result")}
+
+
+def __getattr__(name: str) -> object:
+    """`run_study`, `StudyResult`, `load_result`: imported on first use (they pull in pandas and
+    pyarrow, which a Ray worker running one task does not need)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'distsim' has no attribute {name!r}")
+
+
 __all__ = [
     "DistsimError",
     "Replication",
@@ -18,7 +31,10 @@ __all__ = [
     "SpecError",
     "StoreError",
     "Study",
+    "StudyResult",
     "__version__",
+    "load_result",
     "load_study",
+    "run_study",
     "simulate",
 ]

@@ -69,29 +69,43 @@ def simulate(
         int, typer.Option("--replication", "-r", min=0, help="Replication index (random streams).")
     ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            "--scenario",
+            help="Scenario id of the plan (see `distsim validate`); default: the first.",
+            show_default=False,
+        ),
+    ] = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Run one replication of one architecture and print its metrics."""
+    """Run one replication of one architecture of one scenario and print its metrics."""
+    from distsim.design import plan_study
+
     try:
         study = load_study(spec, parse_overrides(overrides))
-        rep = simulate_replication(study.scenario(), arch, replication)
+        plan = plan_study(study)
+        planned = plan.scenario(scenario) if scenario is not None else plan.scenarios[0]
+        rep = simulate_replication(planned.scenario, arch, replication)
     except DistsimError as exc:
         fail(str(exc))
         return
     r = rep.result
     if as_json:
         record = {
+            "scenario_id": planned.id,
+            **planned.params,
             "architecture": arch,
             "replication": replication,
-            "seed": study.seed,
+            "seed": planned.scenario.seed,
             **r.flat(),
             "utilization": {name: p.utilization for name, p in r.pools.items()},
         }
         typer.echo(json.dumps(record, allow_nan=True))
         return
     typer.echo(
-        f"{study.name} · {arch} · replication {replication} · seed {study.seed} · "
-        f"{r.n_requests} measured requests"
+        f"{study.name} · scenario {planned.label()} · {arch} · replication {replication} · "
+        f"seed {planned.scenario.seed} · {r.n_requests} measured requests"
     )
     typer.echo(
         f"  TTFT  mean {_fmt(r.ttft_mean_s)} s   P50 {_fmt(r.ttft_p50_s)} s   "
@@ -148,6 +162,169 @@ def workload(
     if study.sweep or study.scenarios:
         swept = ", ".join(study.sweep) or "explicit scenarios"
         typer.echo(f"  (the spec's own values; it also sweeps {swept}: pick a point with --set)")
+
+
+# ---------------------------------------------------------------- studies: run, validate, report
+
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Output folder (default: results/<name>).", show_default=False),
+]
+ReplicationsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--replications",
+        help="Replications per scenario x architecture (overrides the spec's).",
+        show_default=False,
+    ),
+]
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+@app.command()
+def run(
+    spec: SpecArg,
+    out: OutOpt = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Join this Ray cluster (e.g. 10.0.0.5:6379 or auto); default: RAY_ADDRESS, "
+            "else start Ray on this machine.",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="CPUs of the local Ray instance (default: all cores).",
+            show_default=False,
+        ),
+    ] = None,
+    replications: ReplicationsOpt = None,
+    overrides: SetOpt = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Delete earlier results in the folder first.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Run a study (or resume it): every scenario x architecture x replication, on Ray.
+
+    Exit code 0 when every replication succeeded, 1 when some failed (the rest is saved and
+    reported), 2 on bad input, 130 when interrupted (finished replications are kept).
+    """
+    from distsim.study import run_study
+
+    try:
+        result = run_study(
+            spec,
+            out_dir=out,
+            address=address,
+            workers=workers,
+            replications=replications,
+            overrides=parse_overrides(overrides),
+            fresh=fresh,
+            progress=not quiet,
+        )
+    except DistsimError as exc:
+        fail(str(exc))
+        return
+    except KeyboardInterrupt:
+        typer.echo(
+            "interrupted: every finished replication is saved; run the same command to resume",
+            err=True,
+        )
+        raise typer.Exit(code=130) from None
+    typer.echo(result.report())
+    _print_notes(result.notes)
+    typer.echo(
+        f"results: {result.out_dir}/ (replications.parquet, summary.csv, comparisons.csv, "
+        f"manifest.json) · {result.rows_simulated} rows simulated, {result.rows_reused} reused"
+    )
+    if result.failures:
+        for f in result.failures[:20]:
+            typer.echo(
+                f"error: scenario {f['scenario_id']} · {f['architecture']} · replication "
+                f"{f['replication']} (seed {f['seed']}): {f['error']}",
+                err=True,
+            )
+        more = len(result.failures) - 20
+        if more > 0:
+            typer.echo(f"error: ... and {more} more (see manifest.json)", err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def validate(spec: SpecArg, replications: ReplicationsOpt = None, overrides: SetOpt = None) -> None:
+    """Check a spec and print the plan (scenarios, tasks, requests) without running anything."""
+    import os
+
+    from distsim.design import expected_requests_per_unit, plan_study
+    from distsim.execute import batch_units
+    from distsim.study import missing_units, resolve_study
+
+    try:
+        study = resolve_study(spec, replications=replications, overrides=parse_overrides(overrides))
+        plan = plan_study(study)
+    except DistsimError as exc:
+        fail(str(exc))
+        return
+    archs = ", ".join(a + (" [baseline]" if a == plan.baseline else "") for a in plan.architectures)
+    typer.echo(f"{study.name}: valid")
+    typer.echo(f"  scenarios      {len(plan.scenarios)}")
+    for ps in plan.scenarios:
+        typer.echo(f"    {ps.label()}")
+    typer.echo(f"  architectures  {len(plan.architectures)}: {archs}")
+    typer.echo(f"  replications   {plan.replications} per scenario x architecture")
+    typer.echo(f"  rows           {plan.rows:,} (scenario x architecture x replication)")
+    per_unit = {ps.id: expected_requests_per_unit(ps.scenario) for ps in plan.scenarios}
+    cpus = os.cpu_count() or 1
+    units = missing_units(None, plan)
+    tasks = batch_units(units, lambda u: per_unit[u.scenario_id], cpus)
+    typer.echo(
+        f"  tasks          {len(tasks):,} on this machine ({cpus} CPUs); each runs whole "
+        f"(scenario, replication) units, all architectures on one workload"
+    )
+    typer.echo(f"  requests       {plan.expected_requests():,.0f} simulated (expected)")
+    typer.echo("  nothing was run")
+
+
+@app.command()
+def report(
+    out_dir: Annotated[
+        Path, typer.Argument(help="A results folder written by `distsim run`.", show_default=False)
+    ],
+) -> None:
+    """Print the tables of a stored study again, without simulating anything."""
+    from distsim.study import load_result
+
+    try:
+        result = load_result(out_dir)
+    except DistsimError as exc:
+        fail(str(exc))
+        return
+    typer.echo(result.report())
+    _print_notes(result.notes)
+    if not result.complete:
+        typer.echo(
+            f"note: {len(result.replications)} of {result.plan.rows} rows stored; "
+            "run the study again to complete it",
+            err=True,
+        )
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a study spec (for editor completion and validation)."""
+    from distsim.spec import Study
+
+    typer.echo(json.dumps(Study.model_json_schema(), indent=2))
 
 
 def main() -> None:

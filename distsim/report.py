@@ -1,0 +1,165 @@
+"""The terminal report: one block per scenario, `estimate ± half-width` per architecture, and a
+verdict line per comparison of a latency metric with the baseline.
+
+    disaggregated vs monolithic: P99 TTFT +48% [+39%, +57%], p < 0.001
+    disaggregated vs monolithic: mean E2E no significant difference (+1.2% [-0.5%, +2.9%], p = 0.17)
+
+Rendering is a pure function of the plan and the aggregate tables; the text is returned, not
+printed, so the CLI, `distsim report` and tests share it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from distsim.design import Plan
+
+# Metrics that get a verdict line: the latency figures every architecture has.
+VERDICT_PREFIXES = ("ttft_", "e2e_", "tpot_")
+
+_LABELS = {"n_requests": "measured requests"}
+_LATENCY = re.compile(r"^(?P<what>[a-z0-9]+)_(?P<stat>mean|max|min|p\d+)_s$")
+_POOL_LABELS = {
+    "queue_wait_mean_s_": "mean queue wait",
+    "utilization_": "utilization",
+    "offered_load_": "offered load",
+}
+
+
+def metric_label(metric: str) -> str:
+    """A reader's name for a metric column, e.g. `ttft_p99_s` -> `P99 TTFT`."""
+    if metric in _LABELS:
+        return _LABELS[metric]
+    m = _LATENCY.match(metric)
+    if m:
+        stat = m["stat"].upper() if m["stat"].startswith("p") else m["stat"]
+        return f"{stat} {m['what'].upper()}"
+    for prefix, label in _POOL_LABELS.items():
+        if metric.startswith(prefix):
+            return f"{label} ({metric[len(prefix) :]})"
+    return metric
+
+
+def _is_time(metric: str) -> bool:
+    return metric.endswith("_s") or "_s_" in metric
+
+
+def time_unit(largest_s: float) -> tuple[str, float]:
+    """The unit (name, scale) that shows a row of times with the largest around 1 to 1000."""
+    if not math.isfinite(largest_s) or largest_s >= 1.0:
+        return "s", 1.0
+    if largest_s >= 1e-3:
+        return "ms", 1e3
+    return "µs", 1e6
+
+
+def format_pm(estimate: float, half_width: float) -> str:
+    """`estimate ± half-width`: two significant digits of the half-width, at most four of the
+    estimate."""
+    if not math.isfinite(estimate):
+        return "n/a"
+    if not math.isfinite(half_width):
+        return f"{estimate:.4g} (no interval)"
+    if half_width == 0:
+        return f"{estimate:.4g} ± 0"
+    by_width = 1 - math.floor(math.log10(half_width))
+    by_value = 3 - math.floor(math.log10(abs(estimate))) if estimate != 0 else by_width
+    decimals = min(max(0, min(by_width, by_value)), 9)
+    return f"{estimate:.{decimals}f} ± {half_width:.{decimals}f}"
+
+
+def format_pct(x: float) -> str:
+    """A relative difference as a signed percentage: +48%, -3.5%."""
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "+inf%" if x > 0 else "-inf%"
+    v = x * 100.0
+    return f"{v:+.1f}%" if abs(v) < 10 else f"{v:+.0f}%"
+
+
+def format_p(p: float) -> str:
+    if math.isnan(p):
+        return "p = n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def verdict(row: pd.Series | dict[str, Any]) -> str:
+    """One comparison as a sentence (needs the detailed comparison columns)."""
+    what = f"{row['architecture']} vs {row['baseline']}: {metric_label(row['metric'])}"
+    rel = f"{format_pct(row['rel_diff'])} [{format_pct(row['rel_ci_low'])}, " + (
+        f"{format_pct(row['rel_ci_high'])}]"
+    )
+    if bool(row["significant"]):
+        return f"{what} {rel}, {format_p(row['p_value'])}"
+    return f"{what} no significant difference ({rel}, {format_p(row['p_value'])})"
+
+
+def _scenario_table(plan: Plan, summary: pd.DataFrame) -> Table:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("metric")
+    for arch in plan.architectures:
+        table.add_column(arch + (" (baseline)" if arch == plan.baseline else ""), justify="right")
+    for metric in dict.fromkeys(summary["metric"]):
+        rows = summary[summary["metric"] == metric]
+        unit, scale = "", 1.0
+        if _is_time(metric):
+            unit, scale = time_unit(float(rows["estimate"].abs().max()))
+        cells = []
+        for arch in plan.architectures:
+            hit = rows[rows["architecture"] == arch]
+            if hit.empty:
+                cells.append("—")
+                continue
+            r = hit.iloc[0]
+            half = (r["ci_high"] - r["ci_low"]) / 2.0
+            cells.append(format_pm(r["estimate"] * scale, half * scale))
+        table.add_row(metric_label(metric) + (f" ({unit})" if unit else ""), *cells)
+    return table
+
+
+def render(
+    plan: Plan,
+    summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    *,
+    width: int = 110,
+    notes: list[str] | None = None,
+) -> str:
+    """The whole report as text (no colour codes)."""
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, color_system=None, force_terminal=False)
+    study = plan.study
+    pct = f"{plan.confidence * 100:g}%"
+    console.print(
+        f"{study.name}: {len(plan.scenarios)} scenario(s) x {len(plan.architectures)} "
+        f"architectures x {plan.replications} replications · {pct} intervals · "
+        f"baseline {plan.baseline}"
+    )
+    for ps in plan.scenarios:
+        s = summary[summary["scenario_id"] == ps.id]
+        console.print()
+        ns = sorted(set(s["n"].astype(int))) if not s.empty else [0]
+        reps = f"{ns[-1]} replications" if len(ns) == 1 else f"{ns[0]}-{ns[-1]} replications"
+        if ns[-1] < plan.replications:
+            reps += f" of {plan.replications} planned"
+        console.print(f"scenario {ps.label()} · {reps}", style="bold", highlight=False)
+        if s.empty:
+            console.print("  no results yet")
+            continue
+        console.print(_scenario_table(plan, s))
+        c = comparisons[comparisons["scenario_id"] == ps.id] if not comparisons.empty else None
+        if c is not None:
+            for _, row in c.iterrows():
+                if str(row["metric"]).startswith(VERDICT_PREFIXES):
+                    console.print("  " + verdict(row), highlight=False)
+    for note in notes or []:
+        console.print(f"note: {note}", highlight=False)
+    return buf.getvalue()

@@ -1,0 +1,98 @@
+"""The statistics the study runner calls: estimates with intervals, paired comparisons.
+
+Pure functions of per-replication values (index i of every array is replication i). They adapt
+`distsim.intervals` (replication-level intervals and paired tests) to what a stored study holds:
+missing values (a failed or absent replication) are dropped pairwise, fewer than two values give
+an estimate without an interval instead of an exception, and identical inputs give a difference of
+0, interval [0, 0], p-value 1, never NaN.
+
+This is the single seam between aggregation and statistics: deepen the methods here (pooled
+quantiles, multiple-comparison adjustment) and `aggregate` follows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from distsim import intervals
+from distsim.intervals import Interval
+
+__all__ = ["Interval", "PairedDifference", "mean_interval", "paired_difference"]
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """`other - baseline` over the same replications (common random numbers).
+
+    `diff` is the mean paired difference with its interval; `rel_diff` is
+    mean(other) / mean(baseline) - 1 with its interval. `p_value` is the two-sided paired-t
+    p-value; `significant` means p_value < 1 - confidence. `n` counts the pairs used.
+    """
+
+    baseline_estimate: float
+    estimate: float
+    diff: float
+    diff_low: float
+    diff_high: float
+    rel_diff: float
+    rel_low: float
+    rel_high: float
+    p_value: float
+    significant: bool
+    n: int
+
+
+def _finite(values: np.ndarray | list[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    return x[np.isfinite(x)]
+
+
+def mean_interval(values: np.ndarray | list[float], confidence: float) -> Interval:
+    """Mean of the finite values with a Student-t interval over replications.
+
+    One value gives the value with NaN ends (no spread to measure); none gives all NaN.
+    """
+    x = _finite(values)
+    if x.size >= 2:
+        return intervals.mean_interval(x, confidence)
+    if x.size == 1:
+        return Interval(float(x[0]), math.nan, math.nan, 1)
+    return Interval(math.nan, math.nan, math.nan, 0)
+
+
+def paired_difference(
+    baseline: np.ndarray | list[float], other: np.ndarray | list[float], confidence: float
+) -> PairedDifference:
+    """Paired-t comparison of `other` with `baseline`; pairs with a missing side are dropped."""
+    x = np.asarray(baseline, dtype=np.float64)
+    y = np.asarray(other, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in length ({x.size} vs {y.size})")
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    n = int(x.size)
+    if n >= 2:
+        c = intervals.paired_mean_comparison(x, y, confidence)
+        return PairedDifference(
+            baseline_estimate=c.baseline_estimate,
+            estimate=c.estimate,
+            diff=c.diff,
+            diff_low=c.diff_low,
+            diff_high=c.diff_high,
+            rel_diff=c.rel_diff,
+            rel_low=c.rel_low,
+            rel_high=c.rel_high,
+            p_value=c.p_value,
+            significant=bool(c.p_value < 1.0 - confidence),
+            n=n,
+        )
+    nan = math.nan
+    if n == 0:
+        return PairedDifference(nan, nan, nan, nan, nan, nan, nan, nan, 1.0, False, 0)
+    base, oth = float(x[0]), float(y[0])
+    diff = oth - base
+    rel = 0.0 if diff == 0.0 else (diff / abs(base) if base != 0.0 else nan)
+    return PairedDifference(base, oth, diff, nan, nan, rel, nan, nan, 1.0, False, 1)

@@ -1,0 +1,275 @@
+"""The output folder of a study: resumable, written as results arrive, never half-written.
+
+Layout of `--out DIR`:
+
+    spec.yaml             the resolved study (defaults filled in), written when a run starts
+    manifest.json         versions, seed, times, the cluster used (`nodes`, `cpus`), status
+    replications.parquet  one row per (scenario, architecture, replication) of the current plan
+    parts/part-*.parquet  rows that arrived since the last consolidation (only while running,
+                          or after a crash / kill)
+    summary.csv, comparisons.csv   the aggregates (see `aggregate`)
+    .lock                 held (flock) by the run using the folder
+
+Every file is written to a temporary name in the same folder, flushed to disk and renamed over the
+target (atomic on POSIX), so a kill at any instant leaves either the old or the new file. Each
+finished task's rows go to a new part file at once; consolidation merges the parts into
+`replications.parquet` and only then deletes them. Duplicated rows (a kill between the rename and
+the deletes) are harmless: rows are keyed by (scenario_id, architecture, replication) and the
+simulation is deterministic, so the first copy is kept.
+
+Swept-parameter columns are derived from the plan when `replications.parquet` is written (their
+names are kept in the file's metadata) and dropped on reading, so a stored row is reused only
+through its scenario id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from distsim.design import Plan
+from distsim.errors import StoreError
+
+KEY = ["scenario_id", "architecture", "replication"]
+CORE_COLUMNS = ["scenario_id", "architecture", "replication", "seed"]
+SPEC_FILE = "spec.yaml"
+MANIFEST_FILE = "manifest.json"
+REPLICATIONS_FILE = "replications.parquet"
+SUMMARY_FILE = "summary.csv"
+COMPARISONS_FILE = "comparisons.csv"
+PARTS_DIR = "parts"
+LOCK_FILE = ".lock"
+_PARAMS_META = b"distsim.param_columns"
+# Files a run owns; `--fresh` deletes these and nothing else in the folder.
+OWNED = (SPEC_FILE, MANIFEST_FILE, REPLICATIONS_FILE, SUMMARY_FILE, COMPARISONS_FILE)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StoreError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """The core columns and metrics of a stored row file (parameter columns dropped)."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(
+            f"{path}: unreadable ({exc}); move it away or rerun with --fresh"
+        ) from None
+    meta = table.schema.metadata or {}
+    params = json.loads(meta.get(_PARAMS_META, b"[]"))
+    df = table.to_pandas()
+    return df.drop(columns=[c for c in params if c in df.columns])
+
+
+def _dedupe(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=CORE_COLUMNS)
+    rows = pd.concat(frames, ignore_index=True, sort=False)
+    return rows.drop_duplicates(subset=KEY, keep="first").reset_index(drop=True)
+
+
+def read_rows(out_dir: Path) -> tuple[pd.DataFrame, list[str], list[Path]]:
+    """Every stored row (consolidated file and part files), deduplicated; notes on problems; the
+    part files read.
+
+    Read-only. A part file that cannot be read is skipped with a note and left in place (its rows
+    will be simulated again); an unreadable `replications.parquet` is a `StoreError`.
+    """
+    notes: list[str] = []
+    frames: list[pd.DataFrame] = []
+    read: list[Path] = []
+    main = out_dir / REPLICATIONS_FILE
+    if main.exists():
+        frames.append(_read_parquet(main))
+    parts = out_dir / PARTS_DIR
+    if parts.is_dir():
+        for part in sorted(parts.glob("part-*.parquet")):
+            try:
+                frames.append(_read_parquet(part))
+            except StoreError as exc:
+                notes.append(f"skipped {exc}")
+            else:
+                read.append(part)
+    return _dedupe(frames), notes, read
+
+
+def select_plan_rows(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """The rows that belong to the plan (its scenario ids, architectures and replications)."""
+    if rows.empty:
+        return rows
+    keep = (
+        rows["scenario_id"].isin([s.id for s in plan.scenarios])
+        & rows["architecture"].isin(plan.architectures)
+        & (rows["replication"] < plan.replications)
+    )
+    return rows[keep]
+
+
+def with_params(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """Rows in the published layout, sorted by scenario (plan order), architecture, replication:
+    `scenario_id, <swept params>, architecture, replication, seed, <metrics>`."""
+    if rows.empty:
+        return pd.DataFrame(columns=["scenario_id", *plan.param_paths, *CORE_COLUMNS[1:]])
+    out = rows.copy()
+    order = {s.id: s.index for s in plan.scenarios}
+    arch_order = {a: i for i, a in enumerate(plan.architectures)}
+    out["_s"] = out["scenario_id"].map(order)
+    out["_a"] = out["architecture"].map(arch_order)
+    out = out.sort_values(["_s", "_a", "replication"]).drop(columns=["_s", "_a"])
+    by_id = {s.id: s for s in plan.scenarios}
+    for path in plan.param_paths:
+        out[path] = out["scenario_id"].map(lambda sid, p=path: by_id[sid].params[p])
+    metrics = [c for c in out.columns if c not in CORE_COLUMNS and c not in plan.param_paths]
+    cols = ["scenario_id", *plan.param_paths, "architecture", "replication", "seed", *metrics]
+    out = out[cols].reset_index(drop=True)
+    out["replication"] = out["replication"].astype("int64")
+    out["seed"] = out["seed"].astype("int64")
+    if "n_requests" in out.columns:
+        out["n_requests"] = out["n_requests"].astype("int64")
+    return out
+
+
+def to_table(rows: pd.DataFrame, plan: Plan) -> pa.Table:
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[_PARAMS_META] = json.dumps(list(plan.param_paths)).encode("utf-8")
+    return table.replace_schema_metadata(meta)
+
+
+class ResultStore:
+    """The output folder of one running study; holds its lock until `close`."""
+
+    def __init__(self, out_dir: Path, lock_fd: int) -> None:
+        self.out_dir = out_dir
+        self._lock_fd = lock_fd
+        self._token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        self._seq = 0
+
+    @classmethod
+    def open(cls, out_dir: str | Path, *, fresh: bool = False) -> ResultStore:
+        """Create (or reuse) the folder and lock it; `fresh` deletes earlier results first."""
+        path = Path(out_dir)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the output folder: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError(f"{path}: another distsim run is using this folder") from None
+        store = cls(path, fd)
+        if fresh:
+            store.clear()
+        return store
+
+    def close(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- writing
+
+    def clear(self) -> None:
+        """Delete earlier results (files this module owns only)."""
+        try:
+            for name in OWNED:
+                (self.out_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(self.out_dir / PARTS_DIR, ignore_errors=True)
+        except OSError as exc:
+            raise StoreError(f"{self.out_dir}: cannot clear earlier results: {exc}") from None
+
+    def write_spec(self, spec: dict[str, Any]) -> None:
+        text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+        atomic_write_text(self.out_dir / SPEC_FILE, text)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        text = json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n"
+        atomic_write_text(self.out_dir / MANIFEST_FILE, text)
+
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.out_dir / MANIFEST_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        """Persist rows that just arrived as a new part file (atomic)."""
+        if not rows:
+            return
+        parts = self.out_dir / PARTS_DIR
+        try:
+            parts.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{parts}: cannot create: {exc.strerror}") from None
+        self._seq += 1
+        _write_parquet(
+            parts / f"part-{self._token}-{self._seq:06d}.parquet", pa.Table.from_pylist(rows)
+        )
+
+    def part_count(self) -> int:
+        parts = self.out_dir / PARTS_DIR
+        return len(list(parts.glob("part-*.parquet"))) if parts.is_dir() else 0
+
+    def consolidate(self, plan: Plan) -> pd.DataFrame:
+        """Merge stored rows of the plan into `replications.parquet`, then delete the parts.
+
+        Rows of scenarios not in the plan (a changed spec) are dropped. Returns the rows in the
+        published layout.
+        """
+        rows, _, parts = read_rows(self.out_dir)
+        published = with_params(select_plan_rows(rows, plan), plan)
+        _write_parquet(self.out_dir / REPLICATIONS_FILE, to_table(published, plan))
+        for part in parts:
+            with contextlib.suppress(OSError):
+                part.unlink()
+        with contextlib.suppress(OSError):
+            (self.out_dir / PARTS_DIR).rmdir()  # only when empty
+        return published
+
+    def write_csv(self, name: str, frame: pd.DataFrame) -> None:
+        atomic_write_text(self.out_dir / name, frame.to_csv(index=False))

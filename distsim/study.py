@@ -1,0 +1,362 @@
+"""`run_study`: a spec in, a finished (or resumed) study on disk and in memory out.
+
+    spec -> plan (design) -> rows already on disk (store) -> missing units -> Ray (execute)
+         -> part files as tasks finish -> replications.parquet -> summary / comparisons
+
+Everything that can be wrong with the input is found before the output folder is touched.
+The CLI's `distsim run` is a thin wrapper around this function.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from distsim import aggregate
+from distsim.design import Plan, expected_requests_per_unit, plan_study
+from distsim.errors import SpecError, StoreError
+from distsim.spec import Study, apply_overrides, load_study, validate_study
+from distsim.store import (
+    COMPARISONS_FILE,
+    REPLICATIONS_FILE,
+    SPEC_FILE,
+    SUMMARY_FILE,
+    ResultStore,
+    read_rows,
+    select_plan_rows,
+    with_params,
+)
+from distsim.task import BatchResult, Unit
+
+# Merge part files into replications.parquet after this many, so a long run keeps few files.
+CONSOLIDATE_EVERY_PARTS = 512
+
+
+@dataclass
+class StudyResult:
+    """A study's results: the three tables of the output folder, and how the run went.
+
+    `replications`, `summary` and `comparisons` are DataFrames in the column layout of
+    replications.parquet, summary.csv and comparisons.csv. `failures` lists replications whose
+    simulation raised (scenario_id, architecture, replication, seed, error). `timings_s` splits
+    the wall time: ray_start, simulation, aggregation, total (and task_compute: CPU-seconds spent
+    inside tasks).
+    """
+
+    study: Study
+    plan: Plan
+    out_dir: Path
+    replications: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    comparisons_detail: pd.DataFrame
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    nodes: int = 0
+    cpus: int = 0
+    rows_reused: int = 0
+    rows_simulated: int = 0
+    tasks: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every planned row is present."""
+        return len(self.replications) == self.plan.rows
+
+    def report(self, width: int = 110) -> str:
+        """The terminal report as text."""
+        from distsim.report import render
+
+        return render(self.plan, self.summary, self.comparisons_detail, width=width)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    """The commit of the distsim source tree, when it is a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def resolve_study(
+    spec_or_path: str | Path | Study | dict[str, Any],
+    *,
+    replications: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Study:
+    """A validated study from a path, a mapping or a Study, with overrides applied."""
+    if isinstance(spec_or_path, Study):
+        study = spec_or_path
+    elif isinstance(spec_or_path, dict):
+        study = validate_study(spec_or_path)
+    else:
+        study = load_study(spec_or_path)
+    merged = dict(overrides or {})
+    if replications is not None:
+        merged["replications"] = replications
+    return apply_overrides(study, merged) if merged else study
+
+
+def aggregate_rows(
+    rows: pd.DataFrame, plan: Plan
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(summary, comparisons, comparisons with relative intervals) of published rows."""
+    summary = aggregate.summarize(rows, plan)
+    detail = aggregate.compare(rows, plan, detail=True)
+    return summary, aggregate.public_comparisons(detail, plan), detail
+
+
+def missing_units(rows: pd.DataFrame | None, plan: Plan) -> list[Unit]:
+    """Units still to simulate, replication-major (every scenario gets early replications)."""
+    have: set[tuple[str, str, int]] = set()
+    if rows is not None and not rows.empty:
+        have = set(
+            zip(
+                rows["scenario_id"],
+                rows["architecture"],
+                rows["replication"].astype(int),
+                strict=True,
+            )
+        )
+    units: list[Unit] = []
+    for r in range(plan.replications):
+        for ps in plan.scenarios:
+            archs = tuple(a for a in plan.architectures if (ps.id, a, r) not in have)
+            if archs:
+                units.append(Unit(ps.id, r, archs))
+    return units
+
+
+def _manifest(
+    plan: Plan, started: str, status: str, result: StudyResult, previous: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "distsim": _version("distsim"),
+        "python": platform.python_version(),
+        "ray": _version("ray"),
+        "simpy": _version("simpy"),
+        "numpy": _version("numpy"),
+        "git_commit": _git_commit(),
+        "seed": plan.study.seed,
+        "started_at": started,
+        "finished_at": _now() if status != "running" else None,
+        "status": status,
+        "nodes": int(result.nodes or previous.get("nodes", 0) or 0),
+        "cpus": int(result.cpus or previous.get("cpus", 0) or 0),
+        "scenarios": [ps.id for ps in plan.scenarios],
+        "architectures": list(plan.architectures),
+        "replications": plan.replications,
+        "rows_planned": plan.rows,
+        "rows_done": len(result.replications),
+        "rows_reused": result.rows_reused,
+        "rows_simulated": result.rows_simulated,
+        "tasks": result.tasks,
+        "failures": result.failures,
+        "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
+    }
+
+
+def run_study(
+    spec_or_path: str | Path | Study | dict[str, Any],
+    *,
+    out_dir: str | Path | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    replications: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+) -> StudyResult:
+    """Run (or resume) a study and return its results; they are also written under `out_dir`.
+
+    `out_dir` defaults to `results/<name>`. Only (scenario, architecture, replication) rows not
+    already stored are simulated; `fresh` deletes earlier results first. `address` (or
+    RAY_ADDRESS) joins a Ray cluster; otherwise a local Ray instance with `workers` CPUs is
+    started (all cores by default), or the session already initialised in this process is used.
+    Raises `SpecError` / `StoreError` (one-line messages) before anything is written when the
+    input is bad. A replication whose simulation raises is listed in `failures`; the rest of the
+    study completes. KeyboardInterrupt is re-raised after every finished row is saved.
+    """
+    t_total = time.perf_counter()
+    if workers is not None and workers < 1:
+        raise SpecError(f"--workers: must be at least 1 (got {workers})")
+    study = resolve_study(spec_or_path, replications=replications, overrides=overrides)
+    plan = plan_study(study)
+    out = Path(out_dir) if out_dir is not None else Path("results") / study.name
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out}: exists and is not a folder")
+
+    with ResultStore.open(out, fresh=fresh) as store:
+        previous = store.read_manifest()
+        stored, read_notes, _ = read_rows(out)
+        ours = select_plan_rows(stored, plan)
+        result = StudyResult(
+            study=study,
+            plan=plan,
+            out_dir=out,
+            replications=with_params(ours, plan),
+            summary=pd.DataFrame(),
+            comparisons=pd.DataFrame(),
+            comparisons_detail=pd.DataFrame(),
+            rows_reused=len(ours),
+            notes=list(read_notes),
+        )
+        if len(stored) > len(ours):
+            result.notes.append(
+                f"{len(stored) - len(ours)} stored row(s) do not belong to this spec "
+                "(changed scenarios or fewer replications) and are not used"
+            )
+        started = _now()
+        store.write_spec(study.model_dump(mode="json"))
+        store.write_manifest(_manifest(plan, started, "running", result, previous))
+        status = "running"
+        try:
+            _simulate_missing(
+                plan, ours, store, result, address=address, workers=workers, progress=progress
+            )
+            status = "complete"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            t_agg = time.perf_counter()
+            result.replications = store.consolidate(plan)
+            result.summary, result.comparisons, result.comparisons_detail = aggregate_rows(
+                result.replications, plan
+            )
+            store.write_csv(SUMMARY_FILE, result.summary)
+            store.write_csv(COMPARISONS_FILE, result.comparisons)
+            result.timings_s["aggregation"] = time.perf_counter() - t_agg
+            result.timings_s["total"] = time.perf_counter() - t_total
+            if status == "complete" and not result.complete:
+                status = "incomplete"
+            store.write_manifest(_manifest(plan, started, status, result, previous))
+    return result
+
+
+def _simulate_missing(
+    plan: Plan,
+    ours: pd.DataFrame,
+    store: ResultStore,
+    result: StudyResult,
+    *,
+    address: str | None,
+    workers: int | None,
+    progress: bool,
+) -> None:
+    from distsim import execute  # imports Ray lazily, only when there is work
+
+    units = missing_units(ours, plan)
+    result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0)
+    if not units:
+        return
+    scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
+    per_unit = {ps.id: expected_requests_per_unit(ps.scenario) for ps in plan.scenarios}
+    n_arch = len(plan.architectures)
+
+    def cost(u: Unit) -> float:
+        return per_unit[u.scenario_id] * len(u.architectures) / n_arch
+
+    def on_result(batch: BatchResult) -> None:
+        store.append(batch.rows)
+        result.rows_simulated += len(batch.rows)
+        result.failures.extend(batch.errors)
+        result.timings_s["task_compute"] += batch.compute_s
+        if store.part_count() >= CONSOLIDATE_EVERY_PARTS:
+            store.consolidate(plan)
+
+    def on_failure(batch: Sequence[Unit], message: str) -> None:
+        for u in batch:
+            for arch in u.architectures:
+                result.failures.append(
+                    {
+                        "scenario_id": u.scenario_id,
+                        "architecture": arch,
+                        "replication": u.replication,
+                        "seed": scenarios[u.scenario_id].seed,
+                        "error": message,
+                    }
+                )
+
+    with execute.RaySession(address=address, workers=workers, notes=result.notes) as session:
+        result.timings_s["ray_start"] = session.start_s
+        result.nodes, result.cpus = session.info.nodes, session.info.cpus
+        batches = execute.batch_units(units, cost, session.info.cpus)
+        result.tasks = len(batches)
+        t_sim = time.perf_counter()
+        todo = sum(len(u.architectures) for u in units)
+        with execute.ProgressBar(total=plan.rows, done=plan.rows - todo, enabled=progress) as bar:
+            try:
+                session.run(
+                    batches,
+                    scenarios,
+                    on_result=on_result,
+                    on_failure=on_failure,
+                    progress=bar.progress,
+                    progress_task=bar.task,
+                )
+            finally:
+                result.timings_s["simulation"] = time.perf_counter() - t_sim
+
+
+def load_result(out_dir: str | Path) -> StudyResult:
+    """A stored study's results, aggregated again from its rows; nothing is simulated or written.
+
+    Reads spec.yaml and the stored rows (replications.parquet and any part files of an
+    interrupted run).
+    """
+    out = Path(out_dir)
+    spec_path = out / SPEC_FILE
+    if not out.is_dir():
+        raise StoreError(f"{out}: no such results folder")
+    if not spec_path.is_file():
+        raise StoreError(f"{out}: not a distsim results folder (no {SPEC_FILE})")
+    try:
+        study = load_study(spec_path)
+    except SpecError as exc:
+        raise StoreError(f"{spec_path}: {exc}") from None
+    plan = plan_study(study)
+    rows, notes, _ = read_rows(out)
+    if rows.empty and not (out / REPLICATIONS_FILE).exists():
+        notes.append("no replications stored yet")
+    published = with_params(select_plan_rows(rows, plan), plan)
+    summary, comparisons, detail = aggregate_rows(published, plan)
+    return StudyResult(
+        study=study,
+        plan=plan,
+        out_dir=out,
+        replications=published,
+        summary=summary,
+        comparisons=comparisons,
+        comparisons_detail=detail,
+        notes=notes,
+    )
