@@ -18,9 +18,13 @@ Times are shifted so that the first kept request arrives at 0.
 
 Loading happens once per process: `load_trace` and `load_column` cache the parsed arrays keyed by
 (absolute path, modification time, size), so every replication a worker process runs reuses them
-and an edited file is read again. On a Ray cluster each worker process reads the file itself, so
-the file must be readable at the same absolute path on every node (a shared filesystem, or the
-same copy placed by the cluster's file mounts); tasks carry the path, never the arrays.
+and an edited file is read again. Tasks carry the path, never the arrays.
+
+On a Ray cluster a worker process on another node reads the file itself, so either the file is
+readable at the same absolute path on every node (a shared filesystem, or the same copy placed by
+the cluster's file mounts), or the driver ships the parsed data once: `snapshot(paths)` on the
+driver, put in Ray's object store, and `install(snapshot)` in the task before generating; an
+installed table takes precedence over the file system in that process.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,11 +278,39 @@ def _cached_column(key: tuple[str, int, int], shown: str, column: str) -> SizeCo
     return read_column(shown, column)
 
 
+# Parsed data shipped by a driver (see `install`); keyed by absolute path (and column).
+_INSTALLED: dict[tuple[str, str | None], TraceTable | SizeColumn] = {}
+
+
 def load_trace(path: str) -> TraceTable:
     """`read_trace`, cached per process by (path, mtime, size). Do not mutate the arrays."""
+    shipped = _INSTALLED.get((os.path.abspath(path), None))
+    if isinstance(shipped, TraceTable):
+        return shipped
     return _cached_trace(_stat_key(path), path)
 
 
 def load_column(path: str, column: str) -> SizeColumn:
     """`read_column`, cached per process by (path, mtime, size, column)."""
+    shipped = _INSTALLED.get((os.path.abspath(path), column))
+    if isinstance(shipped, SizeColumn):
+        return shipped
     return _cached_column(_stat_key(path), path, column)
+
+
+Snapshot = dict[tuple[str, str | None], "TraceTable | SizeColumn"]
+
+
+def snapshot(files: Iterable[tuple[str, str | None]]) -> Snapshot:
+    """Parsed data of `files` ((path, None) for a trace, (path, column) for a column), for
+    `install`; `workload.data_files` lists a workload's."""
+    out: Snapshot = {}
+    for path, column in files:
+        key = (os.path.abspath(path), column)
+        out[key] = load_trace(path) if column is None else load_column(path, column)
+    return out
+
+
+def install(data: Snapshot) -> None:
+    """Make this process use shipped data for those paths instead of reading files (idempotent)."""
+    _INSTALLED.update(data)

@@ -21,8 +21,15 @@ import numpy as np
 
 from distsim import rng as rngs
 from distsim.distributions import rounded_mean, sample
-from distsim.spec import Arrival, GammaArrival, PoissonArrival, TraceWorkload, Workload
-from distsim.tracedata import TraceTable, load_trace
+from distsim.spec import (
+    Arrival,
+    Empirical,
+    GammaArrival,
+    PoissonArrival,
+    TraceWorkload,
+    Workload,
+)
+from distsim.tracedata import TraceTable, load_column, load_trace
 
 DEFAULT_CLASS = "default"
 
@@ -172,6 +179,37 @@ def generate(workload: Workload, duration_s: float, seed: int, replication: int)
     prompt = sample(workload.prompt_tokens, rngs.stream(seed, replication, rngs.PROMPT_TOKENS), n)
     output = sample(workload.output_tokens, rngs.stream(seed, replication, rngs.OUTPUT_TOKENS), n)
     return Requests(arrival_s=arrivals, prompt_tokens=prompt, output_tokens=output)
+
+
+def data_files(workload: Workload) -> list[tuple[str, str | None]]:
+    """Data files the workload reads: (path, None) for a trace, (path, column) for an empirical
+    size column; no duplicates.
+
+    What a runner ships to remote workers (`tracedata.snapshot` / `install`) if they do not share
+    the driver's filesystem.
+    """
+    files: list[tuple[str, str | None]] = []
+    if workload.trace is not None:
+        files.append((workload.trace.path, None))
+    dists = [workload.prompt_tokens, workload.output_tokens]
+    for cls in workload.mix or []:
+        dists += [cls.prompt_tokens, cls.output_tokens]
+    for dist in dists:
+        if isinstance(dist, Empirical) and (dist.path, dist.column) not in files:
+            files.append((dist.path, dist.column))
+    return files
+
+
+def data_digests(workload: Workload) -> dict[str, str]:
+    """SHA-256 of every data file the workload reads, by path.
+
+    Part of what is simulated: a runner folding these into a scenario's id never reuses results
+    computed from an older version of a trace at the same path.
+    """
+    out: dict[str, str] = {}
+    for path, column in data_files(workload):
+        out[path] = load_trace(path).sha256 if column is None else load_column(path, column).sha256
+    return out
 
 
 # ---------------------------------------------------------------- what the workload offers

@@ -13,10 +13,11 @@ import pytest
 import yaml
 from scipy import stats
 
+from distsim import tracedata
 from distsim.errors import SpecError
 from distsim.metrics import offered_load
 from distsim.spec import Gpu, Monolithic, Workload, load_study
-from distsim.workload import expected_means, generate
+from distsim.workload import data_digests, data_files, expected_means, generate
 from tests.conftest import study_dict
 
 DATA = Path(__file__).resolve().parents[1] / "studies" / "data" / "azure-llm-2023"
@@ -234,3 +235,24 @@ def test_study_paths_are_relative_to_the_spec_file(tmp_path: Path) -> None:
     (folder / "s.yaml").write_text(yaml.safe_dump(data))
     study = load_study(folder / "s.yaml")  # from a different working directory
     assert Path(study.workload.trace.path) == (folder / "traces" / "t.csv").resolve()
+
+
+def test_shipped_trace_data_replaces_the_file(tmp_path: Path) -> None:
+    # A cluster worker without the driver's filesystem: the driver snapshots the parsed data, the
+    # worker installs it, and generation gives the same requests without reading any file.
+    local = tmp_path / "t.csv"
+    shutil.copy(CODE, local)
+    workload = trace_workload(local)
+    files = data_files(workload)
+    assert files == [(str(local), None)]
+    assert data_digests(workload)[str(local)] == tracedata.read_trace(str(CODE)).sha256
+    before = generate(workload, 600.0, 3, 1)
+    shipped = tracedata.snapshot(files)
+    local.unlink()
+    tracedata._cached_trace.cache_clear()
+    with pytest.raises(Exception, match="no such file"):
+        generate(workload, 600.0, 3, 1)
+    tracedata.install(shipped)
+    after = generate(workload, 600.0, 3, 1)
+    np.testing.assert_array_equal(before.arrival_s, after.arrival_s)
+    np.testing.assert_array_equal(before.prompt_tokens, after.prompt_tokens)
