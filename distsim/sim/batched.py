@@ -256,10 +256,11 @@ class _Instance(_InstanceBase):
         victim = self.running.pop()
         self.change_kv(-victim.kv)
         victim.kv = 0
-        victim.prefill_left = victim.prompt + victim.generated
-        victim.prefill_done = 0
+        context = victim.prompt + victim.generated
         self.rec.preemptions += 1
-        self.rec.recomputed_tokens += victim.prefill_left
+        self.rec.recomputed_tokens += context - victim.prefill_left  # computed KV thrown away
+        victim.prefill_left = context
+        victim.prefill_done = 0
         self.pool.submit(victim, front=True)
 
     def run(self) -> Generator[simpy.Event, None, None]:
@@ -390,6 +391,7 @@ class _PrefillInstance(_InstanceBase):
             for s in batch:
                 if self.first_at_prefill:
                     rec.first[s.rid] = env.now
+                s.prefill_left = 0
                 s.needs_transfer = True
                 s.source = self
                 self.decode.submit(s)
