@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from distsim.errors import SpecError
 from distsim.spec import SCENARIO_FIELDS, Scenario, Study, format_validation_error, set_path
-from distsim.workload import arrival_rate_rps
+from distsim.workload import arrival_rate_rps, data_digests
 
 # Bump when the simulation model changes meaning, so rows simulated by an older model are
 # never reused for a scenario that looks the same.
@@ -89,13 +89,20 @@ class Plan:
 
 def expected_requests_per_unit(scenario: Scenario) -> float:
     """Requests simulated for one replication of one scenario, over all its architectures."""
-    per_arch = arrival_rate_rps(scenario.workload) * scenario.duration_s
+    per_arch = arrival_rate_rps(scenario.workload, scenario.duration_s) * scenario.duration_s
     return per_arch * len(scenario.architectures)
 
 
 def scenario_id(scenario: Scenario) -> str:
-    """A 10-hex-digit hash of the resolved scenario (key order does not matter)."""
-    payload = {"model_version": MODEL_VERSION, "scenario": scenario.model_dump(mode="json")}
+    """A 10-hex-digit hash of the resolved scenario (key order does not matter), and of the
+    contents of the data files it reads (a trace edited in place is a new scenario)."""
+    payload: dict[str, Any] = {
+        "model_version": MODEL_VERSION,
+        "scenario": scenario.model_dump(mode="json"),
+    }
+    digests = data_digests(scenario.workload)
+    if digests:
+        payload["data_sha256"] = digests
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
 
