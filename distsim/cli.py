@@ -9,7 +9,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -292,7 +292,23 @@ def validate(spec: SpecArg, replications: ReplicationsOpt = None, overrides: Set
         f"(scenario, replication) units, all architectures on one workload"
     )
     typer.echo(f"  requests       {plan.expected_requests():,.0f} simulated (expected)")
+    _echo_derived(plan)
     typer.echo("  nothing was run")
+
+
+def _echo_derived(plan: Any) -> None:
+    """The serving figures each scenario implies (KV per token, KV capacity, token rates)."""
+    from distsim.serving import derived_figures, format_derived
+
+    blocks: dict[tuple[str, ...], list[str]] = {}
+    for ps in plan.scenarios:
+        lines = tuple(format_derived(derived_figures(ps.scenario)))
+        blocks.setdefault(lines, []).append(ps.label())
+    for lines, labels in blocks.items():
+        where = "" if len(blocks) == 1 else f" ({', '.join(labels)})"
+        typer.echo(f"  derived{where}")
+        for line in lines:
+            typer.echo(f"    {line}")
 
 
 @app.command()

@@ -263,6 +263,8 @@ def format_derived(figures: dict[str, Any]) -> list[str]:
             f"{figures['exclusive_prefill_tokens_per_s']:,.0f} tokens/s, decode "
             f"{figures['exclusive_decode_tokens_per_s']:,.1f} tokens/s per GPU"
         )
+    if figures["engine"] == "exclusive" and figures["kv_bytes_per_token"] is None:
+        return lines  # nothing per pool to say: one request per GPU, no KV model
     for arch_name, pools in figures["architectures"].items():
         for pool, p in pools.items():
             cap = p["kv_capacity_tokens"]
