@@ -239,8 +239,10 @@ class Workload(StrictModel):
             raise ValueError("arrival.rate_rps is missing (only a resample trace can supply it)")
         if self.mix is not None:
             if sizes:
-                raise ValueError("prompt_tokens/output_tokens cannot be combined with mix "
-                                 "(each class has its own)")
+                raise ValueError(
+                    "prompt_tokens/output_tokens cannot be combined with mix "
+                    "(each class has its own)"
+                )
             names = [c.name for c in self.mix]
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
@@ -462,11 +464,16 @@ def validate_study(data: dict[str, Any]) -> Study:
 
 
 def apply_overrides(study: Study, overrides: dict[str, Any]) -> Study:
-    """The study with dotted-path overrides applied (paths must exist), validated again."""
+    """The study with dotted-path overrides applied (paths must exist), validated again.
+
+    A relative data-file path given as an override (a key ending in `.path`, e.g. `--set
+    workload.trace.path=my.csv`) is relative to the working directory and stored absolute.
+    """
     data = study.model_dump(mode="python")
     data = copy.deepcopy(data)
+    cwd = Path.cwd()
     for path, value in overrides.items():
-        set_path(data, path, value)
+        set_path(data, path, _resolve(value, cwd) if path.endswith(".path") else value)
     return validate_study(data)
 
 
@@ -537,8 +544,4 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     data = read_yaml(path)
     resolve_data_paths(data, Path(path).resolve().parent)
     study = validate_study(data)
-    if not overrides:
-        return study
-    cwd = Path.cwd()
-    overrides = {k: _resolve(v, cwd) if k.endswith(".path") else v for k, v in overrides.items()}
-    return apply_overrides(study, overrides)
+    return apply_overrides(study, overrides) if overrides else study
