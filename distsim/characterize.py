@@ -362,6 +362,30 @@ def characterize(scenario: Scenario, replications: int) -> Characterization:
     )
 
 
+def _num(x: float, digits: int = 3) -> str:
+    if np.isnan(x):
+        return "—"
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.{digits}g}"
+
+
+def _compact(label: str, w: WorkloadStats) -> str:
+    p, o = w.prompt, w.output
+    text = (
+        f"{label}: {_num(w.rate_rps)} req/s, gap CV {_num(w.gap_cv)}, dispersion "
+        f"{_num(w.dispersion)}; prompt mean/P50/P99 {_num(p.mean)}/{_num(p.p50)}/{_num(p.p99)}, "
+        f"output {_num(o.mean)}/{_num(o.p50)}/{_num(o.p99)}, corr {_num(w.correlation, 2)}"
+    )
+    if len(w.class_shares) > 1:
+        text += "; shares " + ", ".join(f"{n} {v:.3f}" for n, v in w.class_shares.items())
+    return text
+
+
+def summary_lines(ch: Characterization) -> list[str]:
+    """Two lines (asked, simulated) and the notes: the report's per-scenario workload block."""
+    reps = f"simulated ({ch.replications} replication(s))"
+    return [_compact("asked", ch.asked), _compact(reps, ch.simulated), *ch.notes]
+
+
 def _cell(x: float) -> str:
     if np.isnan(x):
         return "—"

@@ -142,26 +142,28 @@ def workload(
     mean/P50/P99 and their correlation, class shares of a mixture, and rows skipped in data files.
     """
     from distsim.characterize import characterize, format_lines
+    from distsim.design import plan_study
 
     try:
         study = load_study(spec, parse_overrides(overrides))
+        plan = plan_study(study)
         n = replications if replications is not None else min(study.replications, 100)
-        ch = characterize(study.scenario(), n)
+        chars = [(ps, characterize(ps.scenario, n)) for ps in plan.scenarios]
     except DistsimError as exc:
         fail(str(exc))
         return
     if as_json:
-        typer.echo(json.dumps({"name": study.name, **ch.to_dict()}, allow_nan=True))
+        records = [{"scenario_id": ps.id, **ps.params, **ch.to_dict()} for ps, ch in chars]
+        typer.echo(json.dumps({"name": study.name, "scenarios": records}, allow_nan=True))
         return
     typer.echo(
-        f"{study.name} · workload · {n} replication(s) x {study.duration_s:g} s generated "
-        f"(seed {study.seed}), not simulated"
+        f"{study.name} · workload · {n} replication(s) x {study.duration_s:g} s generated per "
+        f"scenario (seed {study.seed}), nothing simulated"
     )
-    for line in format_lines(ch):
-        typer.echo(line)
-    if study.sweep or study.scenarios:
-        swept = ", ".join(study.sweep) or "explicit scenarios"
-        typer.echo(f"  (the spec's own values; it also sweeps {swept}: pick a point with --set)")
+    for ps, ch in chars:
+        typer.echo(f"scenario {ps.label()}")
+        for line in format_lines(ch):
+            typer.echo(line)
 
 
 # ---------------------------------------------------------------- studies: run, validate, report
