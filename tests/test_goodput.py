@@ -1,0 +1,71 @@
+"""Goodput search against a case with a known answer, and the crossing rule by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distsim import goodput
+from distsim.rng import stream
+from distsim.simulate import simulate
+from distsim.spec import Scenario
+from tests.conftest import study_dict
+
+
+def test_crossing_by_hand() -> None:
+    rates = np.array([1.0, 2.0, 3.0, 4.0])
+    # Meets at 1 and 2, fails at 3: 2 + (3 - 2) x (0.95 - 0.9) / (0.95 - 0.7) = 2.2.
+    assert goodput.crossing(rates, np.array([1.0, 0.95, 0.7, 0.2]), 0.9) == (
+        pytest.approx(2.2), "",
+    )
+    # A later recovery does not count: the curve must *stay* above the target.
+    assert goodput.crossing(rates, np.array([1.0, 0.8, 0.95, 0.2]), 0.9)[0] == pytest.approx(
+        1.0 + (1.0 - 0.9) / (1.0 - 0.8)
+    )
+    assert goodput.crossing(rates, np.ones(4), 0.9) == (4.0, "above")
+    assert goodput.crossing(rates, np.zeros(4), 0.9) == (0.0, "below")
+
+
+def test_goodput_of_an_mm1_server_lands_in_its_interval() -> None:
+    """One GPU, exponential prefill work (mean 1000 tokens at 10,000 tokens/s: mu = 10/s), one
+    output token decoded in no time: TTFT is the M/M/1 sojourn time, P(T <= t) = 1 -
+    exp(-(mu - lambda) t). With the SLO TTFT <= 0.5 s met by 90% of requests, the goodput is
+    lambda* = mu - ln(10) / 0.5 = 5.395 requests/s."""
+    truth = 10.0 - np.log(10.0) / 0.5
+    rates = np.array([4.5, 5.0, 5.25, 5.5, 5.75, 6.0, 6.5])
+    reps = 20
+    att = np.zeros((rates.size, reps))
+    for i, rate in enumerate(rates):
+        data = study_dict(
+            duration_s=2000.0,
+            warmup_s=100.0,
+            workload={
+                "arrival": {"process": "poisson", "rate_rps": float(rate)},
+                "prompt_tokens": {"dist": "exponential", "mean": 1000.0},
+                "output_tokens": {"dist": "constant", "value": 1},
+            },
+            gpu={"prefill_tokens_per_s": 10_000, "decode_tokens_per_s": 1e9},
+            architectures={
+                "one": {"kind": "monolithic", "gpus": 1},
+                "two": {"kind": "monolithic", "gpus": 2},
+            },
+            slo={"ttft_s": 0.5},
+        )
+        for key in ("name", "baseline", "replications"):
+            data.pop(key)
+        sc = Scenario.model_validate(data)
+        for r in range(reps):
+            att[i, r] = simulate(sc, "one", r).result.slo_attainment
+    per_gpu, ratios = goodput.search(
+        rates, {"one": att, "two": att}, {"one": 1, "two": 2}, 0.9, 0.95,
+        stream(1, 0, "goodput"), baseline="one",
+    )  # fmt: skip
+    g = per_gpu["one"]
+    print(f"goodput {g.estimate:.3f} [{g.ci_low:.3f}, {g.ci_high:.3f}] vs truth {truth:.3f}")
+    assert g.ci_low <= truth <= g.ci_high
+    assert g.ci_high - g.ci_low < 0.3
+    assert g.censored == ""
+    # Same attainment on twice the GPUs: half the goodput per GPU, ratio exactly 0.5.
+    assert per_gpu["two"].estimate == pytest.approx(g.estimate / 2)
+    assert ratios["two"].estimate == pytest.approx(0.5)
+    assert ratios["two"].ci_low == pytest.approx(0.5) and ratios["two"].ci_high == pytest.approx(0.5)
