@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distsim.metrics import offered_load
+from distsim.metrics import offered_load, summarize
 from distsim.sim import fast_exclusive, simpy_exclusive
 from distsim.sim.trace import ServiceTimes, Trace
 from distsim.simulate import simulate
@@ -252,3 +252,46 @@ def test_simulate_defaults_to_fast_and_keeps_the_reference(
     flat_fast, flat_ref = fast.result.flat(), ref.result.flat()
     assert flat_fast.keys() == flat_ref.keys()
     np.testing.assert_allclose(list(flat_fast.values()), list(flat_ref.values()), rtol=1e-12)
+
+
+# ----------------------------------------------------------------- summarize, sped up
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=small_cases(), arch=architectures(), warmup_ticks=st.integers(0, 40))
+def test_summarize_quantiles_are_numpys_default(
+    case: tuple[Requests, Gpu], arch: Monolithic | Disaggregated, warmup_ticks: int
+) -> None:
+    """summarize computes its quantiles together and in place: each must still equal
+    np.quantile(x, q) of the measured requests on its own, and means the arrival-order mean."""
+    requests, gpu = case
+    warmup_s = warmup_ticks * 0.1
+    trace = fast_exclusive_run(requests, arch, gpu)
+    load = {name: 0.5 for name in trace.pools}
+    result = summarize(requests, trace, warmup_s, load)
+    measured = requests.arrival_s >= warmup_s
+    ttft = (trace.first_token_s - requests.arrival_s)[measured]
+    e2e = (trace.done_s - requests.arrival_s)[measured]
+    assert result.n_requests == int(measured.sum())
+    if not ttft.size:
+        assert np.isnan(result.ttft_p50_s) and np.isnan(result.e2e_p99_s)
+        return
+    assert result.ttft_mean_s == ttft.mean()
+    assert result.e2e_mean_s == e2e.mean()
+    assert result.ttft_max_s == ttft.max()
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        assert getattr(result, f"ttft_{name}_s") == np.quantile(ttft, q)
+    assert result.e2e_p99_s == np.quantile(e2e, 0.99)
+    steps = requests.output_tokens[measured] - 1
+    tpot = ((trace.done_s - trace.first_token_s)[measured])[steps > 0] / steps[steps > 0]
+    if tpot.size:
+        assert result.tpot_mean_s == tpot.mean()
+        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+            assert getattr(result, f"tpot_{name}_s") == np.quantile(tpot, q)
+
+
+def fast_exclusive_run(requests: Requests, arch: Monolithic | Disaggregated, gpu: Gpu) -> Trace:
+    service = ServiceTimes.of(requests, gpu)
+    if isinstance(arch, Monolithic):
+        return fast_exclusive.run_monolithic(requests, arch, service)
+    return fast_exclusive.run_disaggregated(requests, arch, service)
