@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -34,7 +35,11 @@ _POOL_LABELS = {
 
 
 def metric_label(metric: str) -> str:
-    """A reader's name for a metric column, e.g. `ttft_p99_s` -> `P99 TTFT`."""
+    """A reader's name for a metric column, e.g. `ttft_p99_s` -> `P99 TTFT`,
+    `ttft_p99_s_class_chat` -> `P99 TTFT (class chat)`."""
+    base, sep, cls = metric.partition("_class_")
+    if sep and base and cls:
+        return f"{metric_label(base)} (class {cls})"
     if metric in _LABELS:
         return _LABELS[metric]
     m = _LATENCY.match(metric)
@@ -132,8 +137,13 @@ def render(
     *,
     width: int = 110,
     notes: list[str] | None = None,
+    workloads: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """The whole report as text (no colour codes)."""
+    """The whole report as text (no colour codes).
+
+    `workloads`: scenario id -> lines characterising its workload (what was simulated next to
+    what the spec asked, `characterize.summary_lines`), printed under the scenario's heading.
+    """
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False)
     study = plan.study
@@ -151,6 +161,8 @@ def render(
         if ns[-1] < plan.replications:
             reps += f" of {plan.replications} planned"
         console.print(f"scenario {ps.label()} · {reps}", style="bold", highlight=False)
+        for line in (workloads or {}).get(ps.id, ()):
+            console.print(f"  workload {line}", highlight=False, soft_wrap=True)
         if s.empty:
             console.print("  no results yet")
             continue

@@ -23,7 +23,7 @@ import pandas as pd
 
 from distsim import aggregate
 from distsim.design import Plan, expected_requests_per_unit, plan_study
-from distsim.errors import SpecError, StoreError
+from distsim.errors import DistsimError, SpecError, StoreError
 from distsim.spec import Study, apply_overrides, load_study, validate_study
 from distsim.store import (
     COMPARISONS_FILE,
@@ -74,10 +74,32 @@ class StudyResult:
         return len(self.replications) == self.plan.rows
 
     def report(self, width: int = 110) -> str:
-        """The terminal report as text."""
+        """The terminal report as text, with each scenario's workload characterisation."""
         from distsim.report import render
 
-        return render(self.plan, self.summary, self.comparisons_detail, width=width)
+        return render(
+            self.plan,
+            self.summary,
+            self.comparisons_detail,
+            width=width,
+            workloads=workload_lines(self.plan),
+        )
+
+
+def workload_lines(plan: Plan, replications: int = 30) -> dict[str, list[str]]:
+    """Scenario id -> its workload characterisation (asked vs generated over the first
+    `replications` replications; generation only, nothing is simulated). A data file that can
+    no longer be read (e.g. `distsim report` elsewhere) gives a one-line note instead."""
+    from distsim.characterize import characterize, summary_lines
+
+    out: dict[str, list[str]] = {}
+    n = max(1, min(plan.replications, replications))
+    for ps in plan.scenarios:
+        try:
+            out[ps.id] = summary_lines(characterize(ps.scenario, n))
+        except DistsimError as exc:
+            out[ps.id] = [f"not characterised: {exc}"]
+    return out
 
 
 def _now() -> str:
