@@ -347,6 +347,8 @@ class Study(Scenario):
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
     scenarios: list[dict[str, Any]] = Field(default_factory=list)
     goodput: Goodput | None = None
+    # All comparisons of a study form one family; `significant` uses the adjusted p-value.
+    multiple_comparisons: Literal["holm", "bonferroni", "bh", "none"] = "holm"
 
     @model_validator(mode="after")
     def _baseline_known(self) -> Study:
