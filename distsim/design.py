@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from distsim.errors import SpecError
+from distsim.goodput import with_rate_sweep
 from distsim.spec import SCENARIO_FIELDS, Scenario, Study, format_validation_error, set_path
 from distsim.workload import arrival_rate_rps, data_digests
 
@@ -208,6 +209,7 @@ def _after_path(exc: SpecError, path: str) -> str:
 
 def plan_study(study: Study) -> Plan:
     """Expand and validate every scenario of a study; one-line `SpecError` on any problem."""
+    study = with_rate_sweep(study)  # `goodput`: its rates are swept like any parameter
     base = study.model_dump(mode="python")
     base["sweep"], base["scenarios"] = {}, []
     param_paths: list[str] = list(study.sweep)

@@ -21,8 +21,13 @@ Pure functions; the resampling generator is passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from distsim.errors import SpecError
+from distsim.rng import stream
 
 N_RESAMPLES = 2000
 
@@ -113,3 +118,120 @@ def search(
             censored=",".join(sorted(flags)),
         )
     return per_gpu, ratios
+
+
+# ---------------------------------------------------------------- study integration
+
+RATE_PATH = "workload.arrival.rate_rps"
+GOODPUT_METRIC = "goodput_rps_per_gpu"
+RATIO_METRIC = "goodput_ratio_vs_baseline"
+GOODPUT_SCENARIO = "goodput"  # scenario_id of goodput rows in summary.csv (they span rates)
+
+
+def with_rate_sweep(study: Any) -> Any:
+    """The study with `goodput.rates_rps` swept at `workload.arrival.rate_rps` (unchanged when
+    the study has no `goodput`); sweeping that path as well is an error."""
+    if study.goodput is None:
+        return study
+    if RATE_PATH in study.sweep or any(RATE_PATH in p for p in study.scenarios):
+        raise SpecError(
+            f"goodput: rates come from goodput.rates_rps; do not also sweep or set {RATE_PATH}"
+        )
+    return study.model_copy(
+        update={"sweep": {RATE_PATH: list(study.goodput.rates_rps), **study.sweep}}
+    )
+
+
+def _gpus(arch: Any) -> int:
+    return int(sum(arch.pools().values()))
+
+
+def summary_rows(rows: pd.DataFrame, plan: Any) -> pd.DataFrame:
+    """Goodput rows in the summary.csv layout (empty without `goodput` or attainment rows):
+    metric `goodput_rps_per_gpu` per architecture and `goodput_ratio_vs_baseline` per
+    non-baseline architecture, one set per combination of the other swept parameters."""
+    spec = plan.study.goodput
+    columns = ["scenario_id", *plan.param_paths, "architecture", "metric", "estimate",
+               "ci_low", "ci_high", "n"]  # fmt: skip
+    if spec is None or rows.empty or "slo_attainment" not in rows.columns:
+        return pd.DataFrame(columns=columns)
+    others = [p for p in plan.param_paths if p != RATE_PATH]
+    scenario_of = {ps.id: ps.scenario for ps in plan.scenarios}
+    out: list[dict[str, Any]] = []
+    groups = rows.groupby(others, dropna=False, sort=False) if others else [((), rows)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        reps = np.sort(g["replication"].unique())
+        rates = np.sort(g[RATE_PATH].astype(float).unique())
+        sc = scenario_of[g["scenario_id"].iloc[0]]
+        gpus = {a: _gpus(sc.architectures[a]) for a in plan.architectures}
+        att: dict[str, np.ndarray] = {}
+        for arch in plan.architectures:
+            cell = g[g["architecture"] == arch]
+            table = cell.pivot_table(
+                index=RATE_PATH, columns="replication", values="slo_attainment", aggfunc="first"
+            )
+            att[arch] = table.reindex(index=rates, columns=reps).to_numpy(dtype=float)
+        rng = stream(plan.study.seed, 0, "goodput")
+        per_gpu, ratios = search(
+            rates, att, gpus, spec.attainment, plan.confidence, rng, plan.baseline
+        )
+        params = dict(zip(others, key, strict=True))
+        base = {"scenario_id": GOODPUT_SCENARIO, RATE_PATH: np.nan, **params}
+        for metric, table in ((GOODPUT_METRIC, per_gpu), (RATIO_METRIC, ratios)):
+            for arch, gp in table.items():
+                out.append(
+                    {**base, "architecture": arch, "metric": metric, "estimate": gp.estimate,
+                     "ci_low": gp.ci_low, "ci_high": gp.ci_high, "n": gp.n}
+                )  # fmt: skip
+    return pd.DataFrame(out, columns=columns)
+
+
+def report_lines(plan: Any, summary: pd.DataFrame) -> list[str]:
+    """The goodput block of the terminal report (no lines without goodput rows)."""
+    spec = plan.study.goodput
+    if spec is None or summary.empty:
+        return []
+    rows = summary[summary["scenario_id"] == GOODPUT_SCENARIO]
+    if rows.empty:
+        return []
+    slo = plan.study.slo
+    targets = []
+    if slo.ttft_s is not None and "slo.ttft_s" not in plan.param_paths:
+        targets.append(f"TTFT <= {slo.ttft_s:g} s")
+    if slo.tpot_s is not None and "slo.tpot_s" not in plan.param_paths:
+        targets.append(f"TPOT <= {slo.tpot_s:g} s")
+    if any(p.startswith("slo") for p in plan.param_paths):
+        targets.append("others as swept")
+    pct = f"{plan.confidence * 100:g}%"
+    lines = [
+        "",
+        f"goodput: highest rate per GPU with SLO attainment >= {spec.attainment:.0%} "
+        f"(SLO {', '.join(targets)}; {pct} intervals from resampled replications)",
+    ]
+    others = [p for p in plan.param_paths if p != RATE_PATH]
+    keys = rows[others].drop_duplicates() if others else pd.DataFrame(index=[0])
+    top, bottom = max(spec.rates_rps), min(spec.rates_rps)
+    for _, key in keys.iterrows():
+        g = rows
+        for p in others:
+            g = g[g[p] == key[p]]
+        if others:
+            lines.append("  " + ", ".join(f"{p}={key[p]}" for p in others))
+        for _, r in g[g["metric"] == GOODPUT_METRIC].iterrows():
+            gpus = _gpus(plan.scenarios[0].scenario.architectures[r["architecture"]])
+            flag = ""
+            if r["estimate"] * gpus >= top:
+                flag = f"  (meets the target at every rate: goodput >= {top:g} req/s)"
+            elif r["estimate"] == 0:
+                flag = f"  (misses the target already at {bottom:g} req/s)"
+            lines.append(
+                f"    {r['architecture']:<16} {r['estimate']:.3f} req/s/GPU "
+                f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]{flag}"
+            )
+        for _, r in g[g["metric"] == RATIO_METRIC].iterrows():
+            lines.append(
+                f"    {r['architecture']} / {plan.baseline}: {r['estimate']:.2f}x "
+                f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+            )
+    return lines

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from distsim.design import Plan
+from distsim.goodput import report_lines as goodput_lines
 
 # Metrics that get a verdict line: the latency figures every architecture has.
 VERDICT_PREFIXES = ("ttft_", "e2e_", "tpot_")
@@ -172,6 +173,8 @@ def render(
             for _, row in c.iterrows():
                 if str(row["metric"]).startswith(VERDICT_PREFIXES):
                     console.print("  " + verdict(row), highlight=False)
+    for line in goodput_lines(plan, summary):
+        console.print(line, highlight=False, soft_wrap=True)
     for note in notes or []:
         console.print(f"note: {note}", highlight=False)
     return buf.getvalue()

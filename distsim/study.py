@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from distsim import aggregate
+from distsim import aggregate, goodput
 from distsim.design import Plan, expected_requests_per_unit, plan_study
 from distsim.errors import DistsimError, SpecError, StoreError
 from distsim.spec import Study, apply_overrides, load_study, validate_study
@@ -153,6 +153,9 @@ def aggregate_rows(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(summary, comparisons, comparisons with relative intervals) of published rows."""
     summary = aggregate.summarize(rows, plan)
+    extra = goodput.summary_rows(rows, plan)  # `goodput`: rows spanning the swept rates
+    if not extra.empty:
+        summary = pd.concat([summary, extra], ignore_index=True)
     detail = aggregate.compare(rows, plan, detail=True)
     return summary, aggregate.public_comparisons(detail, plan), detail
 
