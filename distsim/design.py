@@ -109,9 +109,12 @@ def scenario_id(scenario: Scenario) -> str:
 
 
 def get_path(data: Any, path: str) -> Any:
-    """The value at dotted `path` of nested mappings (the path is known to exist)."""
+    """The value at dotted `path` of nested mappings, or None where the path does not exist
+    (a parameter only some explicit points set, under a subtree another point replaced)."""
     node = data
     for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
         node = node[part]
     return node
 
