@@ -18,11 +18,12 @@ last bit of every timestamp, because it reproduces what SimPy does rather than a
   time, arrival index). The prefill pass gets exactly that order for free: its min-heap of GPU
   free times, keyed by (free time, request index), pops every completion once, in that order.
 
-Why numba: a request costs a handful of float operations and one O(log gpus) heap update, but
-the recursion is sequential, so numpy cannot vectorise it for more than one GPU and a Python
-loop costs about a microsecond per request. The compiled loop costs tens of nanoseconds (see
-benchmarks/bench_engine.py). Kernels compile lazily on first use and are cached on disk when the
-package directory (or numba's user cache) is writable.
+Why numba (measured by benchmarks/bench_engine.py): a request costs a handful of float
+operations and one O(log gpus) heap update, but the recursion is sequential, so numpy cannot
+vectorise it for more than one GPU (for one GPU only as a max-plus scan whose float rounding
+differs from SimPy's). Even a stripped-down pure-Python heapq loop costs 300-450 ns per request,
+more than workload generation and metrics together; the compiled loops cost 20-26 ns. Kernels
+compile lazily on first use (~1.5 s) and are cached on disk (`distsim.sim.jit`).
 """
 
 from __future__ import annotations
