@@ -112,10 +112,21 @@ def simulate(
         f"P90 {_fmt(r.ttft_p90_s)} s   P99 {_fmt(r.ttft_p99_s)} s   max {_fmt(r.ttft_max_s)} s"
     )
     typer.echo(f"  E2E   mean {_fmt(r.e2e_mean_s)} s   P99 {_fmt(r.e2e_p99_s)} s")
+    typer.echo(
+        f"  TPOT  mean {_fmt(r.tpot_mean_s)} s   P50 {_fmt(r.tpot_p50_s)} s   "
+        f"P90 {_fmt(r.tpot_p90_s)} s   P99 {_fmt(r.tpot_p99_s)} s"
+    )
+    if r.slo_attainment is not None:
+        typer.echo(f"  SLO attainment {r.slo_attainment:.3f}")
+    if r.preemptions is not None:
+        typer.echo(f"  preemptions {r.preemptions}")
     for name, p in r.pools.items():
+        batching = ""
+        if p.batch_size_mean is not None:
+            batching = f"   mean batch {p.batch_size_mean:.1f}   mean KV use {_fmt(p.kv_use_mean)}"
         typer.echo(
             f"  pool {name:<8} queue wait {_fmt(p.queue_wait_mean_s)} s   "
-            f"utilization {p.utilization:.3f}   offered load {p.offered_load:.3f}"
+            f"utilization {p.utilization:.3f}   offered load {p.offered_load:.3f}{batching}"
         )
     typer.echo("  (one replication: run `distsim run` for estimates with confidence intervals)")
 
