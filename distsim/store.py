@@ -247,9 +247,10 @@ class ResultStore:
         except OSError as exc:
             raise StoreError(f"{parts}: cannot create: {exc.strerror}") from None
         self._seq += 1
-        _write_parquet(
-            parts / f"part-{self._token}-{self._seq:06d}.parquet", pa.Table.from_pylist(rows)
-        )
+        # Rows of different architectures carry different pool columns: take the union of keys
+        # (pa.Table.from_pylist would keep only the first row's and drop the others' silently).
+        table = pa.Table.from_pandas(pd.DataFrame.from_records(rows), preserve_index=False)
+        _write_parquet(parts / f"part-{self._token}-{self._seq:06d}.parquet", table)
 
     def part_count(self) -> int:
         parts = self.out_dir / PARTS_DIR
