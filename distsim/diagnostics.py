@@ -20,6 +20,7 @@ data.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,14 @@ class TimeProfile:
             np.asarray(data["ttft_sum_s"], dtype=np.float64),
             np.asarray(data["count"], dtype=np.int64),
         )
+
+
+def profile_to_json(profile: TimeProfile) -> str:
+    return json.dumps(profile.to_dict(), separators=(",", ":"))
+
+
+def profile_from_json(text: str) -> TimeProfile:
+    return TimeProfile.from_dict(json.loads(text))
 
 
 def average_profile(profiles: Sequence[TimeProfile]) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ so the mean is exact.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -149,6 +150,44 @@ class LogHistogram:
             min=float(data["min"]) if data["min"] is not None else float("nan"),
             max=float(data["max"]) if data["max"] is not None else float("nan"),
         )
+
+
+def to_json(sketch: LogHistogram) -> str:
+    """Compact text for a Parquet string column: bin indices as first + successive gaps."""
+    idx = sketch.index.astype(np.int64)
+    gaps = np.diff(idx).tolist() if idx.size else []
+    return json.dumps(
+        {
+            "i0": int(idx[0]) if idx.size else 0,
+            "di": gaps,
+            "c": sketch.count.tolist(),
+            "z": sketch.zero_count,
+            "sum": sketch.sum,
+            "min": None if math.isnan(sketch.min) else sketch.min,
+            "max": None if math.isnan(sketch.max) else sketch.max,
+        },
+        separators=(",", ":"),
+    )
+
+
+def from_json(text: str) -> LogHistogram:
+    data = json.loads(text)
+    counts = np.asarray(data["c"], dtype=np.int64)
+    index = (
+        np.concatenate(([data["i0"]], data["i0"] + np.cumsum(data["di"], dtype=np.int64)))
+        if counts.size
+        else np.zeros(0)
+    )
+    return LogHistogram.from_dict(
+        {
+            "index": index,
+            "count": counts,
+            "zero_count": data["z"],
+            "sum": data["sum"],
+            "min": data["min"],
+            "max": data["max"],
+        }
+    )
 
 
 def per_replication_quantiles(sketches: Sequence[LogHistogram], q: float) -> np.ndarray:

@@ -7,8 +7,9 @@ same rows a worker would send.
 
 What a task returns (`BatchResult`): one row per (scenario, architecture, replication) with the
 keys `scenario_id, architecture, replication, seed` plus every metric of
-`ReplicationResult.flat()`, and one error record per architecture that raised (the rest of the
-batch still runs). No per-request arrays leave the worker.
+`ReplicationResult.flat()` and the bounded payload of `distsim.payload` (quantile sketches
+and a TTFT time profile, as JSON text), and one error record per architecture that raised (the
+rest of the batch still runs). No per-request arrays leave the worker.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from distsim.payload import payload
 from distsim.simulate import simulate_requests
 from distsim.spec import Scenario
 from distsim.workload import generate
@@ -75,6 +77,7 @@ def run_unit(scenario: Scenario, unit: Unit) -> BatchResult:
                 "replication": unit.replication,
                 "seed": scenario.seed,
                 **rep.result.flat(),
+                **payload(rep, scenario.duration_s),
             }
         )
     return out
