@@ -330,8 +330,9 @@ def report(
         Path, typer.Argument(help="A results folder written by `distsim run`.", show_default=False)
     ],
 ) -> None:
-    """Print the tables of a stored study again, without simulating anything."""
-    from distsim.study import load_result
+    """Print the tables of a stored study again and rebuild summary.csv, comparisons.csv,
+    report.md (with plots) and summary.json, without simulating anything."""
+    from distsim.study import load_result, write_report_files
 
     try:
         result = load_result(out_dir)
@@ -340,6 +341,12 @@ def report(
         return
     typer.echo(result.report())
     _print_notes(result.notes)
+    try:
+        written = write_report_files(result, tables=True)
+    except (OSError, DistsimError) as exc:
+        fail(f"{out_dir}: cannot write the report: {exc}")
+        return
+    typer.echo(f"report: {written}")
     if not result.complete:
         typer.echo(
             f"note: {len(result.replications)} of {result.plan.rows} rows stored; "

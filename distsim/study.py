@@ -280,6 +280,7 @@ def run_study(
             )
             store.write_csv(SUMMARY_FILE, result.summary)
             store.write_csv(COMPARISONS_FILE, result.comparisons)
+            write_report_files(result)
             result.timings_s["aggregation"] = time.perf_counter() - t_agg
             result.timings_s["total"] = time.perf_counter() - t_total
             if status == "complete" and not result.complete:
@@ -351,6 +352,27 @@ def _simulate_missing(
                 )
             finally:
                 result.timings_s["simulation"] = time.perf_counter() - t_sim
+
+
+def write_report_files(result: StudyResult, *, tables: bool = False) -> Path:
+    """report.md with its plots and summary.json (and, with `tables`, summary.csv and
+    comparisons.csv) in the result's folder, from its rows; returns report.md's path."""
+    from distsim.report_md import write_report
+    from distsim.store import atomic_write_text
+
+    if tables:
+        atomic_write_text(result.out_dir / SUMMARY_FILE, result.summary.to_csv(index=False))
+        atomic_write_text(result.out_dir / COMPARISONS_FILE, result.comparisons.to_csv(index=False))
+    diag = aggregate.diagnose(result.replications, result.plan)
+    return write_report(
+        result.out_dir,
+        result.plan,
+        result.replications,
+        result.summary,
+        result.comparisons_detail,
+        diag,
+        result.notes,
+    )
 
 
 def load_result(out_dir: str | Path) -> StudyResult:
