@@ -69,3 +69,69 @@ def test_goodput_of_an_mm1_server_lands_in_its_interval() -> None:
     assert per_gpu["two"].estimate == pytest.approx(g.estimate / 2)
     assert ratios["two"].estimate == pytest.approx(0.5)
     assert ratios["two"].ci_low == pytest.approx(0.5) and ratios["two"].ci_high == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- in a study (no Ray needed)
+
+
+def goodput_study(**changes):
+    from distsim.spec import Study
+
+    data = study_dict(
+        duration_s=300.0,
+        warmup_s=20.0,
+        workload={
+            "arrival": {"process": "poisson", "rate_rps": 1.0},
+            "prompt_tokens": {"dist": "exponential", "mean": 1000.0},
+            "output_tokens": {"dist": "constant", "value": 1},
+        },
+        gpu={"prefill_tokens_per_s": 10_000, "decode_tokens_per_s": 1e9},
+        architectures={
+            "one": {"kind": "monolithic", "gpus": 1},
+            "split": {"kind": "disaggregated", "prefill_gpus": 1, "decode_gpus": 1},
+        },
+        baseline="one",
+        slo={"ttft_s": 0.5},
+        goodput={"rates_rps": [6.0, 4.0, 5.0], "attainment": 0.9},
+        replications=3,
+        **changes,
+    )
+    return Study.model_validate(data)
+
+
+def test_goodput_study_sweeps_rates_and_reports_rows() -> None:
+    from distsim.design import plan_study
+    from distsim.report import render
+    from distsim.store import with_params
+    from distsim.study import aggregate_rows
+    from distsim.task import Unit, run_unit
+
+    plan = plan_study(goodput_study())
+    assert plan.param_paths == (goodput.RATE_PATH,)
+    assert sorted(ps.params[goodput.RATE_PATH] for ps in plan.scenarios) == [4.0, 5.0, 6.0]
+    rows = []
+    for ps in plan.scenarios:
+        for r in range(plan.replications):
+            rows += run_unit(ps.scenario, Unit(ps.id, r, plan.architectures)).rows
+    import pandas as pd
+
+    table = with_params(pd.DataFrame(rows), plan)
+    summary, _, detail = aggregate_rows(table, plan)
+    g = summary[summary["scenario_id"] == goodput.GOODPUT_SCENARIO]
+    one = g[(g["architecture"] == "one") & (g["metric"] == goodput.GOODPUT_METRIC)].iloc[0]
+    # M/M/1 answer 5.395 req/s on one GPU; three short replications on a coarse grid.
+    assert 4.0 < one["estimate"] < 6.0 and one["ci_low"] <= one["estimate"] <= one["ci_high"]
+    split = g[(g["architecture"] == "split") & (g["metric"] == goodput.GOODPUT_METRIC)].iloc[0]
+    ratio = g[g["metric"] == goodput.RATIO_METRIC].iloc[0]
+    assert ratio["architecture"] == "split"
+    assert ratio["estimate"] == pytest.approx(split["estimate"] / one["estimate"])
+    text = render(plan, summary, detail)
+    assert "goodput" in text and "split / one" in text
+
+
+def test_goodput_rates_cannot_also_be_swept() -> None:
+    from distsim.design import plan_study
+    from distsim.errors import SpecError
+
+    with pytest.raises(SpecError, match="goodput"):
+        plan_study(goodput_study(sweep={goodput.RATE_PATH: [1.0, 2.0]}))
