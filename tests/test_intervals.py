@@ -35,7 +35,8 @@ def test_sketch_quantile_within_relative_accuracy(values: list[float], q: float)
     x = np.array(values)
     exact = float(np.quantile(x, q, method="lower"))
     got = LogHistogram.of(x).quantile(q)
-    assert abs(got - exact) <= RELATIVE_ACCURACY * exact + 1e-9 * (exact == 0)
+    # the bound holds up to floating-point rounding of the bin edges
+    assert abs(got - exact) <= RELATIVE_ACCURACY * exact * (1 + 1e-9)
 
 
 @settings(max_examples=100, deadline=None)
