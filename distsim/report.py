@@ -26,12 +26,18 @@ from distsim.goodput import report_lines as goodput_lines
 # Metrics that get a verdict line: the latency figures every architecture has.
 VERDICT_PREFIXES = ("ttft_", "e2e_", "tpot_")
 
-_LABELS = {"n_requests": "measured requests"}
+_LABELS = {
+    "n_requests": "measured requests",
+    "slo_attainment": "SLO attainment",
+    "preemptions": "preemptions",
+}
 _LATENCY = re.compile(r"^(?P<what>[a-z0-9]+)_(?P<stat>mean|max|min|p\d+)_s$")
 _POOL_LABELS = {
     "queue_wait_mean_s_": "mean queue wait",
     "utilization_": "utilization",
     "offered_load_": "offered load",
+    "batch_size_mean_": "mean batch size",
+    "kv_use_mean_": "mean KV use",
 }
 
 
