@@ -304,7 +304,8 @@ class Scenario(StrictModel):
 
     seed: int = Field(ge=0, lt=2**63)
     duration_s: PositiveFloat = Field(le=1e9)
-    warmup_s: NonNegativeFloat = 0.0
+    # `auto`: `distsim run` resolves it per scenario from a pilot (MSER-5; see distsim.warmup).
+    warmup_s: NonNegativeFloat | Literal["auto"] = 0.0
     workload: Workload
     gpu: Gpu
     architectures: dict[Name, Architecture] = Field(min_length=1)
@@ -313,9 +314,25 @@ class Scenario(StrictModel):
     step_time: StepTime | None = None  # batched engine; default roofline
     slo: Slo | None = None
 
+    @field_validator("warmup_s", mode="before")
+    @classmethod
+    def _warmup_value(cls, value: Any) -> Any:
+        """One clear message for a bad warm-up (the union would report each member)."""
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError("expected seconds (a number >= 0) or 'auto'")
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(f"expected seconds (a number >= 0) or 'auto', not {value!r}") from None
+        if not seconds >= 0 or seconds == float("inf"):
+            raise ValueError(f"expected seconds (a number >= 0) or 'auto', not {value!r}")
+        return seconds
+
     @model_validator(mode="after")
     def _warmup_before_end(self) -> Scenario:
-        if self.warmup_s >= self.duration_s:
+        if self.warmup_s != "auto" and self.warmup_s >= self.duration_s:
             raise ValueError(
                 f"warmup_s ({self.warmup_s:g}) must be less than duration_s ({self.duration_s:g})"
             )
@@ -337,6 +354,37 @@ class Scenario(StrictModel):
         return self
 
 
+PRECISION_METRICS = (
+    "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "e2e_mean_s", "e2e_p99_s",
+    "tpot_mean_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
+)  # fmt: skip
+PrecisionMetric = Literal[PRECISION_METRICS]  # type: ignore[valid-type]
+
+
+class Precision(StrictModel):
+    """Replicate until every scenario x architecture interval is narrow enough (or a cap).
+
+    After the study's `replications`, further waves (about one replication per CPU each) run
+    only for scenarios that still have a cell whose interval half-width on one of `metrics`
+    exceeds `rel_half_width` x |estimate|; each such scenario runs every architecture, so
+    replications stay paired. A scenario stops at `max_replications` (flag `precision_capped`).
+    """
+
+    rel_half_width: float = Field(gt=0, le=1)
+    metrics: list[PrecisionMetric] = Field(
+        default_factory=lambda: ["ttft_mean_s", "ttft_p99_s"], min_length=1
+    )
+    max_replications: int = Field(1000, ge=2, le=1_000_000)
+
+    @field_validator("metrics")
+    @classmethod
+    def _distinct(cls, metrics: list[str]) -> list[str]:
+        dup = sorted({m for m in metrics if metrics.count(m) > 1})
+        if dup:
+            raise ValueError(f"listed more than once: {', '.join(dup)}")
+        return metrics
+
+
 class Study(Scenario):
     """A whole study file: the scenario plus how to replicate, sweep and compare it."""
 
@@ -349,6 +397,17 @@ class Study(Scenario):
     goodput: Goodput | None = None
     # All comparisons of a study form one family; `significant` uses the adjusted p-value.
     multiple_comparisons: Literal["holm", "bonferroni", "bh", "none"] = "holm"
+    precision: Precision | None = None
+
+    @model_validator(mode="after")
+    def _precision_cap(self) -> Study:
+        p = self.precision
+        if p is not None and p.max_replications < self.replications:
+            raise ValueError(
+                f"precision.max_replications: {p.max_replications} is less than replications "
+                f"({self.replications}), the initial count"
+            )
+        return self
 
     @model_validator(mode="after")
     def _baseline_known(self) -> Study:
