@@ -43,6 +43,8 @@ class PlannedScenario:
     index: int
     scenario: Scenario
     params: dict[str, Any]  # dotted path -> resolved value (scalars; JSON text for mappings)
+    # For `warmup_s: auto`, once resolved: the pilot's record (see distsim.warmup).
+    warmup_auto: dict[str, Any] | None = None
 
     def label(self) -> str:
         """`id` plus the swept values, e.g. `3f2a9c01d2 (workload.arrival.rate_rps=2.0)`."""
@@ -61,8 +63,15 @@ class Plan:
     param_paths: tuple[str, ...]  # swept paths, in spec order: the extra result columns
     architectures: tuple[str, ...]
     baseline: str
-    replications: int
+    replications: int  # per scenario; with `precision`, the initial count
     confidence: float
+
+    @property
+    def max_replications(self) -> int:
+        """The most replications a scenario may get: `precision.max_replications`, else
+        `replications`. Stored rows beyond it do not belong to the plan."""
+        precision = getattr(self.study, "precision", None)
+        return precision.max_replications if precision is not None else self.replications
 
     def scenario(self, scenario_id: str) -> PlannedScenario:
         for s in self.scenarios:

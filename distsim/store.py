@@ -135,7 +135,7 @@ def select_plan_rows(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     keep = (
         rows["scenario_id"].isin([s.id for s in plan.scenarios])
         & rows["architecture"].isin(plan.architectures)
-        & (rows["replication"] < plan.replications)
+        & (rows["replication"] < plan.max_replications)
     )
     return rows[keep]
 
