@@ -1,9 +1,11 @@
 """The study runner end to end: determinism across workers and nodes, resume after SIGKILL,
 failures, retries, reuse of stored rows, the store's files, and cluster.yaml.
 
-One Ray cluster for the module: a two-node `ray.cluster_utils.Cluster` on 127.0.0.1, joined by
-each study through `address=` (the `--address` path, which ships distsim in the runtime env).
-Runs as subprocesses (`python -m distsim run --workers N`) start their own local Ray.
+One Ray cluster for the module: a two-node `ray.cluster_utils.Cluster` on 127.0.0.1. This process
+stays connected to it (one session, warm workers), so in-process `run_study` calls use it as an
+already-initialised session. `distsim run --address` in a subprocess joins the same cluster the
+way a user would (shipping distsim in the runtime env); `distsim run --workers N` subprocesses
+start their own local Ray.
 """
 
 from __future__ import annotations
@@ -86,10 +88,10 @@ def cluster():
         nodes = [n for n in ray.nodes() if n["Alive"]]
         assert len(nodes) == 2
         assert {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
+        yield c
     finally:
         ray.shutdown()
-    yield c
-    c.shutdown()
+        c.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -117,17 +119,26 @@ def test_same_numbers_on_1_worker_2_workers_and_a_two_node_cluster(
     proc = cli("run", str(spec_path), "--out", str(tmp_path / "one"), "--workers", "1", "--quiet")
     assert proc.returncode == 0, proc.stderr
     one = stored(tmp_path / "one")
-    on_cluster = run_study(spec_path, out_dir=tmp_path / "cl", address=cluster.address,
-                           progress=False)  # fmt: skip
-    assert (on_cluster.nodes, on_cluster.cpus) == (2, 2)
+    # Join the two-node cluster as a user would: the driver ships its distsim to the workers.
+    joined = cli("run", str(spec_path), "--out", str(tmp_path / "cl"), "--quiet",
+                 "--address", cluster.address)  # fmt: skip
+    assert joined.returncode == 0, joined.stderr
+    manifest = json.loads((tmp_path / "cl" / "manifest.json").read_text())
+    assert (manifest["nodes"], manifest["cpus"]) == (2, 2)
     plan = plan_study(validate_study(tiny()))
     assert len(reference) == plan.rows == 2 * 2 * 24
     pd.testing.assert_frame_equal(metric_frame(one), metric_frame(reference), check_exact=True)
     pd.testing.assert_frame_equal(
         metric_frame(stored(tmp_path / "cl")), metric_frame(reference), check_exact=True
     )
+
+
+def test_in_process_study_uses_the_running_session(cluster, tmp_path, reference):
+    result = run_study(tiny(), out_dir=tmp_path, workers=1, progress=False)
+    assert (result.nodes, result.cpus) == (2, 2)  # the session's cluster, not 1 worker
+    assert any("--workers does not apply" in n for n in result.notes)
     pd.testing.assert_frame_equal(
-        metric_frame(on_cluster.replications), metric_frame(reference), check_exact=True
+        metric_frame(result.replications), metric_frame(reference), check_exact=True
     )
 
 
@@ -218,7 +229,7 @@ def test_a_failing_replication_is_reported_and_the_rest_completes(
 
     spec = tiny()
     monkeypatch.setattr(execute, "run_batch", faulty_batch)
-    first = run_study(spec, out_dir=tmp_path, address=cluster.address, progress=False)
+    first = run_study(spec, out_dir=tmp_path, progress=False)
     plan = first.plan
     assert sorted((f["scenario_id"], f["architecture"], f["replication"], f["seed"])
                   for f in first.failures) == sorted(
@@ -234,7 +245,7 @@ def test_a_failing_replication_is_reported_and_the_rest_completes(
     assert len(c) == 2
 
     monkeypatch.undo()
-    second = run_study(spec, out_dir=tmp_path, address=cluster.address, progress=False)
+    second = run_study(spec, out_dir=tmp_path, progress=False)
     assert second.rows_simulated == len(plan.scenarios) and second.complete
     assert not second.failures
     pd.testing.assert_frame_equal(
@@ -260,11 +271,11 @@ def test_a_dead_worker_is_retried_by_ray(cluster, tmp_path, monkeypatch):
 
     spec = tiny(replications=4)
     monkeypatch.setattr(execute, "run_batch", dies_once)
-    result = run_study(spec, out_dir=tmp_path / "out", address=cluster.address, progress=False)
+    result = run_study(spec, out_dir=tmp_path / "out", progress=False)
     assert Path(marker).exists()
     assert result.complete and not result.failures
     monkeypatch.undo()
-    clean = run_study(spec, out_dir=tmp_path / "clean", address=cluster.address, progress=False)
+    clean = run_study(spec, out_dir=tmp_path / "clean", progress=False)
     pd.testing.assert_frame_equal(
         metric_frame(result.replications), metric_frame(clean.replications), check_exact=True
     )
@@ -275,18 +286,16 @@ def test_a_dead_worker_is_retried_by_ray(cluster, tmp_path, monkeypatch):
 
 def test_more_replications_reuse_rows_and_changed_scenarios_do_not(cluster, tmp_path):
     out = tmp_path / "out"
-    r4 = run_study(tiny(replications=4), out_dir=out, address=cluster.address, progress=False)
+    r4 = run_study(tiny(replications=4), out_dir=out, progress=False)
     assert (r4.rows_reused, r4.rows_simulated) == (0, 16)
     # Study-level changes (more replications, a new name) keep every stored row.
-    r6 = run_study(tiny(replications=6, name="renamed"), out_dir=out, address=cluster.address,
-                   progress=False)  # fmt: skip
+    r6 = run_study(tiny(replications=6, name="renamed"), out_dir=out, progress=False)
     assert (r6.rows_reused, r6.rows_simulated) == (16, 8)
     old = metric_frame(r4.replications)
     new = metric_frame(r6.replications[r6.replications["replication"] < 4])
     pd.testing.assert_frame_equal(new, old, check_exact=True)
     # Changing one scenario's rate: its rows are stale, the other scenario's are reused.
-    r_changed = run_study(tiny(replications=6, rates=(5.0, 9.0)), out_dir=out,
-                          address=cluster.address, progress=False)  # fmt: skip
+    r_changed = run_study(tiny(replications=6, rates=(5.0, 9.0)), out_dir=out, progress=False)
     assert (r_changed.rows_reused, r_changed.rows_simulated) == (12, 12)
     final = stored(out)
     assert sorted(final[RATE].unique()) == [5.0, 9.0]
