@@ -295,3 +295,13 @@ def fast_exclusive_run(requests: Requests, arch: Monolithic | Disaggregated, gpu
     if isinstance(arch, Monolithic):
         return fast_exclusive.run_monolithic(requests, arch, service)
     return fast_exclusive.run_disaggregated(requests, arch, service)
+
+
+def test_warm_up_compiles_every_kernel() -> None:
+    fast_exclusive.warm_up()
+    for kernel in (
+        fast_exclusive._monolithic_kernel,
+        fast_exclusive._prefill_kernel,
+        fast_exclusive._decode_kernel,
+    ):
+        assert kernel.signatures  # compiled (or loaded from cache) for float64 arrays
