@@ -10,12 +10,22 @@ Layout of `--out DIR`:
     summary.csv, comparisons.csv   the aggregates (see `aggregate`)
     .lock                 held (flock) by the run using the folder
 
-Every file is written to a temporary name in the same folder, flushed to disk and renamed over the
-target (atomic on POSIX), so a kill at any instant leaves either the old or the new file. Each
-finished task's rows go to a new part file at once; consolidation merges the parts into
-`replications.parquet` and only then deletes them. Duplicated rows (a kill between the rename and
-the deletes) are harmless: rows are keyed by (scenario_id, architecture, replication) and the
-simulation is deterministic, so the first copy is kept.
+Every file is written to a temporary name in the same folder, flushed to disk, renamed over the
+target (atomic on POSIX) and the folder flushed, so a kill or a power cut at any instant leaves
+either the old or the new file. Temporary files a killed run left behind are removed by the next
+run. Each finished task's rows go to a new part file at once; consolidation merges the parts into
+`replications.parquet`, checks the written file holds every row, and only then deletes them.
+Duplicated rows (a kill between the rename and the deletes) are harmless: rows are keyed by
+(scenario_id, architecture, replication) and the simulation is deterministic, so the first copy is
+kept.
+
+Parquet files are written with page checksums and read with checksum verification, so a flipped
+bit is an error, never a silently changed number. A file that cannot be parsed (truncated or
+damaged by something outside distsim) is, when a run opens the folder, renamed aside to
+`<name>.corrupt-<time>` and noted; its rows are simulated again (the simulation is deterministic,
+so they come back identical) and every intact row elsewhere is kept. `distsim report` (read-only)
+instead stops with a one-line error that says so. Every later read notes the set-aside files
+until they are deleted (`--fresh` deletes them).
 
 Swept-parameter columns are derived from the plan when `replications.parquet` is written (their
 names are kept in the file's metadata) and dropped on reading, so a stored row is reused only
@@ -25,6 +35,7 @@ through its scenario id.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -56,9 +67,35 @@ _PARAMS_META = b"distsim.param_columns"
 OWNED = (SPEC_FILE, MANIFEST_FILE, REPLICATIONS_FILE, SUMMARY_FILE, COMPARISONS_FILE)
 
 
+_TMP_MARK = ".tmp-"
+_CORRUPT_MARK = ".corrupt-"
+# What a failed write means for the user, by errno.
+_WRITE_HINTS = {
+    errno.ENOSPC: "no space left on the device: free some and run the same command again "
+    "(every row saved so far is kept)",
+    errno.EDQUOT: "disk quota exceeded: free some and run the same command again "
+    "(every row saved so far is kept)",
+    errno.EROFS: "read-only file system: choose another --out",
+    errno.EACCES: "permission denied: choose another --out",
+    errno.EPERM: "permission denied: choose another --out",
+}
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename is durable only then); best effort."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file, fsync and rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Write `data` to `path` via a temporary file in the same folder, fsync, rename, fsync the
+    folder. On any failure the temporary file is removed, the old `path` (if any) is untouched,
+    and a one-line `StoreError` says what to do."""
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -68,31 +105,78 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise StoreError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        why = _WRITE_HINTS.get(exc.errno or -1) or exc.strerror or str(exc)
+        raise StoreError(f"{path}: cannot write: {why}") from None
+    _fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+class CorruptFileError(StoreError):
+    """A stored file exists and can be read, but is not a valid distsim row file."""
+
+
 def _write_parquet(path: Path, table: pa.Table) -> None:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, write_page_checksum=True)
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
-    """The core columns and metrics of a stored row file (parameter columns dropped)."""
+    """The core columns and metrics of a stored row file (parameter columns dropped).
+
+    `StoreError` when the file cannot be read (permissions, I/O); `CorruptFileError` when it can
+    but is not an intact row file (truncated, a checksum mismatch, missing columns).
+    """
     try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise StoreError(
-            f"{path}: unreadable ({exc}); move it away or rerun with --fresh"
-        ) from None
-    meta = table.schema.metadata or {}
-    params = json.loads(meta.get(_PARAMS_META, b"[]"))
-    df = table.to_pandas()
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        table = pq.read_table(path, page_checksum_verification=True)
+        meta = table.schema.metadata or {}
+        params = json.loads(meta.get(_PARAMS_META, b"[]"))
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            raise ValueError("bad parameter-column metadata")
+        missing = [c for c in CORE_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ValueError(f"no column {missing[0]}")
+        df = table.to_pandas()
+    except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+        raise CorruptFileError(f"{path}: unreadable, damaged ({_first_line(exc)})") from None
     return df.drop(columns=[c for c in params if c in df.columns])
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a damaged file to `<name>.corrupt-<time>` (kept for inspection, never read)."""
+    target = path.with_name(f"{path.name}{_CORRUPT_MARK}{time.strftime('%Y%m%dT%H%M%S')}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{path.name}{_CORRUPT_MARK}{time.strftime('%Y%m%dT%H%M%S')}-{n}")
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        raise StoreError(f"{path}: damaged, and cannot set it aside: {exc.strerror}") from None
+    _fsync_dir(path.parent)
+    return target
+
+
+def set_aside_files(out_dir: Path) -> list[Path]:
+    """Damaged row files set aside earlier (see the module docstring)."""
+    found = list(out_dir.glob(f"{REPLICATIONS_FILE}{_CORRUPT_MARK}*"))
+    parts = out_dir / PARTS_DIR
+    if parts.is_dir():
+        found += parts.glob(f"part-*.parquet{_CORRUPT_MARK}*")
+    return sorted(found)
 
 
 def _dedupe(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
@@ -107,15 +191,22 @@ def read_rows(out_dir: Path) -> tuple[pd.DataFrame, list[str], list[Path]]:
     """Every stored row (consolidated file and part files), deduplicated; notes on problems; the
     part files read.
 
-    Read-only. A part file that cannot be read is skipped with a note and left in place (its rows
-    will be simulated again); an unreadable `replications.parquet` is a `StoreError`.
+    Read-only. A damaged part file is skipped with a note and left in place (its rows will be
+    simulated again); a damaged `replications.parquet` is a one-line `StoreError` that says how
+    to recover (a run sets it aside: `ResultStore.open`). Set-aside files are noted.
     """
     notes: list[str] = []
     frames: list[pd.DataFrame] = []
     read: list[Path] = []
     main = out_dir / REPLICATIONS_FILE
     if main.exists():
-        frames.append(_read_parquet(main))
+        try:
+            frames.append(_read_parquet(main))
+        except CorruptFileError as exc:
+            raise StoreError(
+                f"{exc}; run the study again with this folder as --out: the run sets the file "
+                "aside, keeps every intact row and simulates the others again"
+            ) from None
     parts = out_dir / PARTS_DIR
     if parts.is_dir():
         for part in sorted(parts.glob("part-*.parquet")):
@@ -125,6 +216,14 @@ def read_rows(out_dir: Path) -> tuple[pd.DataFrame, list[str], list[Path]]:
                 notes.append(f"skipped {exc}")
             else:
                 read.append(part)
+    aside = set_aside_files(out_dir)
+    if aside:
+        names = ", ".join(str(p.relative_to(out_dir)) for p in aside[:3])
+        more = f" and {len(aside) - 3} more" if len(aside) > 3 else ""
+        notes.append(
+            f"{len(aside)} damaged file(s) were set aside ({names}{more}); their rows were "
+            "simulated again; delete them when you no longer need them"
+        )
     return _dedupe(frames), notes, read
 
 
@@ -197,7 +296,29 @@ class ResultStore:
         store = cls(path, fd)
         if fresh:
             store.clear()
+        store.recover()
         return store
+
+    def recover(self) -> None:
+        """Clean up after a crash: remove temporary files left by a killed run, and set aside
+        (rename) any row file that is damaged, so the run keeps every intact row and simulates
+        the lost ones again. Called with the lock held; see the module docstring."""
+        parts = self.out_dir / PARTS_DIR
+        folders = [self.out_dir, parts] if parts.is_dir() else [self.out_dir]
+        for folder in folders:
+            for tmp in folder.glob(f".*{_TMP_MARK}*"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+        candidates = [self.out_dir / REPLICATIONS_FILE]
+        if parts.is_dir():
+            candidates += sorted(parts.glob("part-*.parquet"))
+        for path in candidates:
+            if not path.exists():
+                continue
+            try:
+                _read_parquet(path)
+            except CorruptFileError:
+                _set_aside(path)
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -217,6 +338,8 @@ class ResultStore:
         try:
             for name in OWNED:
                 (self.out_dir / name).unlink(missing_ok=True)
+            for aside in set_aside_files(self.out_dir):
+                aside.unlink(missing_ok=True)
             shutil.rmtree(self.out_dir / PARTS_DIR, ignore_errors=True)
         except OSError as exc:
             raise StoreError(f"{self.out_dir}: cannot clear earlier results: {exc}") from None
@@ -264,7 +387,17 @@ class ResultStore:
         """
         rows, _, parts = read_rows(self.out_dir)
         published = with_params(select_plan_rows(rows, plan), plan)
-        _write_parquet(self.out_dir / REPLICATIONS_FILE, to_table(published, plan))
+        target = self.out_dir / REPLICATIONS_FILE
+        _write_parquet(target, to_table(published, plan))
+        try:  # verify before deleting the parts: the file on disk holds every row
+            written = pq.read_metadata(target).num_rows
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{target}: cannot verify what was written: {exc}") from None
+        if written != len(published):
+            raise StoreError(
+                f"{target}: holds {written} rows after writing {len(published)}; the part files "
+                "are kept, run the same command again"
+            )
         for part in parts:
             with contextlib.suppress(OSError):
                 part.unlink()
