@@ -242,12 +242,13 @@ def compare(
     unstable = unstable_scenarios(diag)
     records: list[dict[str, Any]] = []
     metrics = metric_columns(rows, plan)
-    reps = np.arange(plan.replications)
     for ps in plan.scenarios:
         srows = rows[rows["scenario_id"] == ps.id]
         base = srows[srows["architecture"] == plan.baseline]
         if base.empty:
             continue
+        # every replication index the scenario has (with `precision`, scenarios differ)
+        reps = np.arange(int(srows["replication"].max()) + 1)
         for arch in plan.architectures:
             if arch == plan.baseline:
                 continue

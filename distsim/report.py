@@ -20,8 +20,23 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from distsim import precision
 from distsim.design import Plan
 from distsim.goodput import report_lines as goodput_lines
+
+# What each name of summary.csv's `flags` column means (terminal, report.md, summary.json).
+FLAG_TEXT = {
+    "unstable": "offered load is at least 1 on some GPU pool: queues grow without bound, so the "
+    "numbers depend on the run length; shown, but left out of significance testing",
+    "run_too_short": "per-replication quantiles disagree with the pooled estimate by more than "
+    "0.35 of the interval half-width: the runs are too short for this quantile (its interval may "
+    "cover the truth less often than stated) — raise duration_s",
+    "warmup_short": "warmup_s ends before the start-up transient that MSER-5 detects, or TTFT is "
+    "still growing through the measured window — raise warmup_s (or duration_s)",
+    "precision_capped": "the precision target (precision.rel_half_width) was not met within "
+    "precision.max_replications: the interval is wider than asked — raise max_replications, "
+    "loosen the target, or lengthen the runs",
+}
 
 # Metrics that get a verdict line: the latency figures every architecture has.
 VERDICT_PREFIXES = ("ttft_", "e2e_", "tpot_")
@@ -137,6 +152,90 @@ def _scenario_table(plan: Plan, summary: pd.DataFrame) -> Table:
     return table
 
 
+def replications_text(plan: Plan) -> str:
+    """`30 replications`, or with `precision` the initial count, the target and the cap."""
+    p = getattr(plan.study, "precision", None)
+    if p is None:
+        return f"{plan.replications} replications"
+    metrics = ", ".join(metric_label(m) for m in p.metrics)
+    return (
+        f"{plan.replications} replications, then more until {metrics} are within "
+        f"±{p.rel_half_width * 100:g}% (at most {p.max_replications})"
+    )
+
+
+def auto_warmup_text(record: Mapping[str, Any]) -> str:
+    """How `warmup_s: auto` was resolved for a scenario."""
+    per = ", ".join(f"{a} {v:g} s" for a, v in record["detected_s"].items())
+    text = (
+        f"warmup_s auto = {record['warmup_s']:g} s (MSER-5 on a pilot of "
+        f"{record['pilot_replications']} replications; detected per architecture: {per})"
+    )
+    bad = [a for a, ok in record["reliable"].items() if not ok]
+    if bad:
+        text += f"; no steady state seen for {', '.join(bad)}"
+    return text
+
+
+def _pct_width(rel: float) -> str:
+    return "±inf%" if not math.isfinite(rel) else f"±{rel * 100:.2g}%"
+
+
+def precision_lines(plan: Plan, status: pd.DataFrame) -> list[str]:
+    """One scenario's achieved precision: per architecture and metric, met or capped."""
+    p = getattr(plan.study, "precision", None)
+    if p is None or status.empty:
+        return []
+    cells = "; ".join(
+        f"{r.architecture} {metric_label(r.metric)} {_pct_width(r.rel_half_width)}"
+        for r in status.itertuples(index=False)
+    )
+    n = int(status["n"].max())
+    target = f"±{p.rel_half_width * 100:g}%"
+    if status["met"].all():
+        return [f"precision: target {target} met with {n} replications ({cells})"]
+    capped = status[status["capped"]]
+    if len(capped):
+        which = ", ".join(
+            f"{r.architecture} {metric_label(r.metric)}" for r in capped.itertuples(index=False)
+        )
+        return [
+            f"precision: target {target} NOT met — capped at {n} replications "
+            f"(max_replications) for {which} ({cells})"
+        ]
+    return [f"precision: target {target} not met yet after {n} replications ({cells})"]
+
+
+def used_flags(summary: pd.DataFrame) -> list[str]:
+    """Flag names that appear in the summary, in FLAG_TEXT order."""
+    if summary.empty or "flags" not in summary.columns:
+        return []
+    seen = {f for v in summary["flags"].dropna() for f in str(v).split(";") if f}
+    return [f for f in FLAG_TEXT if f in seen] + sorted(seen - set(FLAG_TEXT))
+
+
+def flag_lines(summary: pd.DataFrame) -> list[str]:
+    """One scenario's flags, a line per architecture: each flag with the metrics it is on
+    (`unstable` and `warmup_short` concern the whole architecture)."""
+    if "flags" not in summary.columns:
+        return []
+    hits: dict[str, dict[str, list[str]]] = {}
+    for r in summary.itertuples(index=False):
+        for flag in str(r.flags if isinstance(r.flags, str) else "").split(";"):
+            if flag:
+                by_flag = hits.setdefault(str(r.architecture), {})
+                by_flag.setdefault(flag, []).append(metric_label(r.metric))
+    lines = []
+    for arch, by_flag in hits.items():
+        order = [f for f in FLAG_TEXT if f in by_flag] + sorted(set(by_flag) - set(FLAG_TEXT))
+        parts = [
+            f if f in ("unstable", "warmup_short") else f"{f} ({', '.join(by_flag[f])})"
+            for f in order
+        ]
+        lines.append(f"flags, {arch}: {'; '.join(parts)}")
+    return lines
+
+
 def render(
     plan: Plan,
     summary: pd.DataFrame,
@@ -157,9 +256,10 @@ def render(
     pct = f"{plan.confidence * 100:g}%"
     console.print(
         f"{study.name}: {len(plan.scenarios)} scenario(s) x {len(plan.architectures)} "
-        f"architectures x {plan.replications} replications · {pct} intervals · "
-        f"baseline {plan.baseline}"
+        f"architectures x {replications_text(plan)} · {pct} intervals · baseline {plan.baseline}",
+        highlight=False,
     )
+    prec = precision.status(summary, plan)
     for ps in plan.scenarios:
         s = summary[summary["scenario_id"] == ps.id]
         console.print()
@@ -168,12 +268,18 @@ def render(
         if ns[-1] < plan.replications:
             reps += f" of {plan.replications} planned"
         console.print(f"scenario {ps.label()} · {reps}", style="bold", highlight=False)
+        if ps.warmup_auto is not None:
+            console.print("  " + auto_warmup_text(ps.warmup_auto), highlight=False, soft_wrap=True)
         for line in (workloads or {}).get(ps.id, ()):
             console.print(f"  workload {line}", highlight=False, soft_wrap=True)
         if s.empty:
             console.print("  no results yet")
             continue
         console.print(_scenario_table(plan, s))
+        for line in precision_lines(plan, prec[prec["scenario_id"] == ps.id]):
+            console.print("  " + line, highlight=False, soft_wrap=True)
+        for line in flag_lines(s):
+            console.print("  " + line, highlight=False, soft_wrap=True)
         c = comparisons[comparisons["scenario_id"] == ps.id] if not comparisons.empty else None
         if c is not None:
             for _, row in c.iterrows():
@@ -181,6 +287,12 @@ def render(
                     console.print("  " + verdict(row), highlight=False)
     for line in goodput_lines(plan, summary):
         console.print(line, highlight=False, soft_wrap=True)
+    used = used_flags(summary)
+    if used:
+        console.print()
+        console.print("what the flags mean:", highlight=False)
+        for name in used:
+            console.print(f"  {name}: {FLAG_TEXT[name]}", highlight=False, soft_wrap=True)
     for note in notes or []:
         console.print(f"note: {note}", highlight=False)
     return buf.getvalue()

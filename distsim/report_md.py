@@ -20,26 +20,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from distsim import precision
 from distsim.design import Plan
 from distsim.payload import SKETCH_COLUMNS
 from distsim.quantile_sketch import LogHistogram, from_json
-from distsim.report import metric_label
+from distsim.report import (
+    FLAG_TEXT,
+    auto_warmup_text,
+    metric_label,
+    precision_lines,
+    replications_text,
+    used_flags,
+)
 
 REPORT_FILE = "report.md"
 JSON_FILE = "summary.json"
 FOREST_FILE = "forest.png"
 PLOT_METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s")
-
-FLAG_TEXT = {
-    "unstable": "offered load is at least 1 on some GPU pool: queues grow without bound, so the "
-    "numbers depend on the run length; shown, but left out of significance testing",
-    "run_too_short": "per-replication quantiles disagree with the pooled estimate by more than "
-    "0.35 of the interval half-width: the runs are too short for this quantile (its interval may "
-    "cover the truth less often than stated) — raise duration_s",
-    "warmup_short": "warmup_s ends before the start-up transient that MSER-5 detects, or TTFT is "
-    "still growing through the measured window — raise warmup_s (or duration_s)",
-    "precision_capped": "the precision target was not met within max_replications",
-}
 
 
 def _plt() -> Any:
@@ -149,12 +146,25 @@ def cdf_plot(rows: pd.DataFrame, plan: Plan, scenario_id: str, path: Path) -> bo
     return drawn
 
 
+def _warm(warmup_s: float | str) -> str:
+    if warmup_s == "auto":
+        return "auto (resolved per scenario by a pilot, below)"
+    return f"{float(warmup_s):g}"
+
+
 def _table(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for rec in frame[columns].itertuples(index=False):
         cells = [_fmt(v) if isinstance(v, float) else str(v) for v in rec]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _precision_json(plan: Plan, status: pd.DataFrame) -> dict[str, Any] | None:
+    p = getattr(plan.study, "precision", None)
+    if p is None:
+        return None
+    return {**p.model_dump(mode="json"), "cells": _records(status)}
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -177,13 +187,13 @@ def write_report(
     lines += [
         f"{len(plan.scenarios)} scenario(s) x {len(plan.architectures)} architecture(s) "
         f"({', '.join(plan.architectures)}; baseline `{plan.baseline}`), "
-        f"{plan.replications} replications each, confidence {plan.confidence:g}, "
+        f"{replications_text(plan)} each, confidence {plan.confidence:g}, "
         f"multiple comparisons: {getattr(study, 'multiple_comparisons', 'holm')}.",
         "",
-        f"Run: duration_s {study.duration_s:g}, warmup_s {study.warmup_s:g}, seed {study.seed}; "
-        f"arrival {study.workload.arrival.model_dump()}."
-        if hasattr(study.workload, "arrival")
-        else f"Run: duration_s {study.duration_s:g}, warmup_s {study.warmup_s:g}.",
+        f"Run: duration_s {study.duration_s:g}, warmup_s {_warm(study.warmup_s)}, "
+        f"seed {study.seed}; arrival {study.workload.arrival.model_dump()}."
+        if getattr(study.workload, "arrival", None) is not None
+        else f"Run: duration_s {study.duration_s:g}, warmup_s {_warm(study.warmup_s)}.",
         "",
         "Quantiles (P50/P90/P99) are pooled over every measured request of every replication; "
         "their intervals take their spread from the replications (sectioning), never from "
@@ -191,6 +201,7 @@ def write_report(
         "over the same replications (common random numbers).",
         "",
     ]
+    prec = precision.status(summary, plan)
     files: dict[str, Any] = {}
     if forest_plot(detail, out_dir / FOREST_FILE):
         files["forest"] = FOREST_FILE
@@ -204,12 +215,19 @@ def write_report(
     for ps in plan.scenarios:
         params = ", ".join(f"{k} = {v}" for k, v in ps.params.items()) or "the spec as written"
         lines += [f"## Scenario `{ps.id}` ({params})", ""]
+        if ps.warmup_auto is not None:
+            lines += [auto_warmup_text(ps.warmup_auto) + ".", ""]
         s = summary[summary["scenario_id"] == ps.id] if len(summary) else summary
         if len(s):
             s = s[s["metric"].str.startswith(("ttft_", "e2e_", "offered_load_", "n_requests"))]
             lines += _table(
                 s, ["architecture", "metric", "estimate", "ci_low", "ci_high", "n", "flags"]
             )
+            lines.append("")
+        pst = prec[prec["scenario_id"] == ps.id] if len(prec) else prec
+        if len(pst):
+            lines += [f"- {line}." for line in precision_lines(plan, pst)] + [""]
+            lines += _table(pst, ["architecture", "metric", "rel_half_width", "n", "met", "capped"])
             lines.append("")
         d = diag[diag["scenario_id"] == ps.id] if len(diag) else diag
         for rec in d.itertuples():
@@ -250,11 +268,9 @@ def write_report(
         lines += ["## Relative differences", "", f"![forest plot]({FOREST_FILE})", ""]
     for name in files["sweep"]:
         lines += [f"![{name}]({name})", ""]
-    used = sorted(
-        {f for v in summary.get("flags", pd.Series(dtype=str)) for f in str(v).split(";") if f}
-    )
+    used = used_flags(summary)
     lines += ["## Flags", ""]
-    lines += [f"- `{f}`: {FLAG_TEXT[f]}" for f in used] or ["No flags: no warnings apply."]
+    lines += [f"- `{f}`: {FLAG_TEXT.get(f, f)}" for f in used] or ["No flags: no warnings apply."]
     for note in notes or []:
         lines.append(f"- note: {note}")
     lines.append("")
@@ -265,8 +281,12 @@ def write_report(
         "confidence": plan.confidence,
         "replications": plan.replications,
         "multiple_comparisons": getattr(study, "multiple_comparisons", "holm"),
-        "flags": {f: FLAG_TEXT[f] for f in used},
+        "flags": {f: FLAG_TEXT.get(f, f) for f in used},
         "summary": _records(summary),
+        "precision": _precision_json(plan, prec),
+        "warmup_auto": {
+            ps.id: ps.warmup_auto for ps in plan.scenarios if ps.warmup_auto is not None
+        },
         "comparisons": _records(detail),
         "diagnostics": _records(diag),
         "plots": files,

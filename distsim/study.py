@@ -10,6 +10,7 @@ The CLI's `distsim run` is a thin wrapper around this function.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import platform
 import subprocess
 import time
@@ -21,12 +22,13 @@ from typing import Any
 
 import pandas as pd
 
-from distsim import aggregate, goodput
+from distsim import aggregate, diagnostics, goodput, precision, warmup
 from distsim.design import Plan, expected_requests_per_unit, plan_study
 from distsim.errors import DistsimError, SpecError, StoreError
 from distsim.spec import Study, apply_overrides, load_study, validate_study
 from distsim.store import (
     COMPARISONS_FILE,
+    MANIFEST_FILE,
     REPLICATIONS_FILE,
     SPEC_FILE,
     SUMMARY_FILE,
@@ -67,11 +69,15 @@ class StudyResult:
     tasks: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    waves: int = 0  # precision waves run (this run)
 
     @property
     def complete(self) -> bool:
-        """Every planned row is present."""
-        return len(self.replications) == self.plan.rows
+        """Every planned row is present (with `precision`: of the initial replications)."""
+        rows = self.replications
+        if rows.empty:
+            return self.plan.rows == 0
+        return int((rows["replication"] < self.plan.replications).sum()) == self.plan.rows
 
     def report(self, width: int = 110) -> str:
         """The terminal report as text, with each scenario's workload characterisation."""
@@ -152,7 +158,7 @@ def aggregate_rows(
     rows: pd.DataFrame, plan: Plan
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(summary, comparisons, comparisons with relative intervals) of published rows."""
-    summary = aggregate.summarize(rows, plan)
+    summary = precision.add_flags(aggregate.summarize(rows, plan), plan)
     extra = goodput.summary_rows(rows, plan)  # `goodput`: rows spanning the swept rates
     if not extra.empty:
         summary = pd.concat([summary, extra], ignore_index=True)
@@ -184,7 +190,7 @@ def missing_units(rows: pd.DataFrame | None, plan: Plan) -> list[Unit]:
 def _manifest(
     plan: Plan, started: str, status: str, result: StudyResult, previous: dict[str, Any]
 ) -> dict[str, Any]:
-    return {
+    out = {
         "distsim": _version("distsim"),
         "python": platform.python_version(),
         "ray": _version("ray"),
@@ -208,6 +214,57 @@ def _manifest(
         "failures": result.failures,
         "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
     }
+    auto = warmup.manifest_records(plan)
+    if auto:
+        out[warmup.MANIFEST_KEY] = auto
+    if plan.study.precision is not None:
+        out["precision"] = _precision_manifest(plan, result)
+    return out
+
+
+def _precision_manifest(plan: Plan, result: StudyResult) -> dict[str, Any]:
+    """The precision block of manifest.json: target, replications per scenario, capped cells."""
+    p = plan.study.precision
+    assert p is not None
+    st = precision.status(result.summary, plan)
+    counts = precision.totals(result.replications, plan)
+    return {
+        **p.model_dump(mode="json"),
+        "waves": result.waves,
+        "replications": counts,
+        "met": bool(len(st) and st["met"].all()),
+        "capped": [
+            f"{r.scenario_id}/{r.architecture}/{r.metric}"
+            for r in st.itertuples(index=False)
+            if r.capped
+        ],
+    }
+
+
+class _LazyRay:
+    """The Ray session of one run, started only when something has to be simulated."""
+
+    def __init__(self, address: str | None, workers: int | None, result: StudyResult) -> None:
+        self.address, self.workers, self.result = address, workers, result
+        self.session: Any = None
+
+    def get(self) -> Any:
+        if self.session is None:
+            from distsim import execute  # imports Ray lazily, only when there is work
+
+            session = execute.RaySession(
+                address=self.address, workers=self.workers, notes=self.result.notes
+            )
+            session.__enter__()
+            self.session = session
+            self.result.timings_s["ray_start"] = session.start_s
+            self.result.nodes, self.result.cpus = session.info.nodes, session.info.cpus
+        return self.session
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.__exit__(None, None, None)
+            self.session = None
 
 
 def run_study(
@@ -230,6 +287,10 @@ def run_study(
     Raises `SpecError` / `StoreError` (one-line messages) before anything is written when the
     input is bad. A replication whose simulation raises is listed in `failures`; the rest of the
     study completes. KeyboardInterrupt is re-raised after every finished row is saved.
+
+    `warmup_s: auto` scenarios are resolved first (a pilot per scenario, `distsim.warmup`);
+    with a `precision` block, waves of further replications follow the initial ones
+    (`distsim.precision`).
     """
     t_total = time.perf_counter()
     if workers is not None and workers < 1:
@@ -242,81 +303,139 @@ def run_study(
 
     with ResultStore.open(out, fresh=fresh) as store:
         previous = store.read_manifest()
-        stored, read_notes, _ = read_rows(out)
-        ours = select_plan_rows(stored, plan)
         result = StudyResult(
             study=study,
             plan=plan,
             out_dir=out,
-            replications=with_params(ours, plan),
+            replications=pd.DataFrame(),
             summary=pd.DataFrame(),
             comparisons=pd.DataFrame(),
             comparisons_detail=pd.DataFrame(),
-            rows_reused=len(ours),
-            notes=list(read_notes),
         )
-        if len(stored) > len(ours):
-            result.notes.append(
-                f"{len(stored) - len(ours)} stored row(s) do not belong to this spec "
-                "(changed scenarios or fewer replications) and are not used"
-            )
-        started = _now()
-        store.write_spec(study.model_dump(mode="json"))
-        store.write_manifest(_manifest(plan, started, "running", result, previous))
-        status = "running"
+        result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0)
+        ray = _LazyRay(address, workers, result)
         try:
-            _simulate_missing(
-                plan, ours, store, result, address=address, workers=workers, progress=progress
-            )
-            status = "complete"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
+            _run(plan, store, result, previous, ray, t_total=t_total, progress=progress)
         finally:
-            t_agg = time.perf_counter()
-            result.replications = store.consolidate(plan)
-            result.summary, result.comparisons, result.comparisons_detail = aggregate_rows(
-                result.replications, plan
-            )
-            store.write_csv(SUMMARY_FILE, result.summary)
-            store.write_csv(COMPARISONS_FILE, result.comparisons)
-            write_report_files(result)
-            result.timings_s["aggregation"] = time.perf_counter() - t_agg
-            result.timings_s["total"] = time.perf_counter() - t_total
-            if status == "complete" and not result.complete:
-                status = "incomplete"
-            store.write_manifest(_manifest(plan, started, status, result, previous))
+            ray.close()
     return result
 
 
-def _simulate_missing(
+def _run(
     plan: Plan,
-    ours: pd.DataFrame,
     store: ResultStore,
     result: StudyResult,
+    previous: dict[str, Any],
+    ray: _LazyRay,
     *,
-    address: str | None,
-    workers: int | None,
+    t_total: float,
     progress: bool,
 ) -> None:
-    from distsim import execute  # imports Ray lazily, only when there is work
+    plan = warmup.resolve_plan(
+        plan, previous, lambda todo: _run_pilots(todo, ray, result, progress=progress)
+    )
+    result.plan = plan
+    stored, read_notes, _ = read_rows(store.out_dir)
+    ours = select_plan_rows(stored, plan)
+    result.replications = with_params(ours, plan)
+    result.rows_reused = len(ours)
+    result.notes.extend(read_notes)
+    if len(stored) > len(ours):
+        result.notes.append(
+            f"{len(stored) - len(ours)} stored row(s) do not belong to this spec "
+            "(changed scenarios or fewer replications) and are not used"
+        )
+    for ps in plan.scenarios:
+        rec = ps.warmup_auto
+        if rec is not None:
+            res = warmup.Resolution.from_record(rec)
+            if res.unreliable():
+                result.notes.append(
+                    f"warmup_s auto, scenario {ps.label()}: the pilot of "
+                    f"{', '.join(res.unreliable())} shows no steady state (the run is too short "
+                    "or the system never settles); warmup_s is set to where MSER-5 stopped, "
+                    f"{res.warmup_s:g} s"
+                )
+    started = _now()
+    store.write_spec(plan.study.model_dump(mode="json"))
+    store.write_manifest(_manifest(plan, started, "running", result, previous))
+    status = "running"
+    try:
+        _simulate_missing(plan, ours, store, result, ray, progress=progress)
+        if plan.study.precision is not None:
+            _precision_waves(plan, store, result, ray, progress=progress)
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        t_agg = time.perf_counter()
+        result.replications = precision.used_rows(store.consolidate(plan), plan)
+        result.summary, result.comparisons, result.comparisons_detail = aggregate_rows(
+            result.replications, plan
+        )
+        store.write_csv(SUMMARY_FILE, result.summary)
+        store.write_csv(COMPARISONS_FILE, result.comparisons)
+        write_report_files(result)
+        result.timings_s["aggregation"] = time.perf_counter() - t_agg
+        result.timings_s["total"] = time.perf_counter() - t_total
+        if status == "complete" and not result.complete:
+            status = "incomplete"
+        store.write_manifest(_manifest(plan, started, status, result, previous))
 
-    units = missing_units(ours, plan)
-    result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0)
-    if not units:
-        return
+
+def _run_pilots(
+    todo: list[Any], ray: _LazyRay, result: StudyResult, *, progress: bool
+) -> dict[str, warmup.Resolution]:
+    """Run the pilots of auto-warm-up scenarios on Ray; their rows are not stored."""
+    from distsim import execute
+
+    session = ray.get()
+    scenarios = {ps.id: warmup.pilot_scenario(ps.scenario) for ps in todo}
+    units = [u for ps in todo for u in warmup.pilot_units(ps)]
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+
+    def on_result(batch: BatchResult) -> None:
+        rows.extend(batch.rows)
+        errors.extend(e["error"] for e in batch.errors)
+
+    def on_failure(batch: Sequence[Unit], message: str) -> None:
+        errors.append(message)
+
+    total = sum(len(u.architectures) for u in units)
+    batches = execute.batch_units(units, lambda u: 1.0, session.info.cpus)
+    with execute.ProgressBar(total=total, enabled=progress) as bar:
+        session.run(
+            batches,
+            scenarios,
+            on_result=on_result,
+            on_failure=on_failure,
+            progress=bar.progress,
+            progress_task=bar.task,
+        )
+    if errors:
+        raise DistsimError(f"warmup_s: auto: the pilot failed: {errors[0]}")
+    out = {}
+    for ps in todo:
+        mine = [r for r in rows if r["scenario_id"] == ps.id]
+        out[ps.id] = warmup.resolve(ps.id, warmup.profiles_of(mine))
+    return out
+
+
+def _runner(
+    plan: Plan, store: ResultStore, result: StudyResult, on_rows: Any = None
+) -> tuple[Any, Any]:
+    """(on_result, on_failure) callbacks that store rows and record failures."""
     scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
-    per_unit = {ps.id: expected_requests_per_unit(ps.scenario) for ps in plan.scenarios}
-    n_arch = len(plan.architectures)
-
-    def cost(u: Unit) -> float:
-        return per_unit[u.scenario_id] * len(u.architectures) / n_arch
 
     def on_result(batch: BatchResult) -> None:
         store.append(batch.rows)
         result.rows_simulated += len(batch.rows)
         result.failures.extend(batch.errors)
         result.timings_s["task_compute"] += batch.compute_s
+        if on_rows is not None:
+            on_rows(batch.rows)
         if store.part_count() >= CONSOLIDATE_EVERY_PARTS:
             store.consolidate(plan)
 
@@ -333,25 +452,117 @@ def _simulate_missing(
                     }
                 )
 
-    with execute.RaySession(address=address, workers=workers, notes=result.notes) as session:
-        result.timings_s["ray_start"] = session.start_s
-        result.nodes, result.cpus = session.info.nodes, session.info.cpus
-        batches = execute.batch_units(units, cost, session.info.cpus)
-        result.tasks = len(batches)
-        t_sim = time.perf_counter()
-        todo = sum(len(u.architectures) for u in units)
-        with execute.ProgressBar(total=plan.rows, done=plan.rows - todo, enabled=progress) as bar:
+    return on_result, on_failure
+
+
+def _cost(plan: Plan) -> Any:
+    per_unit = {ps.id: expected_requests_per_unit(ps.scenario) for ps in plan.scenarios}
+    n_arch = len(plan.architectures)
+
+    def cost(u: Unit) -> float:
+        return per_unit[u.scenario_id] * len(u.architectures) / n_arch
+
+    return cost
+
+
+def _simulate_missing(
+    plan: Plan,
+    ours: pd.DataFrame,
+    store: ResultStore,
+    result: StudyResult,
+    ray: _LazyRay,
+    *,
+    progress: bool,
+) -> None:
+    """Simulate the rows of replications 0..replications-1 that are not stored yet."""
+    units = missing_units(ours, plan)
+    if not units:
+        return
+    from distsim import execute
+
+    session = ray.get()
+    scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
+    on_result, on_failure = _runner(plan, store, result)
+    batches = execute.batch_units(units, _cost(plan), session.info.cpus)
+    result.tasks += len(batches)
+    t_sim = time.perf_counter()
+    todo = sum(len(u.architectures) for u in units)
+    with execute.ProgressBar(total=plan.rows, done=plan.rows - todo, enabled=progress) as bar:
+        try:
+            session.run(
+                batches,
+                scenarios,
+                on_result=on_result,
+                on_failure=on_failure,
+                progress=bar.progress,
+                progress_task=bar.task,
+            )
+        finally:
+            result.timings_s["simulation"] += time.perf_counter() - t_sim
+
+
+def _precision_waves(
+    plan: Plan,
+    store: ResultStore,
+    result: StudyResult,
+    ray: _LazyRay,
+    *,
+    progress: bool,
+) -> None:
+    """Further waves until every cell meets the precision target or its scenario the cap.
+
+    The tracker holds every stored row of the plan (those read at the start and those that
+    arrived since); each wave is planned from the counts the rows give (`precision.totals`).
+    """
+    p = plan.study.precision
+    assert p is not None
+    tracker = precision.Tracker(plan)
+    rows_now, _, _ = read_rows(store.out_dir)  # those stored before and by the initial phase
+    tracker.add_frame(select_plan_rows(rows_now, plan))
+    on_result, on_failure = _runner(plan, store, result, on_rows=tracker.add)
+    bar: Any = None
+    try:
+        while True:
+            current = tracker.totals()
+            needed = {sid: tracker.needed(sid, n) for sid, n in current.items()}
+            if not any(needed[s] > n and n < p.max_replications for s, n in current.items()):
+                return
+            from distsim import execute
+
+            session = ray.get()
+            wave = diagnostics.plan_wave(current, needed, session.info.cpus, p.max_replications)
+            units = precision.wave_units(plan, current, wave, tracker)
+            if not units:
+                return
+            if bar is None:
+                bar = execute.ProgressBar(total=0, enabled=progress).__enter__()
+            rows = sum(len(u.architectures) for u in units)
+            if bar.progress is not None:
+                bar.progress.update(bar.task, total=bar.progress.tasks[0].total + rows)
+            batches = execute.batch_units(units, _cost(plan), session.info.cpus)
+            result.tasks += len(batches)
+            result.waves += 1
+            t_sim = time.perf_counter()
             try:
                 session.run(
                     batches,
-                    scenarios,
+                    {ps.id: ps.scenario for ps in plan.scenarios},
                     on_result=on_result,
                     on_failure=on_failure,
                     progress=bar.progress,
                     progress_task=bar.task,
                 )
             finally:
-                result.timings_s["simulation"] = time.perf_counter() - t_sim
+                result.timings_s["simulation"] += time.perf_counter() - t_sim
+            if tracker.totals() == current:
+                result.notes.append(
+                    "precision: a wave added no complete replication (its simulations failed); "
+                    "stopped"
+                )
+                return
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 def write_report_files(result: StudyResult, *, tables: bool = False) -> Path:
@@ -375,6 +586,14 @@ def write_report_files(result: StudyResult, *, tables: bool = False) -> Path:
     )
 
 
+def _read_manifest(out: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def load_result(out_dir: str | Path) -> StudyResult:
     """A stored study's results, aggregated again from its rows; nothing is simulated or written.
 
@@ -391,11 +610,11 @@ def load_result(out_dir: str | Path) -> StudyResult:
         study = load_study(spec_path)
     except SpecError as exc:
         raise StoreError(f"{spec_path}: {exc}") from None
-    plan = plan_study(study)
+    plan = warmup.stored_plan(plan_study(study), _read_manifest(out))
     rows, notes, _ = read_rows(out)
     if rows.empty and not (out / REPLICATIONS_FILE).exists():
         notes.append("no replications stored yet")
-    published = with_params(select_plan_rows(rows, plan), plan)
+    published = precision.used_rows(with_params(select_plan_rows(rows, plan), plan), plan)
     summary, comparisons, detail = aggregate_rows(published, plan)
     return StudyResult(
         study=study,
