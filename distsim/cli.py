@@ -86,6 +86,12 @@ def simulate(
         study = load_study(spec, parse_overrides(overrides))
         plan = plan_study(study)
         planned = plan.scenario(scenario) if scenario is not None else plan.scenarios[0]
+        auto = None
+        if planned.scenario.warmup_s == "auto":  # resolved as `distsim run` would, in-process
+            from distsim import warmup
+
+            auto = warmup.pilot_local(planned)
+            planned = warmup.apply(plan, {planned.id: auto}).scenarios[planned.index]
         rep = simulate_replication(planned.scenario, arch, replication)
     except DistsimError as exc:
         fail(str(exc))
@@ -107,6 +113,10 @@ def simulate(
         f"{study.name} · scenario {planned.label()} · {arch} · replication {replication} · "
         f"seed {planned.scenario.seed} · {r.n_requests} measured requests"
     )
+    if auto is not None:
+        from distsim.report import auto_warmup_text
+
+        typer.echo(f"  {auto_warmup_text(auto.to_record())}")
     typer.echo(
         f"  TTFT  mean {_fmt(r.ttft_mean_s)} s   P50 {_fmt(r.ttft_p50_s)} s   "
         f"P90 {_fmt(r.ttft_p90_s)} s   P99 {_fmt(r.ttft_p99_s)} s   max {_fmt(r.ttft_max_s)} s"
@@ -295,6 +305,18 @@ def validate(spec: SpecArg, replications: ReplicationsOpt = None, overrides: Set
         typer.echo(f"    {ps.label()}")
     typer.echo(f"  architectures  {len(plan.architectures)}: {archs}")
     typer.echo(f"  replications   {plan.replications} per scenario x architecture")
+    if study.precision is not None:
+        from distsim.report import replications_text
+
+        typer.echo(f"  precision      {replications_text(plan)}")
+    autos = [ps.label() for ps in plan.scenarios if ps.scenario.warmup_s == "auto"]
+    if autos:
+        from distsim.warmup import PILOT_REPLICATIONS
+
+        typer.echo(
+            f"  warmup_s auto  {len(autos)} scenario(s): a pilot of {PILOT_REPLICATIONS} "
+            "replications each (MSER-5) fixes the warm-up before the run"
+        )
     typer.echo(f"  rows           {plan.rows:,} (scenario x architecture x replication)")
     per_unit = {ps.id: expected_requests_per_unit(ps.scenario) for ps in plan.scenarios}
     cpus = os.cpu_count() or 1
