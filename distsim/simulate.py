@@ -44,6 +44,8 @@ class Replication:
 # Implementations of the exclusive engine: "fast" (compiled recursions, the default) and "simpy"
 # (the process-per-request reference model). They give the same per-request times
 # (tests/test_fast_exclusive.py); the reference stays selectable for checking and benchmarks.
+# The batched engine takes the same choice: "fast" (a compiled replay of the reference's event
+# loop) or "simpy" (one SimPy process per instance); same Trace (tests/test_fast_batched.py).
 Implementation = Literal["fast", "simpy"]
 _IMPLEMENTATIONS = {"fast": fast_exclusive, "simpy": simpy_exclusive}
 
@@ -58,7 +60,7 @@ def run_engine(
     """Simulate one architecture on given requests: the exclusive engine, or the batched engine
     when a serving `plan` (`distsim.serving.plan`, for `engine: batched`) is given."""
     if plan is not None:
-        return batched.run(requests, plan)
+        return batched.run(requests, plan, implementation=implementation)
     service = ServiceTimes.of(requests, gpu)
     impl = _IMPLEMENTATIONS[implementation]
     if isinstance(arch, Monolithic):

@@ -1,0 +1,1186 @@
+"""The batched engine as one compiled event loop that replays the SimPy reference exactly.
+
+Same model, same signature and the same numbers as `distsim.sim.batched_simpy` (the reference),
+to the last bit of every timestamp, because it does not re-derive the model: it re-enacts the
+reference's SimPy event sequence. SimPy processes events in (time, priority, creation order);
+process starts are URGENT, everything else NORMAL. Each generator of the reference becomes a small
+state machine here, and every event the reference schedules is scheduled here at the same
+instant, with the same priority, in the same order, so ties (simultaneous arrivals, step ends,
+KV-transfer hand-overs) resolve the same way:
+
+- instance processes (monolithic/decode and prefill): start (URGENT at 0), wake-up events
+  (`notify`, NORMAL, now), step timeouts (now + dt);
+- the arrival process: start (URGENT at 0), then a timeout of `t - now` per arrival gap;
+- a KV transfer: its process start (URGENT, now), the link grant (NORMAL, now, only when the
+  link is free — SimPy's `Resource` grants the head of its FCFS queue when a request is made or a
+  release event is processed), the transfer timeout (now + dt), and the release event;
+- a failing process (a request too big for an instance) ends the run when SimPy would re-raise
+  its exception: when its failure event, scheduled NORMAL at the failure time, is processed.
+Events the reference schedules but nothing waits on (process ends) are left out: they only
+advance SimPy's counter, which never changes the relative order of the others.
+
+Floating-point work is done in the same order with the same operands: times are `now + delay`,
+step times use the same expressions (`_step_s`, checked against `distsim.step_time` bit for bit
+by tests), and the per-pool and per-request sums accumulate in the same sequence. So the traces
+are identical, not just close (tests/test_fast_batched.py compares them exactly).
+
+Why this technique (measured with benchmarks/bench_batched.py; cProfile of the reference): the
+SimPy version spends its time in per-step Python loops over the batch (composition, accounting,
+KV growth) and in SimPy's event machinery; batches of tens of sequences over ~80,000 steps per
+replication. The scheduling is sequential and state-dependent (admission, preemption, the
+most-free-KV choice among idle instances), so numpy cannot vectorise across steps, and a hand-
+written Python heapq loop would still pay the per-sequence Python loops. Compiled with numba
+(already a dependency, `distsim.sim.jit`), a step costs tens of nanoseconds per sequence.
+
+Step models other than the three shipped ones (`Roofline`, `ProfileFit`, `Linear`) cannot be
+compiled; `run` then falls back to the reference. The optional checker receives the same
+`StepRecord`s as with the reference, in the same order, after the compiled loop has run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from distsim.errors import SimulationError
+from distsim.hardware import GB, TERA
+from distsim.serving import ServingPlan
+from distsim.sim import batched_simpy
+from distsim.sim.batched_simpy import Checker, StepRecord
+from distsim.sim.jit import njit
+from distsim.sim.trace import PoolTrace, ServingStats, Trace, TransferLog
+from distsim.step_time import MS, Linear, ProfileFit, Roofline
+from distsim.workload import Requests
+
+# ------------------------------------------------------------------ layout of the state arrays
+
+# Event kinds.
+_EV_START = 0  # an instance process starts (URGENT)
+_EV_START_ARRIVALS = 1  # the arrival process starts (URGENT)
+_EV_WAKE = 2  # a sleeping instance was notified
+_EV_STEP = 3  # an instance's step timeout
+_EV_ARRIVAL = 4  # the arrival process's timeout
+_EV_T_START = 5  # a KV-transfer process starts (URGENT)
+_EV_T_GRANT = 6  # a link request was granted
+_EV_T_DONE = 7  # a transfer's timeout
+_EV_RELEASE = 8  # a link release event
+_EV_FAIL = 9  # a failed process: SimPy re-raises its exception here
+_URGENT = 0
+_NORMAL = 1
+_PRIO_SHIFT = 56  # heap key = priority << 56 | creation order
+
+# Per-request integers, ri[field, request].
+_R_PROMPT = 0
+_R_OUTPUT = 1
+_R_GEN = 2  # tokens generated
+_R_LEFT = 3  # prompt (or recompute) tokens still to prefill on the current instance
+_R_PDONE = 4  # tokens of the current prefill already in the cache
+_R_KV = 5  # KV tokens held or reserved on the current instance
+_R_NEEDS_T = 6  # 1 while the prompt's KV has to move to the decode instance
+_R_SOURCE = 7  # prefill instance (global index) holding the prompt's KV until the transfer ends
+_R_NEXT = 8  # running list of an instance (doubly linked)
+_R_PREV = 9
+_R_CHUNK = 10  # prompt tokens in the current step (0: not a prefill chunk of it)
+_R_ISDEC = 11  # 1: decodes in the current step
+_R_TNEXT = 12  # a link's FCFS request queue (singly linked)
+_R_LINK = 13  # the decode instance (global index) whose link carries the transfer
+_R_BNEXT = 14  # a prefill instance's current batch (singly linked)
+_NRI = 15
+
+# Per-request floats, rf[field, request].
+_F_QUEUED = 0
+_F_TSTART = 1
+_F_FIRST = 2
+_F_DONE = 3
+_NRF = 4
+
+# Per-instance integers, ii[field, instance].
+_I_POOL = 0
+_I_LOCAL = 1  # index within its pool (StepRecord.instance, the transfer log's link)
+_I_KIND = 2  # 0: monolithic or decode instance, 1: prefill instance
+_I_KV = 3  # KV tokens in use
+_I_SLEEP = 4  # 1 while waiting on a wake-up event (the reference's `wake is not None`)
+_I_TRIG = 5  # 1 once that event was triggered
+_I_HEAD = 6  # running list
+_I_TAIL = 7
+_I_COUNT = 8
+_I_IN_T = 9  # transfers admitted, not yet arrived
+_I_USERS = 10  # link in use (0/1)
+_I_LQHEAD = 11  # link request queue
+_I_LQTAIL = 12
+_I_SNAP = 13  # sequences of the running list at the step's start (the step's prefix)
+_I_SNAP_DEC = 14  # decodes in the step
+_I_BHEAD = 15  # prefill batch
+_I_BTAIL = 16
+_I_BCOUNT = 17
+_I_FIRST_AT_PREFILL = 18
+_NII = 19
+
+# Per-instance floats, fi[field, instance].
+_J_KV_INTEGRAL = 0
+_J_KV_SINCE = 1
+_J_CAP = 2
+_NFI = 3
+
+# Per-pool integers, pi[field, pool] (the first _P_IN rows are inputs).
+_P_NINST = 0
+_P_FIRST = 1  # global index of its first instance
+_P_MBS = 2
+_P_BUDGET = 3  # -1: none
+_P_TP = 4
+_P_MODEL = 5
+_P_THRESHOLD = 6
+_P_IN = 7
+_P_QHEAD = 7  # the pool's FCFS queue, a ring buffer
+_P_QLEN = 8
+_NPI = 9
+
+# Step-time model codes and parameter layouts, pf[pool, k].
+_M_ROOFLINE = 0
+_M_PROFILE = 1
+_M_LINEAR = 2
+_NPARAM = 14
+
+# Scalars, st[k].
+_S_HSIZE = 0
+_S_EID = 1
+_S_PREEMPTIONS = 2
+_S_RECOMPUTED = 3
+_S_NEXT_ARRIVAL = 4
+_S_NTRANSFERS = 5
+_S_ERROR = 6  # 1: a request did not fit
+_S_ERR_RID = 7
+_S_ERR_NEED = 8
+_S_ERR_POOL = 9
+_S_LOG = 10  # 1: record every step for a checker
+_NST = 11
+
+# Step log rows (ints): pool, instance, kv tokens, chunks, decodes.
+_LOG_INTS = 5
+
+
+# ------------------------------------------------------------------ step time
+
+
+@njit
+def _step_s(
+    code: int, prm: np.ndarray, threshold: int, p: int, sq: float, ctx: int, d: int, k: int
+) -> float:
+    """The step time of `distsim.step_time`'s models, operation for operation (same rounding)."""
+    if code == _M_ROOFLINE:
+        tokens = p + d
+        flops = prm[0] * tokens + prm[1] * (sq / 2.0 + k)
+        moved = prm[2] + prm[3] * (k + ctx) + prm[3] * tokens
+        compute_s = flops / prm[4]
+        memory_s = moved / prm[5]
+        comm_s = 0.0
+        if prm[6] > 1.0:
+            volume = prm[7] * tokens * prm[8] * prm[9]
+            comm_s = prm[10] * (prm[11] + volume / prm[12])
+        mx = compute_s
+        if memory_s > compute_s:
+            mx = memory_s
+        return prm[13] + mx + comm_s
+    if code == _M_PROFILE:
+        ms = 0.0
+        if p > 0:
+            ms += prm[0] + prm[1] * p + prm[2] * sq
+        if d > 0:
+            o = 3 if d < threshold else 6
+            ms += prm[o + 1] * k + prm[o + 2] * d
+            if p == 0:
+                ms += prm[o]
+        return ms * prm[9]
+    s = prm[0] + p / prm[1]
+    if d > 0:
+        s += prm[2] + prm[3] * d
+        s += prm[4] * k
+    return s
+
+
+def _step_params(step: object, tp: int) -> tuple[int, np.ndarray, int] | None:
+    """(model code, parameters, threshold) for `_step_s`, or None for a model it cannot run.
+    Sub-expressions that do not depend on the step are evaluated here exactly as
+    `distsim.step_time` evaluates them, so the compiled arithmetic rounds identically."""
+    prm = np.zeros(_NPARAM)
+    if type(step) is Roofline:
+        m, g, t = step.model, step.gpu, step.tensor_parallel
+        prm[:] = (
+            m.flops_per_token,
+            4.0 * m.layers * m.hidden,
+            m.weight_bytes,
+            m.kv_bytes_per_token,
+            t * g.peak_tflops * TERA * g.mfu,
+            t * g.hbm_gb_s * GB * g.mbu,
+            t,
+            2.0 * (t - 1) / t,
+            m.hidden,
+            m.bytes_per_param,
+            2 * m.layers,
+            g.allreduce_latency_s,
+            g.interconnect_gb_s * GB,
+            g.step_overhead_s,
+        )
+        return _M_ROOFLINE, prm, 0
+    if type(step) is ProfileFit:
+        prm[:10] = (*step.prefill, *step.decode_small, *step.decode_large, MS)
+        return _M_PROFILE, prm, int(step.threshold)
+    if type(step) is Linear:
+        prm[:5] = (
+            step.overhead_s,
+            step.prefill_tokens_per_s,
+            step.decode_base_s,
+            step.decode_per_seq_s,
+            step.kv_token_s,
+        )
+        return _M_LINEAR, prm, 0
+    return None
+
+
+# ------------------------------------------------------------------ event heap
+
+
+@njit
+def _push(
+    ht: np.ndarray, hk: np.ndarray, st: np.ndarray, t: float, prio: int, kind: int, arg: int
+) -> None:
+    """Schedule an event: a min-heap on (time, priority << 56 | creation order)."""
+    pos = st[_S_HSIZE]
+    st[_S_HSIZE] = pos + 1
+    key = (prio << _PRIO_SHIFT) | st[_S_EID]
+    st[_S_EID] += 1
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        pt = ht[parent]
+        if pt < t or (pt == t and hk[0, parent] < key):
+            break
+        ht[pos] = pt
+        hk[0, pos] = hk[0, parent]
+        hk[1, pos] = hk[1, parent]
+        hk[2, pos] = hk[2, parent]
+        pos = parent
+    ht[pos] = t
+    hk[0, pos] = key
+    hk[1, pos] = kind
+    hk[2, pos] = arg
+
+
+@njit
+def _pop(ht: np.ndarray, hk: np.ndarray, st: np.ndarray) -> tuple[float, int, int]:
+    """Remove the earliest event: (time, kind, argument)."""
+    t0 = ht[0]
+    kind0 = hk[1, 0]
+    arg0 = hk[2, 0]
+    size = st[_S_HSIZE] - 1
+    st[_S_HSIZE] = size
+    if size > 0:
+        t = ht[size]
+        key = hk[0, size]
+        kind = hk[1, size]
+        arg = hk[2, size]
+        pos = 0
+        while True:
+            child = 2 * pos + 1
+            if child >= size:
+                break
+            right = child + 1
+            if right < size and (
+                ht[right] < ht[child] or (ht[right] == ht[child] and hk[0, right] < hk[0, child])
+            ):
+                child = right
+            ct = ht[child]
+            if ct < t or (ct == t and hk[0, child] < key):
+                ht[pos] = ct
+                hk[0, pos] = hk[0, child]
+                hk[1, pos] = hk[1, child]
+                hk[2, pos] = hk[2, child]
+                pos = child
+            else:
+                break
+        ht[pos] = t
+        hk[0, pos] = key
+        hk[1, pos] = kind
+        hk[2, pos] = arg
+    return t0, kind0, arg0
+
+
+# ------------------------------------------------------------------ instances, pools, queues
+
+
+@njit
+def _change_kv(ii: np.ndarray, fi: np.ndarray, g: int, delta: int, now: float) -> None:
+    fi[_J_KV_INTEGRAL, g] += ii[_I_KV, g] * (now - fi[_J_KV_SINCE, g])
+    fi[_J_KV_SINCE, g] = now
+    ii[_I_KV, g] += delta
+
+
+@njit
+def _notify(
+    ii: np.ndarray, ht: np.ndarray, hk: np.ndarray, st: np.ndarray, g: int, now: float
+) -> None:
+    if ii[_I_SLEEP, g] == 1 and ii[_I_TRIG, g] == 0:
+        ii[_I_TRIG, g] = 1
+        _push(ht, hk, st, now, _NORMAL, _EV_WAKE, g)
+
+
+@njit
+def _append_running(ri: np.ndarray, ii: np.ndarray, g: int, r: int) -> None:
+    tail = ii[_I_TAIL, g]
+    ri[_R_PREV, r] = tail
+    ri[_R_NEXT, r] = -1
+    if tail >= 0:
+        ri[_R_NEXT, tail] = r
+    else:
+        ii[_I_HEAD, g] = r
+    ii[_I_TAIL, g] = r
+    ii[_I_COUNT, g] += 1
+
+
+@njit
+def _unlink_running(ri: np.ndarray, ii: np.ndarray, g: int, r: int) -> None:
+    prev = ri[_R_PREV, r]
+    nxt = ri[_R_NEXT, r]
+    if prev >= 0:
+        ri[_R_NEXT, prev] = nxt
+    else:
+        ii[_I_HEAD, g] = nxt
+    if nxt >= 0:
+        ri[_R_PREV, nxt] = prev
+    else:
+        ii[_I_TAIL, g] = prev
+    ii[_I_COUNT, g] -= 1
+
+
+@njit
+def _submit(
+    p: int,
+    r: int,
+    front: bool,
+    now: float,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    ii: np.ndarray,
+    fi: np.ndarray,
+    pi: np.ndarray,
+    qbuf: np.ndarray,
+    ht: np.ndarray,
+    hk: np.ndarray,
+    st: np.ndarray,
+    tmp_g: np.ndarray,
+    tmp_free: np.ndarray,
+) -> None:
+    """Join pool p's queue (front: a preempted sequence), then wake the idle instances, most
+    free KV first (a stable sort: ties keep the lowest index first)."""
+    rf[_F_QUEUED, r] = now
+    size = qbuf.shape[1]
+    if front:
+        head = pi[_P_QHEAD, p] - 1
+        if head < 0:
+            head += size
+        pi[_P_QHEAD, p] = head
+        qbuf[p, head] = r
+    else:
+        pos = pi[_P_QHEAD, p] + pi[_P_QLEN, p]
+        if pos >= size:
+            pos -= size
+        qbuf[p, pos] = r
+    pi[_P_QLEN, p] += 1
+    first = pi[_P_FIRST, p]
+    m = 0
+    for g in range(first, first + pi[_P_NINST, p]):
+        if ii[_I_SLEEP, g] == 1 and ii[_I_TRIG, g] == 0:
+            free = fi[_J_CAP, g] - ii[_I_KV, g]
+            j = m
+            while j > 0 and tmp_free[j - 1] < free:
+                tmp_free[j] = tmp_free[j - 1]
+                tmp_g[j] = tmp_g[j - 1]
+                j -= 1
+            tmp_free[j] = free
+            tmp_g[j] = g
+            m += 1
+    for j in range(m):
+        _notify(ii, ht, hk, st, tmp_g[j], now)
+
+
+@njit
+def _pop_queue(p: int, pi: np.ndarray, qbuf: np.ndarray) -> int:
+    head = pi[_P_QHEAD, p]
+    r = qbuf[p, head]
+    head += 1
+    if head == qbuf.shape[1]:
+        head = 0
+    pi[_P_QHEAD, p] = head
+    pi[_P_QLEN, p] -= 1
+    return r
+
+
+@njit
+def _fail(
+    st: np.ndarray, ht: np.ndarray, hk: np.ndarray, r: int, need: int, p: int, now: float
+) -> None:
+    """A request does not fit an empty instance: the process dies; SimPy re-raises its error
+    when the failure event (NORMAL, now) is processed."""
+    if st[_S_ERROR] == 0:
+        st[_S_ERROR] = 1
+        st[_S_ERR_RID] = r
+        st[_S_ERR_NEED] = need
+        st[_S_ERR_POOL] = p
+    _push(ht, hk, st, now, _NORMAL, _EV_FAIL, 0)
+
+
+@njit
+def _log_step(
+    log_i: list,
+    log_f: list,
+    log_c: list,
+    log_d: list,
+    p: int,
+    local: int,
+    now: float,
+    dt: float,
+    kv_tokens: int,
+    nchunks: int,
+    ndec: int,
+) -> None:
+    log_i.append(p)
+    log_i.append(local)
+    log_i.append(kv_tokens)
+    log_i.append(nchunks)
+    log_i.append(ndec)
+    log_f.append(now)
+    log_f.append(dt)
+
+
+@njit
+def _instance_loop(
+    g: int,
+    now: float,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    ii: np.ndarray,
+    fi: np.ndarray,
+    pi: np.ndarray,
+    pf: np.ndarray,
+    qbuf: np.ndarray,
+    wait: np.ndarray,
+    busy: np.ndarray,
+    acc: np.ndarray,
+    ht: np.ndarray,
+    hk: np.ndarray,
+    st: np.ndarray,
+    tmp_g: np.ndarray,
+    tmp_free: np.ndarray,
+    log_i: list,
+    log_f: list,
+    log_c: list,
+    log_d: list,
+) -> None:
+    """A monolithic or decode instance from the top of its loop to its next wait: admit, then
+    sleep or compose a step (preempting the newest while the decodes' growth does not fit)."""
+    p = ii[_I_POOL, g]
+    cap = fi[_J_CAP, g]
+    mbs = pi[_P_MBS, p]
+    # admit: FCFS from the pool's queue while a sequence slot and its KV fit
+    while pi[_P_QLEN, p] > 0:
+        r = qbuf[p, pi[_P_QHEAD, p]]
+        need = ri[_R_PROMPT, r] + ri[_R_GEN, r]
+        seqs = ii[_I_COUNT, g] + ii[_I_IN_T, g] + 1
+        if not (seqs <= mbs and ii[_I_KV, g] + need + seqs <= cap):
+            if ii[_I_COUNT, g] == 0 and ii[_I_IN_T, g] == 0:
+                _fail(st, ht, hk, r, ri[_R_PROMPT, r] + ri[_R_OUTPUT, r], p, now)
+                return
+            break
+        _pop_queue(p, pi, qbuf)
+        wait[p, r] += now - rf[_F_QUEUED, r]
+        ri[_R_KV, r] = need
+        _change_kv(ii, fi, g, need, now)
+        if ri[_R_NEEDS_T, r] == 1:
+            ii[_I_IN_T, g] += 1
+            ri[_R_LINK, r] = g
+            _push(ht, hk, st, now, _URGENT, _EV_T_START, r)
+        else:
+            _append_running(ri, ii, g, r)
+    if ii[_I_COUNT, g] == 0:
+        ii[_I_SLEEP, g] = 1
+        ii[_I_TRIG, g] = 0
+        return
+    budget = pi[_P_BUDGET, p]
+    npre = 0
+    ndec = 0
+    r = ii[_I_HEAD, g]
+    while r >= 0:
+        if ri[_R_LEFT, r] > 0:
+            npre += 1
+        else:
+            ndec += 1
+        r = ri[_R_NEXT, r]
+    # the step's decodes: none while unchunked prompts are waiting
+    while ii[_I_KV, g] + (0 if (budget < 0 and npre > 0) else ndec) > cap:
+        if ii[_I_COUNT, g] == 1 and ii[_I_IN_T, g] == 0:
+            r0 = ii[_I_HEAD, g]
+            _fail(st, ht, hk, r0, ri[_R_PROMPT, r0] + ri[_R_OUTPUT, r0], p, now)
+            return
+        victim = ii[_I_TAIL, g]
+        _unlink_running(ri, ii, g, victim)
+        if ri[_R_LEFT, victim] > 0:
+            npre -= 1
+        else:
+            ndec -= 1
+        _change_kv(ii, fi, g, -ri[_R_KV, victim], now)
+        ri[_R_KV, victim] = 0
+        context = ri[_R_PROMPT, victim] + ri[_R_GEN, victim]
+        st[_S_PREEMPTIONS] += 1
+        st[_S_RECOMPUTED] += context - ri[_R_LEFT, victim]
+        ri[_R_LEFT, victim] = context
+        ri[_R_PDONE, victim] = 0
+        _submit(p, victim, True, now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
+    # compose: flag the step's chunks and decodes on the running list
+    with_decodes = not (budget < 0 and npre > 0)
+    room = budget - ndec
+    p_tokens = 0
+    p_sq = 0.0
+    p_ctx = 0
+    k_ctx = 0
+    nchunks = 0
+    nd = 0
+    r = ii[_I_HEAD, g]
+    while r >= 0:
+        left = ri[_R_LEFT, r]
+        if left > 0:
+            c = 0
+            if budget < 0:
+                c = left
+            elif room > 0:
+                c = min(left, room)
+                room -= c
+            if c > 0:
+                ri[_R_CHUNK, r] = c
+                done_tok = ri[_R_PDONE, r]
+                p_tokens += c
+                p_sq += c * c + 2.0 * c * done_tok
+                p_ctx += done_tok
+                nchunks += 1
+        elif with_decodes:
+            ri[_R_ISDEC, r] = 1
+            k_ctx += ri[_R_KV, r]
+            nd += 1
+        r = ri[_R_NEXT, r]
+    dt = _step_s(pi[_P_MODEL, p], pf[p], pi[_P_THRESHOLD, p], p_tokens, p_sq, p_ctx, nd, k_ctx)
+    nb = nchunks + nd
+    if st[_S_LOG] == 1:
+        _log_step(
+            log_i, log_f, log_c, log_d, p, ii[_I_LOCAL, g], now, dt, ii[_I_KV, g] + nd, nchunks, nd
+        )
+        r = ii[_I_HEAD, g]
+        while r >= 0:
+            if ri[_R_CHUNK, r] > 0:
+                log_c.append(r)
+                log_c.append(ri[_R_CHUNK, r])
+            r = ri[_R_NEXT, r]
+        r = ii[_I_HEAD, g]
+        while r >= 0:
+            if ri[_R_ISDEC, r] == 1:
+                log_d.append(r)
+            r = ri[_R_NEXT, r]
+    acc[0, p] += dt
+    acc[1, p] += nb * dt
+    share = dt * pi[_P_TP, p] / nb
+    r = ii[_I_HEAD, g]
+    while r >= 0:
+        if ri[_R_CHUNK, r] > 0 or ri[_R_ISDEC, r] == 1:
+            busy[p, r] += share
+        r = ri[_R_NEXT, r]
+    ii[_I_SNAP, g] = ii[_I_COUNT, g]
+    ii[_I_SNAP_DEC, g] = nd
+    _push(ht, hk, st, now + dt, _NORMAL, _EV_STEP, g)
+
+
+@njit
+def _instance_step_done(
+    g: int, now: float, ri: np.ndarray, rf: np.ndarray, ii: np.ndarray, fi: np.ndarray
+) -> None:
+    """The end of a monolithic or decode step: chunks advance, decodes grow by one token, the
+    finished leave. The step's sequences are the first `_I_SNAP` of the running list (transfers
+    arriving meanwhile only append)."""
+    m = ii[_I_SNAP, g]
+    r = ii[_I_HEAD, g]
+    for _ in range(m):
+        c = ri[_R_CHUNK, r]
+        if c > 0:
+            ri[_R_CHUNK, r] = 0
+            ri[_R_LEFT, r] -= c
+            ri[_R_PDONE, r] += c
+            if ri[_R_LEFT, r] == 0:
+                ri[_R_PDONE, r] = 0
+                if ii[_I_FIRST_AT_PREFILL, g] == 1 and math.isnan(rf[_F_FIRST, r]):
+                    rf[_F_FIRST, r] = now
+        r = ri[_R_NEXT, r]
+    nd = ii[_I_SNAP_DEC, g]
+    if nd > 0:
+        _change_kv(ii, fi, g, nd, now)
+        r = ii[_I_HEAD, g]
+        for _ in range(m):
+            nxt = ri[_R_NEXT, r]
+            if ri[_R_ISDEC, r] == 1:
+                ri[_R_ISDEC, r] = 0
+                ri[_R_GEN, r] += 1
+                ri[_R_KV, r] += 1
+                if math.isnan(rf[_F_FIRST, r]):
+                    rf[_F_FIRST, r] = now
+                if ri[_R_GEN, r] == ri[_R_OUTPUT, r]:
+                    rf[_F_DONE, r] = now
+                    _change_kv(ii, fi, g, -ri[_R_KV, r], now)
+                    _unlink_running(ri, ii, g, r)
+            r = nxt
+
+
+@njit
+def _prefill_loop(
+    g: int,
+    now: float,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    ii: np.ndarray,
+    fi: np.ndarray,
+    pi: np.ndarray,
+    pf: np.ndarray,
+    qbuf: np.ndarray,
+    wait: np.ndarray,
+    busy: np.ndarray,
+    acc: np.ndarray,
+    ht: np.ndarray,
+    hk: np.ndarray,
+    st: np.ndarray,
+    log_i: list,
+    log_f: list,
+    log_c: list,
+    log_d: list,
+) -> None:
+    """A prefill instance from the top of its loop to its next wait: take whole prompts FCFS
+    within the token budget, batch size and KV, then sleep or start the step."""
+    p = ii[_I_POOL, g]
+    cap = fi[_J_CAP, g]
+    mbs = pi[_P_MBS, p]
+    budget = pi[_P_BUDGET, p]  # <= 0: unlimited (`token_budget or math.inf`)
+    tokens = 0
+    sq = 0
+    count = 0
+    tail = -1
+    while pi[_P_QLEN, p] > 0 and count < mbs:
+        r = qbuf[p, pi[_P_QHEAD, p]]
+        prompt = ri[_R_PROMPT, r]
+        if count > 0 and budget > 0 and tokens + prompt > budget:
+            break
+        if ii[_I_KV, g] + prompt > cap:
+            if count == 0 and ii[_I_KV, g] == 0:
+                _fail(st, ht, hk, r, prompt, p, now)
+                return
+            break
+        _pop_queue(p, pi, qbuf)
+        wait[p, r] += now - rf[_F_QUEUED, r]
+        _change_kv(ii, fi, g, prompt, now)
+        ri[_R_BNEXT, r] = -1
+        if tail >= 0:
+            ri[_R_BNEXT, tail] = r
+        else:
+            ii[_I_BHEAD, g] = r
+        tail = r
+        count += 1
+        tokens += prompt
+        sq += prompt * prompt
+    if count == 0:
+        ii[_I_SLEEP, g] = 1
+        ii[_I_TRIG, g] = 0
+        return
+    ii[_I_BCOUNT, g] = count
+    dt = _step_s(pi[_P_MODEL, p], pf[p], pi[_P_THRESHOLD, p], tokens, float(sq), 0, 0, 0)
+    if st[_S_LOG] == 1:
+        _log_step(log_i, log_f, log_c, log_d, p, ii[_I_LOCAL, g], now, dt, ii[_I_KV, g], count, 0)
+        r = ii[_I_BHEAD, g]
+        for _ in range(count):
+            log_c.append(r)
+            log_c.append(ri[_R_PROMPT, r])
+            r = ri[_R_BNEXT, r]
+    acc[0, p] += dt
+    acc[1, p] += count * dt
+    share = dt * pi[_P_TP, p] / count
+    r = ii[_I_BHEAD, g]
+    for _ in range(count):
+        busy[p, r] += share
+        r = ri[_R_BNEXT, r]
+    _push(ht, hk, st, now + dt, _NORMAL, _EV_STEP, g)
+
+
+@njit
+def _trigger_put(
+    link: int,
+    now: float,
+    ri: np.ndarray,
+    ii: np.ndarray,
+    ht: np.ndarray,
+    hk: np.ndarray,
+    st: np.ndarray,
+) -> None:
+    """SimPy's Resource._trigger_put for a link of capacity 1: grant the queue's head if free."""
+    head = ii[_I_LQHEAD, link]
+    if head >= 0 and ii[_I_USERS, link] == 0:
+        nxt = ri[_R_TNEXT, head]
+        ii[_I_LQHEAD, link] = nxt
+        if nxt < 0:
+            ii[_I_LQTAIL, link] = -1
+        ii[_I_USERS, link] = 1
+        _push(ht, hk, st, now, _NORMAL, _EV_T_GRANT, head)
+
+
+@njit
+def _transfer_done(
+    r: int,
+    now: float,
+    ri: np.ndarray,
+    rf: np.ndarray,
+    ii: np.ndarray,
+    fi: np.ndarray,
+    ht: np.ndarray,
+    hk: np.ndarray,
+    st: np.ndarray,
+    tr_i: np.ndarray,
+    tr_f: np.ndarray,
+) -> None:
+    """A transfer's end: release the link, log it, free the prompt's KV on the prefill
+    instance, and the sequence joins the decode instance's running list."""
+    link = ri[_R_LINK, r]
+    ii[_I_USERS, link] = 0
+    _push(ht, hk, st, now, _NORMAL, _EV_RELEASE, link)
+    k = st[_S_NTRANSFERS]
+    st[_S_NTRANSFERS] = k + 1
+    tr_i[0, k] = r
+    tr_i[1, k] = ii[_I_LOCAL, link]
+    tr_f[0, k] = rf[_F_TSTART, r]
+    tr_f[1, k] = now
+    src = ri[_R_SOURCE, r]
+    _change_kv(ii, fi, src, -ri[_R_PROMPT, r], now)
+    _notify(ii, ht, hk, st, src, now)
+    ri[_R_SOURCE, r] = -1
+    ri[_R_NEEDS_T, r] = 0
+    ii[_I_IN_T, link] -= 1
+    _append_running(ri, ii, link, r)
+    _notify(ii, ht, hk, st, link, now)
+
+
+@njit
+def _kernel(
+    arrival: np.ndarray,
+    prompt: np.ndarray,
+    output: np.ndarray,
+    pool_in: np.ndarray,
+    pf: np.ndarray,
+    pool_cap: np.ndarray,
+    decode_pool: int,
+    first_token_prefill: bool,
+    kv_bytes_per_token: float,
+    link_bytes_per_s: float,
+    log: bool,
+):  # noqa: ANN202
+    """Run the whole simulation; see the module docstring for the correspondence to SimPy."""
+    n = arrival.shape[0]
+    npools = pool_in.shape[1]
+    pi = np.empty((_NPI, npools), np.int64)
+    pi[:_P_IN] = pool_in
+    pi[_P_QHEAD] = 0
+    pi[_P_QLEN] = 0
+    ninst = 0
+    for p in range(npools):
+        ninst += pool_in[_P_NINST, p]
+
+    ri = np.zeros((_NRI, n), np.int64)
+    ri[_R_PROMPT] = prompt
+    ri[_R_OUTPUT] = output
+    ri[_R_LEFT] = prompt
+    ri[_R_SOURCE] = -1
+    ri[_R_NEXT] = -1
+    ri[_R_PREV] = -1
+    ri[_R_TNEXT] = -1
+    ri[_R_LINK] = -1
+    ri[_R_BNEXT] = -1
+    rf = np.zeros((_NRF, n))
+    rf[_F_FIRST] = np.nan
+    rf[_F_DONE] = np.nan
+    wait = np.zeros((npools, n))
+    busy = np.zeros((npools, n))
+    acc = np.zeros((2, npools))  # step time, batch size x step time
+
+    ii = np.zeros((_NII, ninst), np.int64)
+    fi = np.zeros((_NFI, ninst))
+    for p in range(npools):
+        for j in range(pool_in[_P_NINST, p]):
+            g = pool_in[_P_FIRST, p] + j
+            ii[_I_POOL, g] = p
+            ii[_I_LOCAL, g] = j
+            ii[_I_KIND, g] = 1 if (decode_pool >= 0 and p != decode_pool) else 0
+            ii[_I_FIRST_AT_PREFILL, g] = 1 if (decode_pool < 0 or p != decode_pool) else 0
+            if decode_pool >= 0 and p != decode_pool:
+                ii[_I_FIRST_AT_PREFILL, g] = 1 if first_token_prefill else 0
+            fi[_J_CAP, g] = pool_cap[p]
+    ii[_I_HEAD] = -1
+    ii[_I_TAIL] = -1
+    ii[_I_LQHEAD] = -1
+    ii[_I_LQTAIL] = -1
+    ii[_I_BHEAD] = -1
+    ii[_I_BTAIL] = -1
+
+    qbuf = np.empty((npools, max(n, 1)), np.int64)
+    hcap = 2 * n + ninst + 16
+    ht = np.empty(hcap)
+    hk = np.empty((3, hcap), np.int64)
+    st = np.zeros(_NST, np.int64)
+    st[_S_LOG] = 1 if log else 0
+    tmp_g = np.empty(max(ninst, 1), np.int64)
+    tmp_free = np.empty(max(ninst, 1))
+    tr_i = np.empty((2, n), np.int64)
+    tr_f = np.empty((2, n))
+    log_i = [0]
+    log_f = [0.0]
+    log_c = [0]
+    log_d = [0]
+    log_i.clear()
+    log_f.clear()
+    log_c.clear()
+    log_d.clear()
+
+    # The reference starts the instance processes (in pool order: prefill before decode), then
+    # the arrival process; all at time 0, URGENT.
+    for g in range(ninst):
+        _push(ht, hk, st, 0.0, _URGENT, _EV_START, g)
+    _push(ht, hk, st, 0.0, _URGENT, _EV_START_ARRIVALS, 0)
+    while st[_S_HSIZE] > 0:
+        now, kind, arg = _pop(ht, hk, st)
+        if kind == _EV_STEP or kind == _EV_WAKE or kind == _EV_START:  # noqa: SIM109 (numba)
+            g = arg
+            if kind == _EV_WAKE:
+                ii[_I_SLEEP, g] = 0
+                ii[_I_TRIG, g] = 0
+            if ii[_I_KIND, g] == 0:
+                if kind == _EV_STEP:
+                    _instance_step_done(g, now, ri, rf, ii, fi)
+                _instance_loop(
+                    g,
+                    now,
+                    ri,
+                    rf,
+                    ii,
+                    fi,
+                    pi,
+                    pf,
+                    qbuf,
+                    wait,
+                    busy,
+                    acc,
+                    ht,
+                    hk,
+                    st,
+                    tmp_g,
+                    tmp_free,
+                    log_i,
+                    log_f,
+                    log_c,
+                    log_d,
+                )
+            else:
+                if kind == _EV_STEP:
+                    r = ii[_I_BHEAD, g]
+                    count = ii[_I_BCOUNT, g]
+                    ii[_I_BHEAD, g] = -1
+                    ii[_I_BCOUNT, g] = 0
+                    for _ in range(count):
+                        nxt = ri[_R_BNEXT, r]
+                        if ii[_I_FIRST_AT_PREFILL, g] == 1:
+                            rf[_F_FIRST, r] = now
+                        ri[_R_LEFT, r] = 0
+                        ri[_R_NEEDS_T, r] = 1
+                        ri[_R_SOURCE, r] = g
+                        _submit(
+                            decode_pool,
+                            r,
+                            False,
+                            now,
+                            ri,
+                            rf,
+                            ii,
+                            fi,
+                            pi,
+                            qbuf,
+                            ht,
+                            hk,
+                            st,
+                            tmp_g,
+                            tmp_free,
+                        )
+                        r = nxt
+                _prefill_loop(
+                    g,
+                    now,
+                    ri,
+                    rf,
+                    ii,
+                    fi,
+                    pi,
+                    pf,
+                    qbuf,
+                    wait,
+                    busy,
+                    acc,
+                    ht,
+                    hk,
+                    st,
+                    log_i,
+                    log_f,
+                    log_c,
+                    log_d,
+                )
+        elif kind == _EV_ARRIVAL or kind == _EV_START_ARRIVALS:  # noqa: SIM109
+            i = st[_S_NEXT_ARRIVAL]
+            if kind == _EV_ARRIVAL:
+                _submit(0, i, False, now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
+                i += 1
+            while i < n:
+                t = arrival[i]
+                if t > now:
+                    _push(ht, hk, st, now + (t - now), _NORMAL, _EV_ARRIVAL, 0)
+                    break
+                _submit(0, i, False, now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
+                i += 1
+            st[_S_NEXT_ARRIVAL] = i
+        elif kind == _EV_T_START:
+            r = arg
+            link = ri[_R_LINK, r]
+            ri[_R_TNEXT, r] = -1
+            tail = ii[_I_LQTAIL, link]
+            if tail >= 0:
+                ri[_R_TNEXT, tail] = r
+            else:
+                ii[_I_LQHEAD, link] = r
+            ii[_I_LQTAIL, link] = r
+            _trigger_put(link, now, ri, ii, ht, hk, st)
+        elif kind == _EV_T_GRANT:
+            r = arg
+            rf[_F_TSTART, r] = now
+            dt = ri[_R_PROMPT, r] * kv_bytes_per_token / link_bytes_per_s
+            if dt > 0:
+                _push(ht, hk, st, now + dt, _NORMAL, _EV_T_DONE, r)
+            else:
+                _transfer_done(r, now, ri, rf, ii, fi, ht, hk, st, tr_i, tr_f)
+        elif kind == _EV_T_DONE:
+            _transfer_done(arg, now, ri, rf, ii, fi, ht, hk, st, tr_i, tr_f)
+        elif kind == _EV_RELEASE:
+            _trigger_put(arg, now, ri, ii, ht, hk, st)
+        else:  # _EV_FAIL
+            break
+
+    nt = st[_S_NTRANSFERS]
+    li = np.empty(len(log_i), np.int64)
+    for k in range(len(log_i)):
+        li[k] = log_i[k]
+    lf = np.empty(len(log_f))
+    for k in range(len(log_f)):
+        lf[k] = log_f[k]
+    lc = np.empty(len(log_c), np.int64)
+    for k in range(len(log_c)):
+        lc[k] = log_c[k]
+    ld = np.empty(len(log_d), np.int64)
+    for k in range(len(log_d)):
+        ld[k] = log_d[k]
+    kv_state = np.empty((3, ninst))
+    for g in range(ninst):
+        kv_state[0, g] = fi[_J_KV_INTEGRAL, g]
+        kv_state[1, g] = ii[_I_KV, g]
+        kv_state[2, g] = fi[_J_KV_SINCE, g]
+    return (
+        rf[_F_FIRST].copy(),
+        rf[_F_DONE].copy(),
+        wait,
+        busy,
+        acc,
+        st,
+        tr_i[:, :nt].copy(),
+        tr_f[:, :nt].copy(),
+        kv_state,
+        li,
+        lf,
+        lc,
+        ld,
+    )
+
+
+# ------------------------------------------------------------------ Python side
+
+
+def _records(
+    plan: ServingPlan,
+    names: list[str],
+    li: np.ndarray,
+    lf: np.ndarray,
+    lc: np.ndarray,
+    ld: np.ndarray,
+) -> list[StepRecord]:
+    """The logged steps as the reference's StepRecords (same fields, same Python types)."""
+    ints = li.reshape(-1, _LOG_INTS).tolist()
+    floats = lf.reshape(-1, 2).tolist()
+    chunks = lc.tolist()
+    decodes = ld.tolist()
+    out = []
+    c = d = 0
+    for (p, inst, kv_tokens, nchunks, ndec), (start, dt) in zip(ints, floats, strict=True):
+        pool = plan.pools[names[p]]
+        out.append(
+            StepRecord(
+                pool=pool.name,
+                instance=inst,
+                start_s=start,
+                duration_s=dt,
+                prefill_chunks=tuple(
+                    (chunks[k], chunks[k + 1]) for k in range(c, c + 2 * nchunks, 2)
+                ),
+                decode_ids=tuple(decodes[d : d + ndec]),
+                kv_used_tokens=kv_tokens,
+                kv_capacity_tokens=pool.kv_capacity_tokens,
+                max_batch_size=pool.max_batch_size,
+                token_budget=pool.token_budget,
+            )
+        )
+        c += 2 * nchunks
+        d += ndec
+    return out
+
+
+def run(requests: Requests, plan: ServingPlan, checker: Checker | None = None) -> Trace:
+    """Simulate one architecture's batched instances until every request has finished: the
+    same Trace as `batched_simpy.run`, bit for bit. Falls back to the reference for a step-time
+    model it cannot compile."""
+    names = list(plan.pools)
+    disaggregated = "gpu" not in plan.pools
+    # Process order of the reference: the entry pool's instances first (gpu, or prefill), then
+    # the decode pool's; pool 0 is where arrivals go.
+    order = ["prefill", "decode"] if disaggregated else ["gpu"]
+    if sorted(order) != sorted(names):
+        return batched_simpy.run(requests, plan, checker)  # pragma: no cover - unknown layout
+    names = order
+    npools = len(names)
+    pool_in = np.zeros((_P_IN, npools), np.int64)
+    pf = np.zeros((npools, _NPARAM))
+    pool_cap = np.zeros(npools)
+    first = 0
+    for p, name in enumerate(names):
+        pool = plan.pools[name]
+        params = _step_params(pool.step, pool.tensor_parallel)
+        if params is None:
+            return batched_simpy.run(requests, plan, checker)
+        code, prm, threshold = params
+        pf[p] = prm
+        pool_in[:, p] = (
+            pool.instances,
+            first,
+            pool.max_batch_size,
+            -1 if pool.token_budget is None else pool.token_budget,
+            pool.tensor_parallel,
+            code,
+            threshold,
+        )
+        pool_cap[p] = pool.kv_capacity_tokens
+        first += pool.instances
+    link_bytes_per_s = (plan.kv_link_gb_s or 1.0) * GB
+    (first_s, done_s, wait, busy, acc, st, tr_i, tr_f, kv_state, li, lf, lc, ld) = _kernel(
+        np.ascontiguousarray(requests.arrival_s, dtype=np.float64),
+        np.ascontiguousarray(requests.prompt_tokens, dtype=np.int64),
+        np.ascontiguousarray(requests.output_tokens, dtype=np.int64),
+        pool_in,
+        pf,
+        pool_cap,
+        1 if disaggregated else -1,
+        plan.first_token == "prefill",
+        float(plan.kv_bytes_per_token),
+        float(link_bytes_per_s),
+        checker is not None,
+    )
+    if checker is not None:
+        for record in _records(plan, names, li, lf, lc, ld):
+            checker(record)
+    if st[_S_ERROR]:
+        rid, need = int(st[_S_ERR_RID]), int(st[_S_ERR_NEED])
+        pool = plan.pools[names[int(st[_S_ERR_POOL])]]
+        raise SimulationError(
+            f"request {rid} needs {need} KV tokens ({int(requests.prompt_tokens[rid])} prompt + "
+            f"{int(requests.output_tokens[rid])} output) but an instance of the {pool.name} "
+            f"pool holds {pool.kv_capacity_tokens:.0f}; cap the token distributions with `max`"
+        )
+    return _trace(requests, plan, names, first_s, done_s, wait, busy, acc, st, tr_i, tr_f, kv_state)
+
+
+def _trace(
+    requests: Requests,
+    plan: ServingPlan,
+    names: list[str],
+    first_s: np.ndarray,
+    done_s: np.ndarray,
+    wait: np.ndarray,
+    busy: np.ndarray,
+    acc: np.ndarray,
+    st: np.ndarray,
+    tr_i: np.ndarray,
+    tr_f: np.ndarray,
+    kv_state: np.ndarray,
+) -> Trace:
+    """The reference's end-of-run bookkeeping on the kernel's arrays (same expressions)."""
+    unfinished = np.flatnonzero(np.isnan(done_s))
+    if unfinished.size:
+        raise SimulationError(
+            f"{unfinished.size} request(s) never finished (first: request {unfinished[0]}); "
+            "the batched engine stalled"
+        )
+    end_s = float(done_s.max()) if len(requests) else 0.0
+    index = {name: p for p, name in enumerate(names)}
+    batch_mean: dict[str, float] = {}
+    kv_mean: dict[str, float] = {}
+    for name, pool in plan.pools.items():
+        p = index[name]
+        t = float(acc[0, p])
+        batch_mean[name] = float(acc[1, p]) / t if t > 0 else float("nan")
+        cap = pool.kv_capacity_tokens
+        if math.isinf(cap) or end_s <= 0:
+            kv_mean[name] = float("nan")
+        else:
+            total = 0.0
+            first = sum(plan.pools[q].instances for q in names[:p])
+            for g in range(first, first + pool.instances):
+                integral, used, since = kv_state[:, g].tolist()
+                total += integral + int(used) * (end_s - since)
+            kv_mean[name] = total / (cap * pool.instances * end_s)
+    order = np.argsort(tr_i[0], kind="stable")
+    stats = ServingStats(
+        preemptions=int(st[_S_PREEMPTIONS]),
+        recomputed_tokens=int(st[_S_RECOMPUTED]),
+        batch_size_mean=batch_mean,
+        kv_use_mean=kv_mean,
+        transfers=TransferLog(
+            request=tr_i[0][order],
+            link=tr_i[1][order],
+            start_s=tr_f[0][order],
+            end_s=tr_f[1][order],
+        ),
+    )
+    pool_traces = {
+        name: PoolTrace(pool.gpus, wait[index[name]], busy[index[name]])
+        for name, pool in plan.pools.items()
+    }
+    return Trace(first_s, done_s, pool_traces, serving=stats)
+
+
+def warm_up() -> None:
+    """Compile the kernel now, or load it from numba's on-disk cache (never needed for
+    correctness; lets a driver pay it once before starting workers or timing)."""
+    pool_in = np.zeros((_P_IN, 1), np.int64)
+    pool_in[:, 0] = (1, 0, 1, -1, 1, _M_LINEAR, 0)
+    pf = np.zeros((1, _NPARAM))
+    pf[0, :2] = (0.0, 1.0)
+    one = np.ones(1, np.int64)
+    _kernel(np.zeros(1), one, one, pool_in, pf, np.full(1, np.inf), -1, True, 0.0, GB, True)
