@@ -260,7 +260,8 @@ def run(
         return
     except KeyboardInterrupt:
         typer.echo(
-            "interrupted: every finished replication is saved; run the same command to resume",
+            "interrupted: every finished replication is saved; run the same command to resume "
+            "(or `distsim report DIR` for tables of what is done)",
             err=True,
         )
         raise typer.Exit(code=130) from None

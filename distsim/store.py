@@ -107,6 +107,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             tmp.unlink()
         why = _WRITE_HINTS.get(exc.errno or -1) or exc.strerror or str(exc)
         raise StoreError(f"{path}: cannot write: {why}") from None
+    except BaseException:  # Ctrl-C mid-write: no temporary file left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     _fsync_dir(path.parent)
 
 

@@ -369,19 +369,25 @@ def _run(
         status = "interrupted"
         raise
     finally:
+        if status == "running":  # an error other than Ctrl-C is on its way out
+            status = "failed"
         t_agg = time.perf_counter()
         result.replications = precision.used_rows(store.consolidate(plan), plan)
-        result.summary, result.comparisons, result.comparisons_detail = aggregate_rows(
-            result.replications, plan
-        )
-        store.write_csv(SUMMARY_FILE, result.summary)
-        store.write_csv(COMPARISONS_FILE, result.comparisons)
-        write_report_files(result)
-        result.timings_s["aggregation"] = time.perf_counter() - t_agg
-        result.timings_s["total"] = time.perf_counter() - t_total
         if status == "complete" and not result.complete:
             status = "incomplete"
+        # Every finished row is in replications.parquet now: record that before aggregating,
+        # which can take a while (a second Ctrl-C then leaves a truthful manifest).
         store.write_manifest(_manifest(plan, started, status, result, previous))
+        if status in ("complete", "incomplete"):  # interrupted/failed: `distsim report` rebuilds
+            result.summary, result.comparisons, result.comparisons_detail = aggregate_rows(
+                result.replications, plan
+            )
+            store.write_csv(SUMMARY_FILE, result.summary)
+            store.write_csv(COMPARISONS_FILE, result.comparisons)
+            write_report_files(result)
+            result.timings_s["aggregation"] = time.perf_counter() - t_agg
+            result.timings_s["total"] = time.perf_counter() - t_total
+            store.write_manifest(_manifest(plan, started, status, result, previous))
 
 
 def _run_pilots(
