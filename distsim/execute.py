@@ -236,6 +236,15 @@ class RaySession:
 # ---------------------------------------------------------------- batching (no Ray needed)
 
 
+def task_count(total_cost: float, n_units: int, cpus: int) -> int:
+    """How many tasks `batch_units` makes of `n_units` units costing `total_cost` in all
+    (computed without building the units, so `distsim validate` answers at once for any size)."""
+    if n_units <= 0:
+        return 0
+    n_tasks = max(math.ceil(total_cost / TARGET_TASK_REQUESTS), TASKS_PER_CPU * max(cpus, 1))
+    return max(min(n_tasks, n_units), 1)
+
+
 def batch_units(
     units: Sequence[Unit], cost: Callable[[Unit], float], cpus: int
 ) -> list[list[Unit]]:
@@ -248,8 +257,7 @@ def batch_units(
         return []
     costs = [max(cost(u), 1.0) for u in units]
     total = sum(costs)
-    n_tasks = max(math.ceil(total / TARGET_TASK_REQUESTS), TASKS_PER_CPU * max(cpus, 1))
-    n_tasks = min(n_tasks, len(units))
+    n_tasks = task_count(total, len(units), cpus)
     per_task = total / n_tasks
     batches: list[list[Unit]] = [[] for _ in range(n_tasks)]
     before = 0.0
