@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from distsim import aggregate, diagnostics, goodput, precision, warmup
+from distsim import aggregate, budget, diagnostics, goodput, precision, warmup
 from distsim.design import Plan, expected_requests_per_unit, plan_study
 from distsim.errors import DistsimError, SpecError, StoreError
 from distsim.spec import Study, apply_overrides, load_study, validate_study
@@ -277,6 +277,7 @@ def run_study(
     overrides: dict[str, Any] | None = None,
     fresh: bool = False,
     progress: bool = True,
+    force: bool = False,
 ) -> StudyResult:
     """Run (or resume) a study and return its results; they are also written under `out_dir`.
 
@@ -287,6 +288,8 @@ def run_study(
     Raises `SpecError` / `StoreError` (one-line messages) before anything is written when the
     input is bad. A replication whose simulation raises is listed in `failures`; the rest of the
     study completes. KeyboardInterrupt is re-raised after every finished row is saved.
+    A study estimated to be far beyond the machine (`distsim.budget`) raises `TooLargeError`
+    with the estimate, before anything is written, unless `force`.
 
     `warmup_s: auto` scenarios are resolved first (a pilot per scenario, `distsim.warmup`);
     with a `precision` block, waves of further replications follow the initial ones
@@ -297,6 +300,7 @@ def run_study(
         raise SpecError(f"--workers: must be at least 1 (got {workers})")
     study = resolve_study(spec_or_path, replications=replications, overrides=overrides)
     plan = plan_study(study)
+    budget.check(plan, budget.planned_cpus(address, workers), force=force)
     out = Path(out_dir) if out_dir is not None else Path("results") / study.name
     if out.exists() and not out.is_dir():
         raise StoreError(f"{out}: exists and is not a folder")
