@@ -203,6 +203,15 @@ ReplicationsOpt = Annotated[
 ]
 
 
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Run (or pass) a study estimated to be far beyond this machine (see `validate`).",
+    ),
+]
+
+
 def _print_notes(notes: list[str]) -> None:
     for note in notes:
         typer.echo(f"note: {note}", err=True)
@@ -236,6 +245,7 @@ def run(
         bool, typer.Option("--fresh", help="Delete earlier results in the folder first.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Run a study (or resume it): every scenario x architecture x replication, on Ray.
 
@@ -254,6 +264,7 @@ def run(
             overrides=parse_overrides(overrides),
             fresh=fresh,
             progress=not quiet,
+            force=force,
         )
     except DistsimError as exc:
         fail(str(exc))
@@ -285,13 +296,20 @@ def run(
 
 
 @app.command()
-def validate(spec: SpecArg, replications: ReplicationsOpt = None, overrides: SetOpt = None) -> None:
-    """Check a spec and print the plan (scenarios, tasks, requests) without running anything."""
+def validate(
+    spec: SpecArg,
+    replications: ReplicationsOpt = None,
+    overrides: SetOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Check a spec and print the plan (scenarios, tasks, requests, time and memory) without
+    running anything. A study far beyond this machine is an error (exit 2) unless --force."""
     import os
 
+    from distsim import budget
     from distsim.design import expected_requests_per_unit, plan_study
-    from distsim.execute import batch_units
-    from distsim.study import missing_units, resolve_study
+    from distsim.execute import task_count
+    from distsim.study import resolve_study
 
     try:
         study = resolve_study(spec, replications=replications, overrides=parse_overrides(overrides))
@@ -319,17 +337,25 @@ def validate(spec: SpecArg, replications: ReplicationsOpt = None, overrides: Set
             "replications each (MSER-5) fixes the warm-up before the run"
         )
     typer.echo(f"  rows           {plan.rows:,} (scenario x architecture x replication)")
-    per_unit = {ps.id: expected_requests_per_unit(ps.scenario) for ps in plan.scenarios}
+    cost = sum(max(expected_requests_per_unit(ps.scenario), 1.0) for ps in plan.scenarios)
     cpus = os.cpu_count() or 1
-    units = missing_units(None, plan)
-    tasks = batch_units(units, lambda u: per_unit[u.scenario_id], cpus)
+    tasks = task_count(cost * plan.replications, plan.units, cpus)
     typer.echo(
-        f"  tasks          {len(tasks):,} on this machine ({cpus} CPUs); each runs whole "
+        f"  tasks          {tasks:,} on this machine ({cpus} CPUs); each runs whole "
         f"(scenario, replication) units, all architectures on one workload"
     )
     typer.echo(f"  requests       {plan.expected_requests():,.0f} simulated (expected)")
+    estimate = budget.estimate(plan, cpus, budget.available_memory_bytes())
+    typer.echo(f"  estimate       {estimate.line()}")
     _echo_derived(plan)
     typer.echo("  nothing was run")
+    if estimate.problems():
+        try:
+            budget.check(plan, cpus, force=force)
+        except DistsimError as exc:
+            fail(str(exc))
+            return
+        typer.echo(f"warning: {', '.join(estimate.problems())} (--force given)", err=True)
 
 
 def _echo_derived(plan: Any) -> None:
