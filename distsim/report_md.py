@@ -12,6 +12,7 @@ with matplotlib's Agg backend (no display needed):
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -32,11 +33,19 @@ from distsim.report import (
     replications_text,
     used_flags,
 )
+from distsim.store import atomic_write_bytes, atomic_write_text
 
 REPORT_FILE = "report.md"
 JSON_FILE = "summary.json"
 FOREST_FILE = "forest.png"
 PLOT_METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s")
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Render a figure and write it atomically (a kill mid-write leaves no broken PNG)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _plt() -> Any:
@@ -79,7 +88,7 @@ def forest_plot(detail: pd.DataFrame, path: Path) -> bool:
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel("relative difference to baseline (%)  — red: significant after adjustment")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return True
 
@@ -111,7 +120,7 @@ def sweep_plots(summary: pd.DataFrame, plan: Plan, out_dir: Path) -> list[str]:
         ax.legend()
         fig.tight_layout()
         name = f"sweep_{metric}.png"
-        fig.savefig(out_dir / name, dpi=110)
+        _save(fig, out_dir / name)
         plt.close(fig)
         files.append(name)
     return files
@@ -141,7 +150,7 @@ def cdf_plot(rows: pd.DataFrame, plan: Plan, scenario_id: str, path: Path) -> bo
         ax.set_ylabel("fraction of requests")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        _save(fig, path)
     plt.close(fig)
     return drawn
 
@@ -275,7 +284,7 @@ def write_report(
         lines.append(f"- note: {note}")
     lines.append("")
     report = out_dir / REPORT_FILE
-    report.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(report, "\n".join(lines))
     payload = {
         "study": study.name,
         "confidence": plan.confidence,
@@ -291,5 +300,5 @@ def write_report(
         "diagnostics": _records(diag),
         "plots": files,
     }
-    (out_dir / JSON_FILE).write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    atomic_write_text(out_dir / JSON_FILE, json.dumps(payload, indent=1))
     return report
