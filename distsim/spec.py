@@ -474,13 +474,48 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return f"{where}: {msg}{more}"
 
 
+# A spec is small. Bigger files, more values (YAML aliases can expand a short file into billions)
+# or deeper nesting are refused before anything walks the data.
+MAX_SPEC_BYTES = 16 * 1024 * 1024
+MAX_SPEC_VALUES = 1_000_000
+MAX_SPEC_DEPTH = 50
+
+
+def check_shape(data: Any, where: str) -> None:
+    """`SpecError` when `data`, aliases expanded, holds more than MAX_SPEC_VALUES values or nests
+    deeper than MAX_SPEC_DEPTH (stops counting at the limit, so it is fast on any input)."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_SPEC_VALUES:
+            raise SpecError(
+                f"{where}: more than {MAX_SPEC_VALUES:,} values (YAML aliases expanding?); "
+                "a spec is small"
+            )
+        if depth > MAX_SPEC_DEPTH:
+            raise SpecError(f"{where}: nested deeper than {MAX_SPEC_DEPTH} levels")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(node, list | tuple | set):
+            stack.extend((value, depth + 1) for value in node)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping at the top of a YAML file, read with the safe loader."""
+    """The mapping at the top of a YAML file, read with the safe loader (never anything that
+    builds Python objects from tags), size- and depth-checked."""
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"{p}: no such spec file")
     try:
+        if p.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{p}: larger than {MAX_SPEC_BYTES // 2**20} MiB; a spec is small")
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise SpecError(f"{p}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -491,15 +526,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise SpecError(f"{p}: the spec must be a YAML mapping of fields, not {kind}")
+    check_shape(data, str(p))
     return data
 
 
 def parse_value(text: str) -> Any:
-    """A `--set PATH=VALUE` value, read as a YAML scalar or flow collection."""
+    """A `--set PATH=VALUE` value, read as a YAML scalar or flow collection (safe loader)."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
+    except RecursionError:
+        raise SpecError(f"--set value {text[:40]!r}...: nested too deeply") from None
     except yaml.YAMLError:
         return text
+    check_shape(value, "--set value")
+    return value
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
