@@ -47,9 +47,10 @@ from distsim.spec import Scenario
 from distsim.task import BatchResult, Unit, run_batch
 
 LOOPBACK = "127.0.0.1"
-# A task should carry about this many simulated requests (~1 s of SimPy work, less with the
-# compiled engine) ...
-TARGET_TASK_REQUESTS = 50_000
+# A task should carry about this many simulated requests: ~0.3 s with the compiled exclusive
+# engine (workload, engine, metrics and sketches), against ~10 ms of Ray dispatch and result
+# transfer per task (benchmarks/bench_runner.py) ...
+TARGET_TASK_REQUESTS = 200_000
 # ... but there should be at least this many tasks per CPU, so the last ones balance out.
 TASKS_PER_CPU = 8
 # Tasks in flight per CPU: enough to keep every worker busy without queueing the whole study.

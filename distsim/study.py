@@ -50,8 +50,9 @@ class StudyResult:
     `replications`, `summary` and `comparisons` are DataFrames in the column layout of
     replications.parquet, summary.csv and comparisons.csv. `failures` lists replications whose
     simulation raised (scenario_id, architecture, replication, seed, error). `timings_s` splits
-    the wall time: ray_start, simulation, aggregation, total (and task_compute: CPU-seconds spent
-    inside tasks).
+    the wall time: ray_start, simulation, aggregation, total; task_compute is the wall time spent
+    inside tasks (summed over tasks) and task_cpu their threads' CPU time (less than task_compute
+    when other processes share the cores).
     """
 
     study: Study
@@ -316,7 +317,7 @@ def run_study(
             comparisons=pd.DataFrame(),
             comparisons_detail=pd.DataFrame(),
         )
-        result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0)
+        result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0, task_cpu=0.0)
         ray = _LazyRay(address, workers, result)
         try:
             _run(plan, store, result, previous, ray, t_total=t_total, progress=progress)
@@ -444,6 +445,7 @@ def _runner(
         result.rows_simulated += len(batch.rows)
         result.failures.extend(batch.errors)
         result.timings_s["task_compute"] += batch.compute_s
+        result.timings_s["task_cpu"] += batch.cpu_s
         if on_rows is not None:
             on_rows(batch.rows)
         if store.part_count() >= CONSOLIDATE_EVERY_PARTS:
