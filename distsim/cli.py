@@ -51,9 +51,19 @@ def _root(
         raise typer.Exit()
 
 
+# An error is one line, at most this long (a value quoted from the input can be huge).
+MAX_ERROR_CHARS = 1000
+
+
+def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`message` on one line (line breaks quoted as \\n), cut to `limit` characters."""
+    text = " ".join(message.replace("\r\n", "\n").replace("\n", "\\n").split("\r"))
+    return text if len(text) <= limit else text[: limit - 16] + " ... (cut short)"
+
+
 def fail(message: str) -> None:
     """Print one error line and exit with code 2."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code=2)
 
 

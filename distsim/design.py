@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,16 @@ def _column_value(value: Any) -> Any:
     return json.dumps(value, sort_keys=True)
 
 
+def _short(value: Any) -> str:
+    """A value as quoted in an error: its repr, with long or deeply nested values abbreviated."""
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
 def _check_path(path: Any, where: str) -> str:
     if not isinstance(path, str) or not path:
         raise SpecError(f"{where}: a parameter path must be a non-empty dotted string")
@@ -196,7 +207,7 @@ def _resolve(study: Study, base: dict[str, Any], origin: str, overrides: dict[st
     except ValidationError as exc:
         raise SpecError(_value_error(study, origin, overrides, exc)) from None
     if tuple(resolved.architectures) != tuple(study.architectures):
-        point = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        point = ", ".join(f"{k}={_short(v)}" for k, v in overrides.items())
         raise SpecError(
             f"scenario ({point}): every scenario must keep the study's architectures "
             f"({', '.join(study.architectures)}) so they can be compared"
@@ -209,8 +220,8 @@ def _value_error(study: Study, origin: str, overrides: dict[str, Any], exc: Vali
     loc, _, problem = message.partition(": ")
     for path, value in overrides.items():
         if loc == path or loc.startswith(path + "."):
-            return f"{_origin_of(path, origin, study)}: value {value!r}: {problem}"
-    point = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+            return f"{_origin_of(path, origin, study)}: value {_short(value)}: {problem}"
+    point = ", ".join(f"{k}={_short(v)}" for k, v in overrides.items())
     return f"scenario ({point}): {message}"
 
 
@@ -235,7 +246,7 @@ def plan_study(study: Study) -> Plan:
         resolved = _resolve(study, base, origin, overrides)
         scenario = resolved.scenario()
         sid = scenario_id(scenario)
-        point = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "the base scenario"
+        point = ", ".join(f"{k}={_short(v)}" for k, v in overrides.items()) or "the base scenario"
         if sid in seen:
             raise SpecError(
                 f"scenarios: ({point}) simulates the same scenario as ({seen[sid]}); "
