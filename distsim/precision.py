@@ -165,6 +165,10 @@ class Tracker:
 
     # ---------------------------------------------------------------- state out
 
+    def present(self, scenario_id: str, replication: int) -> set[str]:
+        """Architectures with a row for this replication."""
+        return self._present.get(scenario_id, {}).get(replication, set())
+
     def totals(self) -> dict[str, int]:
         return {sid: scenario_total(self.plan, p) for sid, p in self._present.items()}
 
@@ -234,7 +238,7 @@ def wave_units(
         for ps in plan.scenarios:
             if ps.id not in wave or not current[ps.id] <= r < wave[ps.id]:
                 continue
-            present = have._present[ps.id].get(r, set())
+            present = have.present(ps.id, r)
             archs = tuple(a for a in plan.architectures if a not in present)
             if archs:
                 units.append(Unit(ps.id, r, archs))
