@@ -56,8 +56,9 @@ MAX_ERROR_CHARS = 1000
 
 
 def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """`message` on one line (line breaks quoted as \\n), cut to `limit` characters."""
-    text = " ".join(message.replace("\r\n", "\n").replace("\n", "\\n").split("\r"))
+    """`message` on one line, cut to `limit` characters: line breaks and other control
+    characters from quoted input are escaped (`\\n`, `\\x1b`), never sent to the terminal."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     return text if len(text) <= limit else text[: limit - 16] + " ... (cut short)"
 
 

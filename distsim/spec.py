@@ -23,6 +23,7 @@ so a misspelt key is an error naming the key instead of a silently ignored setti
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -592,7 +593,10 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 def _resolve(value: Any, base: Path) -> Any:
     """A data-file path made absolute against `base`; anything else unchanged."""
     if isinstance(value, str) and value and not Path(value).is_absolute():
-        return str((base / value).resolve())
+        try:
+            return str((base / value).resolve())
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte: reading the
+            return os.path.abspath(base / value)  # file reports it as a one-line error
     return value
 
 
