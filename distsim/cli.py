@@ -318,7 +318,7 @@ def validate(
     import os
 
     from distsim import budget
-    from distsim.design import expected_requests_per_unit, plan_study
+    from distsim.design import expected_cost_per_unit, plan_study
     from distsim.execute import task_count
     from distsim.study import resolve_study
 
@@ -348,7 +348,7 @@ def validate(
             "replications each (MSER-5) fixes the warm-up before the run"
         )
     typer.echo(f"  rows           {plan.rows:,} (scenario x architecture x replication)")
-    cost = sum(max(expected_requests_per_unit(ps.scenario), 1.0) for ps in plan.scenarios)
+    cost = sum(max(expected_cost_per_unit(ps.scenario), 1.0) for ps in plan.scenarios)
     cpus = os.cpu_count() or 1
     tasks = task_count(cost * plan.replications, plan.units, cpus)
     typer.echo(

@@ -104,6 +104,18 @@ def expected_requests_per_unit(scenario: Scenario) -> float:
     return per_arch * len(scenario.architectures)
 
 
+# Rough CPU cost of simulating one request, relative to the compiled exclusive engine (a few
+# million requests/s/core); the batched engine is far slower per request. Used only to size Ray
+# tasks (`execute.TARGET_TASK_REQUESTS` is in exclusive-engine requests).
+ENGINE_COST = {"exclusive": 1.0, "batched": 100.0}
+
+
+def expected_cost_per_unit(scenario: Scenario) -> float:
+    """`expected_requests_per_unit` weighted by the engine's cost per request."""
+    weight = ENGINE_COST.get(str(getattr(scenario, "engine", "exclusive")), 1.0)
+    return expected_requests_per_unit(scenario) * weight
+
+
 def scenario_id(scenario: Scenario) -> str:
     """A 10-hex-digit hash of the resolved scenario (key order does not matter), and of the
     contents of the data files it reads (a trace edited in place is a new scenario)."""

@@ -44,13 +44,13 @@ from rich.text import Text
 
 from distsim.errors import DistsimError
 from distsim.spec import Scenario
-from distsim.task import BatchResult, Unit, run_batch
+from distsim.task import BatchResult, Unit, run_batch, warm_up
 
 LOOPBACK = "127.0.0.1"
-# A task should carry about this many simulated requests: ~0.3 s with the compiled exclusive
-# engine (workload, engine, metrics and sketches), against ~10 ms of Ray dispatch and result
-# transfer per task (benchmarks/bench_runner.py) ...
-TARGET_TASK_REQUESTS = 200_000
+# A task should carry about this many simulated requests (exclusive-engine equivalents, see
+# `design.ENGINE_COST`): ~0.25 s with the compiled engine, against ~5-10 ms of Ray dispatch and
+# result transfer per task (benchmarks/bench_runner.py) ...
+TARGET_TASK_REQUESTS = 1_000_000
 # ... but there should be at least this many tasks per CPU, so the last ones balance out.
 TASKS_PER_CPU = 8
 # Tasks in flight per CPU: enough to keep every worker busy without queueing the whole study.
@@ -117,8 +117,19 @@ class RaySession:
     def __enter__(self) -> RaySession:
         t0 = time.perf_counter()
         self._connect()
+        self._warm_workers()
         self.start_s = time.perf_counter() - t0
         return self
+
+    def _warm_workers(self) -> None:
+        """One warm-up task per CPU: workers import distsim and load the compiled kernels
+        (~2 s each, in parallel) before the study's tasks, which then measure simulation only."""
+        ray = self._ray
+        warm = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(warm_up)
+        try:
+            ray.get([warm.remote() for _ in range(self.info.cpus)])
+        except ray.exceptions.RayError as exc:  # the study's tasks will report it per batch
+            self.notes.append(f"worker warm-up failed: {_first_line(exc)}")
 
     def __exit__(self, *exc: object) -> None:
         if self._owned and self._ray is not None:

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from distsim import aggregate, budget, diagnostics, goodput, precision, warmup
-from distsim.design import Plan, expected_requests_per_unit, plan_study
+from distsim.design import Plan, expected_cost_per_unit, plan_study
 from distsim.errors import DistsimError, SpecError, StoreError
 from distsim.spec import Study, apply_overrides, load_study, validate_study
 from distsim.store import (
@@ -468,7 +468,7 @@ def _runner(
 
 
 def _cost(plan: Plan) -> Any:
-    per_unit = {ps.id: expected_requests_per_unit(ps.scenario) for ps in plan.scenarios}
+    per_unit = {ps.id: expected_cost_per_unit(ps.scenario) for ps in plan.scenarios}
     n_arch = len(plan.architectures)
 
     def cost(u: Unit) -> float:

@@ -84,6 +84,19 @@ def run_unit(scenario: Scenario, unit: Unit) -> BatchResult:
     return out
 
 
+def warm_up() -> float:
+    """Import the simulation code and load the compiled kernels in this process; returns the
+    seconds it took. Ray runs it once per worker when a session starts, so the first real task
+    does not pay for it."""
+    start = time.perf_counter()
+    from distsim.sim import fast_exclusive
+
+    kernels = getattr(fast_exclusive, "warm_up", None)
+    if kernels is not None:
+        kernels()
+    return time.perf_counter() - start
+
+
 def run_batch(scenarios: Mapping[str, Scenario], units: Sequence[Unit]) -> BatchResult:
     """Run units one after another; the body of every Ray task."""
     start = time.perf_counter()
