@@ -74,8 +74,8 @@ class StrictModel(BaseModel):
 class _TokenDistBase(StrictModel):
     """A draw is rounded to the nearest integer, then clamped to [min, max]."""
 
-    min: PositiveInt = 1
-    max: PositiveInt | None = None
+    min: PositiveInt = Field(1, le=TOKEN_CEILING)
+    max: PositiveInt | None = Field(None, le=TOKEN_CEILING)
 
     @model_validator(mode="after")
     def _min_le_max(self) -> _TokenDistBase:

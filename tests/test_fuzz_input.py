@@ -318,6 +318,33 @@ def test_data_paths_inside_outside_or_special_are_read_safely(folder, path, wher
         assert outcome == "error"
 
 
+# ---------------------------------------------------------------- regressions the fuzzer found
+
+
+def _with(path: tuple, value: Any) -> dict:
+    data = copy.deepcopy(BASE)
+    _parent(data, path)[path[-1]] = value
+    return data
+
+
+FOUND = {
+    # min above the 2**53 token ceiling: an IndexError in the expected-size computation.
+    "token_min_above_ceiling": _with(("workload", "prompt_tokens", "min"), 2**53 + 1),
+    "token_max_above_ceiling": _with(("workload", "output_tokens", "max"), 2**64),
+    # A control character in an unknown key split the error into two lines.
+    "record_separator_key": BASE | {"\x1e": None},
+    # NUL byte / symlink loop in a data path: ValueError / RuntimeError from Path.resolve.
+    "nul_in_trace_path": BASE | {"workload": {"trace": {"path": "a\x00b", "mode": "replay"}}},
+    "symlink_loop_trace": BASE | {"workload": {"trace": {"path": "loop.csv", "mode": "replay"}}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOUND))
+def test_regressions_found_by_the_fuzzer(folder, case):
+    result = invoke("validate", write(folder / f"{case}.yaml", FOUND[case]))
+    assert assert_valid_or_one_line(result) == "error"
+
+
 # ---------------------------------------------------------------- targeted: size and nesting
 
 
