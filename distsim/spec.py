@@ -399,6 +399,9 @@ class Study(Scenario):
     # All comparisons of a study form one family; `significant` uses the adjusted p-value.
     multiple_comparisons: Literal["holm", "bonferroni", "bh", "none"] = "holm"
     precision: Precision | None = None
+    # Intervals of pooled quantiles in summary.csv: sectioning (t over per-replication
+    # quantiles) or a BCa bootstrap over replications (distsim.bootstrap).
+    quantile_intervals: Literal["sectioning", "bootstrap"] = "sectioning"
 
     @model_validator(mode="after")
     def _precision_cap(self) -> Study:
@@ -407,6 +410,11 @@ class Study(Scenario):
             raise ValueError(
                 f"precision.max_replications: {p.max_replications} is less than replications "
                 f"({self.replications}), the initial count"
+            )
+        if p is not None and self.quantile_intervals == "bootstrap":
+            raise ValueError(
+                "quantile_intervals: bootstrap cannot be combined with precision (its stopping "
+                "rule re-evaluates every cell after each wave, with sectioning intervals)"
             )
         return self
 
