@@ -242,10 +242,13 @@ def _step_params(step: object, tp: int) -> tuple[int, np.ndarray, int] | None:
 
 
 @njit
-def _push(
-    ht: np.ndarray, hk: np.ndarray, st: np.ndarray, t: float, prio: int, kind: int, arg: int
-) -> None:
-    """Schedule an event: a min-heap on (time, priority << 56 | creation order)."""
+def _push(ht: np.ndarray, hk: np.ndarray, st: np.ndarray, t: float, kind: int, arg: int) -> None:
+    """Schedule an event: a min-heap on (time, priority << 56 | creation order). Process starts
+    are URGENT, everything else NORMAL, as in SimPy. (Callers pass `np.int64(_EV_...)`: a bare
+    constant would make numba compile one specialisation per literal value.)"""
+    prio = _NORMAL
+    if kind == _EV_START or kind == _EV_START_ARRIVALS or kind == _EV_T_START:  # noqa: SIM109
+        prio = _URGENT
     pos = st[_S_HSIZE]
     st[_S_HSIZE] = pos + 1
     key = (prio << _PRIO_SHIFT) | st[_S_EID]
@@ -321,7 +324,7 @@ def _notify(
 ) -> None:
     if ii[_I_SLEEP, g] == 1 and ii[_I_TRIG, g] == 0:
         ii[_I_TRIG, g] = 1
-        _push(ht, hk, st, now, _NORMAL, _EV_WAKE, g)
+        _push(ht, hk, st, now, np.int64(_EV_WAKE), g)
 
 
 @njit
@@ -356,7 +359,7 @@ def _unlink_running(ri: np.ndarray, ii: np.ndarray, g: int, r: int) -> None:
 def _submit(
     p: int,
     r: int,
-    front: bool,
+    front: int,
     now: float,
     ri: np.ndarray,
     rf: np.ndarray,
@@ -426,7 +429,7 @@ def _fail(
         st[_S_ERR_RID] = r
         st[_S_ERR_NEED] = need
         st[_S_ERR_POOL] = p
-    _push(ht, hk, st, now, _NORMAL, _EV_FAIL, 0)
+    _push(ht, hk, st, now, np.int64(_EV_FAIL), np.int64(0))
 
 
 @njit
@@ -498,7 +501,7 @@ def _instance_loop(
         if ri[_R_NEEDS_T, r] == 1:
             ii[_I_IN_T, g] += 1
             ri[_R_LINK, r] = g
-            _push(ht, hk, st, now, _URGENT, _EV_T_START, r)
+            _push(ht, hk, st, now, np.int64(_EV_T_START), r)
         else:
             _append_running(ri, ii, g, r)
     if ii[_I_COUNT, g] == 0:
@@ -534,7 +537,7 @@ def _instance_loop(
         st[_S_RECOMPUTED] += context - ri[_R_LEFT, victim]
         ri[_R_LEFT, victim] = context
         ri[_R_PDONE, victim] = 0
-        _submit(p, victim, True, now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
+        _submit(p, victim, np.int64(1), now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
     # compose: flag the step's chunks and decodes on the running list
     with_decodes = not (budget < 0 and npre > 0)
     room = budget - ndec
@@ -593,7 +596,7 @@ def _instance_loop(
         r = ri[_R_NEXT, r]
     ii[_I_SNAP, g] = ii[_I_COUNT, g]
     ii[_I_SNAP_DEC, g] = nd
-    _push(ht, hk, st, now + dt, _NORMAL, _EV_STEP, g)
+    _push(ht, hk, st, now + dt, np.int64(_EV_STEP), g)
 
 
 @njit
@@ -659,6 +662,7 @@ def _prefill_loop(
 ) -> None:
     """A prefill instance from the top of its loop to its next wait: take whole prompts FCFS
     within the token budget, batch size and KV, then sleep or start the step."""
+    zero = np.int64(0)  # not a literal (see _push)
     p = ii[_I_POOL, g]
     cap = fi[_J_CAP, g]
     mbs = pi[_P_MBS, p]
@@ -694,9 +698,11 @@ def _prefill_loop(
         ii[_I_TRIG, g] = 0
         return
     ii[_I_BCOUNT, g] = count
-    dt = _step_s(pi[_P_MODEL, p], pf[p], pi[_P_THRESHOLD, p], tokens, float(sq), 0, 0, 0)
+    dt = _step_s(pi[_P_MODEL, p], pf[p], pi[_P_THRESHOLD, p], tokens, float(sq), zero, zero, zero)
     if st[_S_LOG] == 1:
-        _log_step(log_i, log_f, log_c, log_d, p, ii[_I_LOCAL, g], now, dt, ii[_I_KV, g], count, 0)
+        _log_step(
+            log_i, log_f, log_c, log_d, p, ii[_I_LOCAL, g], now, dt, ii[_I_KV, g], count, zero
+        )
         r = ii[_I_BHEAD, g]
         for _ in range(count):
             log_c.append(r)
@@ -709,7 +715,7 @@ def _prefill_loop(
     for _ in range(count):
         busy[p, r] += share
         r = ri[_R_BNEXT, r]
-    _push(ht, hk, st, now + dt, _NORMAL, _EV_STEP, g)
+    _push(ht, hk, st, now + dt, np.int64(_EV_STEP), g)
 
 
 @njit
@@ -730,7 +736,7 @@ def _trigger_put(
         if nxt < 0:
             ii[_I_LQTAIL, link] = -1
         ii[_I_USERS, link] = 1
-        _push(ht, hk, st, now, _NORMAL, _EV_T_GRANT, head)
+        _push(ht, hk, st, now, np.int64(_EV_T_GRANT), head)
 
 
 @njit
@@ -751,7 +757,7 @@ def _transfer_done(
     instance, and the sequence joins the decode instance's running list."""
     link = ri[_R_LINK, r]
     ii[_I_USERS, link] = 0
-    _push(ht, hk, st, now, _NORMAL, _EV_RELEASE, link)
+    _push(ht, hk, st, now, np.int64(_EV_RELEASE), link)
     k = st[_S_NTRANSFERS]
     st[_S_NTRANSFERS] = k + 1
     tr_i[0, k] = r
@@ -783,29 +789,39 @@ def _kernel(
     log: bool,
 ):  # noqa: ANN202
     """Run the whole simulation; see the module docstring for the correspondence to SimPy."""
+    zero = np.int64(0)  # not a literal: one numba specialisation of the helpers, not several
     n = arrival.shape[0]
     npools = pool_in.shape[1]
-    pi = np.empty((_NPI, npools), np.int64)
-    pi[:_P_IN] = pool_in
-    pi[_P_QHEAD] = 0
-    pi[_P_QLEN] = 0
+    # (initialised by loops: numba compiles row-slice assignments slowly)
+    pi = np.zeros((_NPI, npools), np.int64)
     ninst = 0
     for p in range(npools):
+        for k in range(_P_IN):
+            pi[k, p] = pool_in[k, p]
         ninst += pool_in[_P_NINST, p]
 
-    ri = np.zeros((_NRI, n), np.int64)
-    ri[_R_PROMPT] = prompt
-    ri[_R_OUTPUT] = output
-    ri[_R_LEFT] = prompt
-    ri[_R_SOURCE] = -1
-    ri[_R_NEXT] = -1
-    ri[_R_PREV] = -1
-    ri[_R_TNEXT] = -1
-    ri[_R_LINK] = -1
-    ri[_R_BNEXT] = -1
-    rf = np.zeros((_NRF, n))
-    rf[_F_FIRST] = np.nan
-    rf[_F_DONE] = np.nan
+    ri = np.empty((_NRI, n), np.int64)
+    rf = np.empty((_NRF, n))
+    for r in range(n):
+        ri[_R_PROMPT, r] = prompt[r]
+        ri[_R_OUTPUT, r] = output[r]
+        ri[_R_GEN, r] = 0
+        ri[_R_LEFT, r] = prompt[r]
+        ri[_R_PDONE, r] = 0
+        ri[_R_KV, r] = 0
+        ri[_R_NEEDS_T, r] = 0
+        ri[_R_SOURCE, r] = -1
+        ri[_R_NEXT, r] = -1
+        ri[_R_PREV, r] = -1
+        ri[_R_CHUNK, r] = 0
+        ri[_R_ISDEC, r] = 0
+        ri[_R_TNEXT, r] = -1
+        ri[_R_LINK, r] = -1
+        ri[_R_BNEXT, r] = -1
+        rf[_F_QUEUED, r] = 0.0
+        rf[_F_TSTART, r] = 0.0
+        rf[_F_FIRST, r] = np.nan
+        rf[_F_DONE, r] = np.nan
     wait = np.zeros((npools, n))
     busy = np.zeros((npools, n))
     acc = np.zeros((2, npools))  # step time, batch size x step time
@@ -813,21 +829,22 @@ def _kernel(
     ii = np.zeros((_NII, ninst), np.int64)
     fi = np.zeros((_NFI, ninst))
     for p in range(npools):
+        prefill_pool = decode_pool >= 0 and p != decode_pool
         for j in range(pool_in[_P_NINST, p]):
             g = pool_in[_P_FIRST, p] + j
             ii[_I_POOL, g] = p
             ii[_I_LOCAL, g] = j
-            ii[_I_KIND, g] = 1 if (decode_pool >= 0 and p != decode_pool) else 0
-            ii[_I_FIRST_AT_PREFILL, g] = 1 if (decode_pool < 0 or p != decode_pool) else 0
-            if decode_pool >= 0 and p != decode_pool:
-                ii[_I_FIRST_AT_PREFILL, g] = 1 if first_token_prefill else 0
+            ii[_I_KIND, g] = 1 if prefill_pool else 0
+            # monolithic: first token at the prefill; decode pool: never; prefill pool: per spec
+            fap = first_token_prefill if prefill_pool else decode_pool < 0
+            ii[_I_FIRST_AT_PREFILL, g] = 1 if fap else 0
+            ii[_I_HEAD, g] = -1
+            ii[_I_TAIL, g] = -1
+            ii[_I_LQHEAD, g] = -1
+            ii[_I_LQTAIL, g] = -1
+            ii[_I_BHEAD, g] = -1
+            ii[_I_BTAIL, g] = -1
             fi[_J_CAP, g] = pool_cap[p]
-    ii[_I_HEAD] = -1
-    ii[_I_TAIL] = -1
-    ii[_I_LQHEAD] = -1
-    ii[_I_LQTAIL] = -1
-    ii[_I_BHEAD] = -1
-    ii[_I_BTAIL] = -1
 
     qbuf = np.empty((npools, max(n, 1)), np.int64)
     hcap = 2 * n + ninst + 16
@@ -851,8 +868,8 @@ def _kernel(
     # The reference starts the instance processes (in pool order: prefill before decode), then
     # the arrival process; all at time 0, URGENT.
     for g in range(ninst):
-        _push(ht, hk, st, 0.0, _URGENT, _EV_START, g)
-    _push(ht, hk, st, 0.0, _URGENT, _EV_START_ARRIVALS, 0)
+        _push(ht, hk, st, 0.0, np.int64(_EV_START), g)
+    _push(ht, hk, st, 0.0, np.int64(_EV_START_ARRIVALS), np.int64(0))
     while st[_S_HSIZE] > 0:
         now, kind, arg = _pop(ht, hk, st)
         if kind == _EV_STEP or kind == _EV_WAKE or kind == _EV_START:  # noqa: SIM109 (numba)
@@ -902,7 +919,7 @@ def _kernel(
                         _submit(
                             decode_pool,
                             r,
-                            False,
+                            zero,
                             now,
                             ri,
                             rf,
@@ -941,14 +958,14 @@ def _kernel(
         elif kind == _EV_ARRIVAL or kind == _EV_START_ARRIVALS:  # noqa: SIM109
             i = st[_S_NEXT_ARRIVAL]
             if kind == _EV_ARRIVAL:
-                _submit(0, i, False, now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
+                _submit(zero, i, zero, now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
                 i += 1
             while i < n:
                 t = arrival[i]
                 if t > now:
-                    _push(ht, hk, st, now + (t - now), _NORMAL, _EV_ARRIVAL, 0)
+                    _push(ht, hk, st, now + (t - now), np.int64(_EV_ARRIVAL), np.int64(0))
                     break
-                _submit(0, i, False, now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
+                _submit(zero, i, zero, now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
                 i += 1
             st[_S_NEXT_ARRIVAL] = i
         elif kind == _EV_T_START:
@@ -967,7 +984,7 @@ def _kernel(
             rf[_F_TSTART, r] = now
             dt = ri[_R_PROMPT, r] * kv_bytes_per_token / link_bytes_per_s
             if dt > 0:
-                _push(ht, hk, st, now + dt, _NORMAL, _EV_T_DONE, r)
+                _push(ht, hk, st, now + dt, np.int64(_EV_T_DONE), r)
             else:
                 _transfer_done(r, now, ri, rf, ii, fi, ht, hk, st, tr_i, tr_f)
         elif kind == _EV_T_DONE:
