@@ -86,6 +86,10 @@ def scaling(replications: int, duration_s: float, work: Path) -> None:
               f" below ~95% = other processes share the cores)")  # fmt: skip
     cpu1, cpu2 = r1.timings_s["task_cpu"], r2.timings_s["task_cpu"]
     print(f"   work done (thread CPU-s in tasks): {cpu1:.2f} with 1 worker, {cpu2:.2f} with 2")
+    share = {w: r.timings_s["task_cpu"] / r.timings_s["task_compute"] for w, r in results.items()}
+    print(f"   at equal core share (speed-up x {share[1]:.2f} / {share[2]:.2f}): "
+          f"{speedup * share[1] / share[2]:.2f}x  (what two uncontended cores would give, "
+          "to first order)")  # fmt: skip
     print("3. task overhead (share of worker time not spent inside tasks)")
     for w, r in results.items():
         t = r.timings_s
