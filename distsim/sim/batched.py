@@ -37,7 +37,9 @@ admissions. Before each step the decoding sequences need one more token each; if
 fit, the newest sequence of the batch (last to join) is preempted: its KV is freed, it goes back
 to the front of its pool's queue and later recomputes its prompt and the tokens generated so far
 as a prefill (on whichever instance of the pool admits it). Preemptions and recomputed tokens are
-counted. A request whose context cannot fit an empty instance is an error, not a silent drop.
+counted. A decode instance whose KV is reserved for transfers still in flight can preempt its
+last running sequence; it then waits for the transfers (it takes no empty step). A request whose
+context cannot fit an empty instance is an error, not a silent drop.
 """
 
 from __future__ import annotations

@@ -250,6 +250,8 @@ class _Instance(_InstanceBase):
                     raise self.too_big(s, s.prompt + s.output)
                 self._preempt_newest()
                 chunks, decodes = self._compose()
+            if not self.running:  # all preempted while transfers are in flight: wait for them
+                continue
             p_tokens = 0
             p_sq = 0.0
             p_ctx = 0

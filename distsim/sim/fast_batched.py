@@ -199,7 +199,7 @@ def _step_s(
     return s
 
 
-def _step_params(step: object, tp: int) -> tuple[int, np.ndarray, int] | None:
+def _step_params(step: object) -> tuple[int, np.ndarray, int] | None:
     """(model code, parameters, threshold) for `_step_s`, or None for a model it cannot run.
     Sub-expressions that do not depend on the step are evaluated here exactly as
     `distsim.step_time` evaluates them, so the compiled arithmetic rounds identically."""
@@ -484,60 +484,68 @@ def _instance_loop(
     p = ii[_I_POOL, g]
     cap = fi[_J_CAP, g]
     mbs = pi[_P_MBS, p]
-    # admit: FCFS from the pool's queue while a sequence slot and its KV fit
-    while pi[_P_QLEN, p] > 0:
-        r = qbuf[p, pi[_P_QHEAD, p]]
-        need = ri[_R_PROMPT, r] + ri[_R_GEN, r]
-        seqs = ii[_I_COUNT, g] + ii[_I_IN_T, g] + 1
-        if not (seqs <= mbs and ii[_I_KV, g] + need + seqs <= cap):
-            if ii[_I_COUNT, g] == 0 and ii[_I_IN_T, g] == 0:
-                _fail(st, ht, hk, r, ri[_R_PROMPT, r] + ri[_R_OUTPUT, r], p, now)
-                return
-            break
-        _pop_queue(p, pi, qbuf)
-        wait[p, r] += now - rf[_F_QUEUED, r]
-        ri[_R_KV, r] = need
-        _change_kv(ii, fi, g, need, now)
-        if ri[_R_NEEDS_T, r] == 1:
-            ii[_I_IN_T, g] += 1
-            ri[_R_LINK, r] = g
-            _push(ht, hk, st, now, np.int64(_EV_T_START), r)
-        else:
-            _append_running(ri, ii, g, r)
-    if ii[_I_COUNT, g] == 0:
-        ii[_I_SLEEP, g] = 1
-        ii[_I_TRIG, g] = 0
-        return
     budget = pi[_P_BUDGET, p]
     npre = 0
     ndec = 0
-    r = ii[_I_HEAD, g]
-    while r >= 0:
-        if ri[_R_LEFT, r] > 0:
-            npre += 1
-        else:
-            ndec += 1
-        r = ri[_R_NEXT, r]
-    # the step's decodes: none while unchunked prompts are waiting
-    while ii[_I_KV, g] + (0 if (budget < 0 and npre > 0) else ndec) > cap:
-        if ii[_I_COUNT, g] == 1 and ii[_I_IN_T, g] == 0:
-            r0 = ii[_I_HEAD, g]
-            _fail(st, ht, hk, r0, ri[_R_PROMPT, r0] + ri[_R_OUTPUT, r0], p, now)
+    while True:  # until a step is composed; again if preemption emptied the running list
+        # admit: FCFS from the pool's queue while a sequence slot and its KV fit
+        while pi[_P_QLEN, p] > 0:
+            r = qbuf[p, pi[_P_QHEAD, p]]
+            need = ri[_R_PROMPT, r] + ri[_R_GEN, r]
+            seqs = ii[_I_COUNT, g] + ii[_I_IN_T, g] + 1
+            if not (seqs <= mbs and ii[_I_KV, g] + need + seqs <= cap):
+                if ii[_I_COUNT, g] == 0 and ii[_I_IN_T, g] == 0:
+                    _fail(st, ht, hk, r, ri[_R_PROMPT, r] + ri[_R_OUTPUT, r], p, now)
+                    return
+                break
+            _pop_queue(p, pi, qbuf)
+            wait[p, r] += now - rf[_F_QUEUED, r]
+            ri[_R_KV, r] = need
+            _change_kv(ii, fi, g, need, now)
+            if ri[_R_NEEDS_T, r] == 1:
+                ii[_I_IN_T, g] += 1
+                ri[_R_LINK, r] = g
+                _push(ht, hk, st, now, np.int64(_EV_T_START), r)
+            else:
+                _append_running(ri, ii, g, r)
+        if ii[_I_COUNT, g] == 0:
+            ii[_I_SLEEP, g] = 1
+            ii[_I_TRIG, g] = 0
             return
-        victim = ii[_I_TAIL, g]
-        _unlink_running(ri, ii, g, victim)
-        if ri[_R_LEFT, victim] > 0:
-            npre -= 1
-        else:
-            ndec -= 1
-        _change_kv(ii, fi, g, -ri[_R_KV, victim], now)
-        ri[_R_KV, victim] = 0
-        context = ri[_R_PROMPT, victim] + ri[_R_GEN, victim]
-        st[_S_PREEMPTIONS] += 1
-        st[_S_RECOMPUTED] += context - ri[_R_LEFT, victim]
-        ri[_R_LEFT, victim] = context
-        ri[_R_PDONE, victim] = 0
-        _submit(p, victim, np.int64(1), now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
+        npre = 0
+        ndec = 0
+        r = ii[_I_HEAD, g]
+        while r >= 0:
+            if ri[_R_LEFT, r] > 0:
+                npre += 1
+            else:
+                ndec += 1
+            r = ri[_R_NEXT, r]
+        # the step's decodes: none while unchunked prompts are waiting
+        while ii[_I_KV, g] + (0 if (budget < 0 and npre > 0) else ndec) > cap:
+            if ii[_I_COUNT, g] == 1 and ii[_I_IN_T, g] == 0:
+                r0 = ii[_I_HEAD, g]
+                _fail(st, ht, hk, r0, ri[_R_PROMPT, r0] + ri[_R_OUTPUT, r0], p, now)
+                return
+            victim = ii[_I_TAIL, g]
+            _unlink_running(ri, ii, g, victim)
+            if ri[_R_LEFT, victim] > 0:
+                npre -= 1
+            else:
+                ndec -= 1
+            _change_kv(ii, fi, g, -ri[_R_KV, victim], now)
+            ri[_R_KV, victim] = 0
+            context = ri[_R_PROMPT, victim] + ri[_R_GEN, victim]
+            st[_S_PREEMPTIONS] += 1
+            st[_S_RECOMPUTED] += context - ri[_R_LEFT, victim]
+            ri[_R_LEFT, victim] = context
+            ri[_R_PDONE, victim] = 0
+            _submit(
+                p, victim, np.int64(1), now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free
+            )
+        if ii[_I_COUNT, g] > 0:
+            break
+        # all preempted while transfers are in flight: back to admission, then wait for them
     # compose: flag the step's chunks and decodes on the running list
     with_decodes = not (budget < 0 and npre > 0)
     room = budget - ndec
@@ -1089,7 +1097,7 @@ def run(requests: Requests, plan: ServingPlan, checker: Checker | None = None) -
     first = 0
     for p, name in enumerate(names):
         pool = plan.pools[name]
-        params = _step_params(pool.step, pool.tensor_parallel)
+        params = _step_params(pool.step)
         if params is None:
             return batched_simpy.run(requests, plan, checker)
         code, prm, threshold = params
