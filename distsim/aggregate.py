@@ -178,7 +178,10 @@ def summarize(rows: pd.DataFrame, plan: Plan, diag: pd.DataFrame | None = None) 
                 if quantile and _has(cell, quantile[0]) and len(cell) >= 2:
                     reps = np.sort(cell["replication"].to_numpy())
                     sketches = _sketches(cell, quantile[0], reps)
-                    iv = intervals.quantile_interval(sketches, quantile[1], plan.confidence)
+                    if getattr(plan.study, "quantile_intervals", "sectioning") == "bootstrap":
+                        iv = _bootstrap(plan, f"{ps.id}/{arch}/{metric}", sketches, quantile[1])
+                    else:
+                        iv = intervals.quantile_interval(sketches, quantile[1], plan.confidence)
                     per_rep = [s.quantile(quantile[1]) for s in sketches]
                     if diagnostics.quantile_run_too_short(iv.estimate, per_rep, iv.half_width):
                         flags.append("run_too_short")
@@ -198,6 +201,15 @@ def summarize(rows: pd.DataFrame, plan: Plan, diag: pd.DataFrame | None = None) 
                     }
                 )
     return pd.DataFrame(records, columns=summary_columns(plan))
+
+
+def _bootstrap(plan: Plan, name: str, sketches: list[LogHistogram], q: float) -> Any:
+    """`quantile_intervals: bootstrap`: BCa over replications, seeded by the study and `name`."""
+    from distsim.bootstrap import quantile_interval
+    from distsim.rng import stream
+
+    rng = stream(plan.study.seed, 0, f"bootstrap/{name}")
+    return quantile_interval(sketches, q, plan.confidence, rng=rng)
 
 
 def _paired_quantile(

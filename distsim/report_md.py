@@ -205,9 +205,15 @@ def write_report(
         else f"Run: duration_s {study.duration_s:g}, warmup_s {_warm(study.warmup_s)}.",
         "",
         "Quantiles (P50/P90/P99) are pooled over every measured request of every replication; "
-        "their intervals take their spread from the replications (sectioning), never from "
-        "individual requests. Means use Student t over replications; comparisons are paired "
-        "over the same replications (common random numbers).",
+        "their intervals take their spread from the replications "
+        + (
+            "(a BCa bootstrap resampling replications)"
+            if getattr(study, "quantile_intervals", "sectioning") == "bootstrap"
+            else "(sectioning)"
+        )
+        + ", never from individual requests. Means use Student t over replications; comparisons "
+        "are paired over the same replications (common random numbers; quantile differences by "
+        "sectioning).",
         "",
     ]
     prec = precision.status(summary, plan)
