@@ -39,6 +39,7 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Iterable
@@ -280,7 +281,9 @@ class ResultStore:
     def __init__(self, out_dir: Path, lock_fd: int) -> None:
         self.out_dir = out_dir
         self._lock_fd = lock_fd
-        self._token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        # Unique per store: two runs in one process within a second (same time and pid) must
+        # never reuse a part name, or the second run's rename would replace the first's rows.
+        self._token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}"
         self._seq = 0
 
     @classmethod
@@ -374,6 +377,8 @@ class ResultStore:
         except OSError as exc:
             raise StoreError(f"{parts}: cannot create: {exc.strerror}") from None
         self._seq += 1
+        while (parts / f"part-{self._token}-{self._seq:06d}.parquet").exists():
+            self._seq += 1  # never replace a stored part (belt and braces)
         # Rows of different architectures carry different pool columns: take the union of keys
         # (pa.Table.from_pylist would keep only the first row's and drop the others' silently).
         table = pa.Table.from_pandas(pd.DataFrame.from_records(rows), preserve_index=False)
