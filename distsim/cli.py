@@ -297,12 +297,20 @@ def run(
         for f in result.failures[:20]:
             typer.echo(
                 f"error: scenario {f['scenario_id']} · {f['architecture']} · replication "
-                f"{f['replication']} (seed {f['seed']}): {f['error']}",
+                f"{f['replication']} (seed {f['seed']}): {one_line(str(f['error']), 300)}",
                 err=True,
             )
         more = len(result.failures) - 20
         if more > 0:
             typer.echo(f"error: ... and {more} more (see manifest.json)", err=True)
+        raise typer.Exit(code=1)
+    if not result.complete:  # never report success with rows missing
+        missing = result.plan.rows - len(result.replications)
+        typer.echo(
+            f"error: {missing} of {result.plan.rows} rows are missing; run the same command "
+            "again to complete the study",
+            err=True,
+        )
         raise typer.Exit(code=1)
 
 
