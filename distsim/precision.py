@@ -282,7 +282,17 @@ def status(summary: pd.DataFrame, plan: Plan) -> pd.DataFrame:
 
 
 def add_flags(summary: pd.DataFrame, plan: Plan) -> pd.DataFrame:
-    """The summary with `precision_capped` added to the rows that missed the target at the cap."""
+    """For a precision study: the summary with a last column `rel_half_width` (half-width /
+    |estimate|, the achieved precision of every row) and `precision_capped` added to the flags
+    of rows that missed the target at the cap. Other studies: unchanged."""
+    if plan.study.precision is None or summary.empty:
+        return summary
+    summary = summary.copy()
+    half = (summary["ci_high"] - summary["ci_low"]) / 2.0
+    est = summary["estimate"].abs()
+    summary["rel_half_width"] = np.where(
+        half == 0, 0.0, np.where(est > 0, half / est.where(est > 0, 1.0), np.inf)
+    )
     st = status(summary, plan)
     if st.empty or not st["capped"].any():
         return summary

@@ -188,6 +188,8 @@ def test_stops_when_the_target_is_met(ray_session, tmp_path) -> None:
         assert any(widest(k) > target for k in (n - 1, n - 2) if k >= R0)
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert not summary["flags"].fillna("").str.contains("precision_capped").any()
+    means = summary[summary["metric"] == "ttft_mean_s"]  # achieved precision, per cell
+    assert (means["rel_half_width"] <= target).all() and len(means) == 4
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["precision"]["met"] is True and manifest["precision"]["capped"] == []
     assert manifest["precision"]["replications"] == {
@@ -214,6 +216,7 @@ def test_never_exceeds_the_cap_and_says_so(capped) -> None:
     summary = pd.read_csv(out / "summary.csv")
     target = summary[summary["metric"].isin(["ttft_mean_s", "ttft_p99_s"])]
     assert target["flags"].str.contains("precision_capped").all()
+    assert (target["rel_half_width"] > 0.001).all() and (target["n"] == 7).all()
     others = summary[~summary["metric"].isin(["ttft_mean_s", "ttft_p99_s"])]
     assert not others["flags"].fillna("").str.contains("precision_capped").any()
     manifest = json.loads((out / "manifest.json").read_text())
