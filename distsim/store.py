@@ -363,7 +363,7 @@ class ResultStore:
         path = self.out_dir / MANIFEST_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # damaged: as if absent
             return {}
         return data if isinstance(data, dict) else {}
 
