@@ -26,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from distsim.intervals import Interval
 
@@ -174,6 +173,8 @@ def detect_warmup(profiles: Sequence[TimeProfile]) -> Warmup:
     if np.all(delta == delta[0]):
         significant = bool(delta[0] != 0)
     else:
+        from scipy import stats  # on use: Ray workers import this module for TimeProfile only
+
         significant = bool(stats.ttest_1samp(delta, 0.0).pvalue < TRANSIENT_ALPHA)
     return Warmup(cut_s if significant else 0.0, result.reliable)
 
@@ -260,6 +261,8 @@ def ttft_trend(profiles: Sequence[TimeProfile], warmup_s: float) -> Trend:
     if np.all(d == d[0]):
         p_value = 0.0 if d[0] > 0 else 1.0
     else:
+        from scipy import stats
+
         p_value = float(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
     return Trend(rel, p_value, p_value < GROWTH_ALPHA and rel > GROWTH_MIN_REL)
 

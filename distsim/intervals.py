@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 from distsim.quantile_sketch import LogHistogram, per_replication_quantiles, pooled_quantile
 
@@ -75,6 +73,8 @@ class Comparison:
 
 
 def _t_factor(n: int, confidence: float) -> float:
+    from scipy import stats  # imported on use: Ray workers load this module but never call it
+
     return float(stats.t.ppf(0.5 + confidence / 2.0, n - 1))
 
 
@@ -125,6 +125,8 @@ def quantile_interval(
 def _p_value(centre: float, se: float, n: int) -> float:
     if se == 0.0:
         return 1.0 if centre == 0.0 else 0.0
+    from scipy import stats
+
     return float(2.0 * stats.t.sf(abs(centre) / se, n - 1))
 
 
@@ -220,5 +222,7 @@ def adjust_p_values(
     if method not in _STATSMODELS_METHOD:
         raise ValueError(f"unknown multiple-comparison method {method!r}")
     if tested.any():
+        from statsmodels.stats.multitest import multipletests
+
         out[tested] = multipletests(p[tested], method=_STATSMODELS_METHOD[method])[1]
     return out

@@ -35,11 +35,14 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from distsim.errors import DataError
+
+if TYPE_CHECKING:  # pandas is imported where a file is read: a Ray worker may never need it
+    import pandas as pd
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 GENERIC_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
@@ -95,6 +98,8 @@ def _line(row: int) -> int:
 
 def _read_frame(path: str) -> tuple[pd.DataFrame, str]:
     """All cells as strings (nothing converted yet), and the file's SHA-256."""
+    import pandas as pd
+
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: no such file")
@@ -121,6 +126,8 @@ def _sizes(frame: pd.DataFrame, column: str, path: str) -> tuple[np.ndarray, np.
     Empty cells and values <= 0 are unusable (skipped and counted by the caller); anything else
     that is not a finite whole number is an error naming its line.
     """
+    import pandas as pd
+
     text = frame[column].str.strip()
     empty = text.eq("").to_numpy()
     values = pd.to_numeric(text.where(~text.eq("")), errors="coerce").to_numpy(dtype=np.float64)
@@ -168,6 +175,8 @@ def _schema(frame: pd.DataFrame, path: str) -> str:
 
 def _times_s(frame: pd.DataFrame, schema: str, path: str) -> np.ndarray:
     """Arrival times in seconds (arbitrary origin), one per row."""
+    import pandas as pd
+
     column = SCHEMAS[schema][0]
     text = frame[column].str.strip()
     empty = text.eq("").to_numpy()
