@@ -372,4 +372,4 @@ def test_compiled_step_times_equal_the_models_bit_for_bit(
     for c in np.array_split(np.arange(prefill), chunks):  # a prompt's chunks, as the engine does
         sq += len(c) * len(c) + 2.0 * len(c) * done
     args = (prefill, sq, done * chunks, decodes, context)
-    assert fast_batched._step_s(code, prm, threshold, *args) == model.step_s(*args)
+    assert fast_batched._step_s(code, prm[None, :], 0, threshold, *args) == model.step_s(*args)

@@ -41,7 +41,10 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from distsim.errors import SimulationError
 from distsim.hardware import GB, TERA
@@ -70,7 +73,7 @@ _URGENT = 0
 _NORMAL = 1
 _PRIO_SHIFT = 56  # heap key = priority << 56 | creation order
 
-# Per-request integers, ri[field, request].
+# Per-request integers, ri[request, field] (a request's fields share a cache line or two).
 _R_PROMPT = 0
 _R_OUTPUT = 1
 _R_GEN = 2  # tokens generated
@@ -79,16 +82,16 @@ _R_PDONE = 4  # tokens of the current prefill already in the cache
 _R_KV = 5  # KV tokens held or reserved on the current instance
 _R_NEEDS_T = 6  # 1 while the prompt's KV has to move to the decode instance
 _R_SOURCE = 7  # prefill instance (global index) holding the prompt's KV until the transfer ends
-_R_NEXT = 8  # running list of an instance (doubly linked)
+_R_NEXT = 8  # the instance list (prefilling or decoding) the sequence is on, doubly linked
 _R_PREV = 9
 _R_CHUNK = 10  # prompt tokens in the current step (0: not a prefill chunk of it)
-_R_ISDEC = 11  # 1: decodes in the current step
+_R_ORD = 11  # when it joined its instance's running list (the reference's list order)
 _R_TNEXT = 12  # a link's FCFS request queue (singly linked)
 _R_LINK = 13  # the decode instance (global index) whose link carries the transfer
 _R_BNEXT = 14  # a prefill instance's current batch (singly linked)
 _NRI = 15
 
-# Per-request floats, rf[field, request].
+# Per-request floats, rf[request, field].
 _F_QUEUED = 0
 _F_TSTART = 1
 _F_FIRST = 2
@@ -102,26 +105,37 @@ _I_KIND = 2  # 0: monolithic or decode instance, 1: prefill instance
 _I_KV = 3  # KV tokens in use
 _I_SLEEP = 4  # 1 while waiting on a wake-up event (the reference's `wake is not None`)
 _I_TRIG = 5  # 1 once that event was triggered
-_I_HEAD = 6  # running list
-_I_TAIL = 7
-_I_COUNT = 8
+_I_COUNT = 6  # running sequences (the reference's `running`): prefilling + decoding
+_I_ORD = 7  # counter giving running sequences their order
+_I_SPARE = 8
 _I_IN_T = 9  # transfers admitted, not yet arrived
 _I_USERS = 10  # link in use (0/1)
 _I_LQHEAD = 11  # link request queue
 _I_LQTAIL = 12
-_I_SNAP = 13  # sequences of the running list at the step's start (the step's prefix)
-_I_SNAP_DEC = 14  # decodes in the step
+_I_SNAP = 13  # prefill chunks in the step: the first of the prefilling list
+_I_SNAP_DEC = 14  # decodes in the step: the first of the decoding list
 _I_BHEAD = 15  # prefill batch
 _I_BTAIL = 16
 _I_BCOUNT = 17
 _I_FIRST_AT_PREFILL = 18
-_NII = 19
+# The reference's running list, split in two lists that each keep its order: sequences with
+# prompt left to prefill (list 0) and decoding ones (list 1); head, tail, length of list k at
+# _I_LISTS + 3 k.
+_I_LISTS = 19
+_I_PHEAD = 19
+_I_PTAIL = 20
+_I_NPRE = 21
+_I_DHEAD = 22
+_I_DTAIL = 23
+_I_NDEC = 24
+_NII = 25
 
 # Per-instance floats, fi[field, instance].
 _J_KV_INTEGRAL = 0
 _J_KV_SINCE = 1
 _J_CAP = 2
-_NFI = 3
+_J_SHARE = 3  # the current step's GPU-seconds per sequence
+_NFI = 4
 
 # Per-pool integers, pi[field, pool] (the first _P_IN rows are inputs).
 _P_NINST = 0
@@ -154,10 +168,41 @@ _S_ERR_RID = 7
 _S_ERR_NEED = 8
 _S_ERR_POOL = 9
 _S_LOG = 10  # 1: record every step for a checker
-_NST = 11
+_S_NLOG_I = 11  # entries written (or wanted, if the buffer was too small) in each step log
+_S_NLOG_F = 12
+_S_NLOG_C = 13
+_S_NLOG_D = 14
+_NST = 15
 
 # Step log rows (ints): pool, instance, kv tokens, chunks, decodes.
 _LOG_INTS = 5
+
+
+# ------------------------------------------------------------------ unmanaged array views
+
+
+@intrinsic
+def _address_as_pointer(typingctx, address):  # noqa: ANN001, ANN202, ARG001
+    """An integer address as a void pointer (for `numba.carray`)."""
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202, ARG001
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(address), codegen
+
+
+@njit
+def _unmanaged(a: np.ndarray) -> np.ndarray:
+    """A view of `a` that numba does not reference-count.
+
+    Why (measured, perf + gdb on the event loop): numba increments and decrements the
+    reference count of every array argument of a compiled function that it cannot prove
+    balanced (functions with loops and several exits), with atomic instructions; the event
+    loop's helpers take a dozen state arrays each, so those atomics took about half of the
+    kernel's time. A view with no memory-info pointer makes them no-ops. The caller must keep
+    `a` itself alive while the view is used, and never return the view.
+    """
+    return numba.carray(_address_as_pointer(a.ctypes.data), a.shape, a.dtype)
 
 
 # ------------------------------------------------------------------ step time
@@ -165,38 +210,41 @@ _LOG_INTS = 5
 
 @njit
 def _step_s(
-    code: int, prm: np.ndarray, threshold: int, p: int, sq: float, ctx: int, d: int, k: int
-) -> float:
-    """The step time of `distsim.step_time`'s models, operation for operation (same rounding)."""
+    code: int, params: np.ndarray, row: int, threshold: int, p: int, sq: float, ctx: int, d: int,
+    k: int,
+) -> float:  # fmt: skip
+    """The step time of `distsim.step_time`'s models, operation for operation (same rounding),
+    with the parameters in `params[row]` (see `_step_params`). One exit (see _instance_loop)."""
     if code == _M_ROOFLINE:
         tokens = p + d
-        flops = prm[0] * tokens + prm[1] * (sq / 2.0 + k)
-        moved = prm[2] + prm[3] * (k + ctx) + prm[3] * tokens
-        compute_s = flops / prm[4]
-        memory_s = moved / prm[5]
+        flops = params[row, 0] * tokens + params[row, 1] * (sq / 2.0 + k)
+        moved = params[row, 2] + params[row, 3] * (k + ctx) + params[row, 3] * tokens
+        compute_s = flops / params[row, 4]
+        memory_s = moved / params[row, 5]
         comm_s = 0.0
-        if prm[6] > 1.0:
-            volume = prm[7] * tokens * prm[8] * prm[9]
-            comm_s = prm[10] * (prm[11] + volume / prm[12])
+        if params[row, 6] > 1.0:
+            volume = params[row, 7] * tokens * params[row, 8] * params[row, 9]
+            comm_s = params[row, 10] * (params[row, 11] + volume / params[row, 12])
         mx = compute_s
         if memory_s > compute_s:
             mx = memory_s
-        return prm[13] + mx + comm_s
-    if code == _M_PROFILE:
+        out = params[row, 13] + mx + comm_s
+    elif code == _M_PROFILE:
         ms = 0.0
         if p > 0:
-            ms += prm[0] + prm[1] * p + prm[2] * sq
+            ms += params[row, 0] + params[row, 1] * p + params[row, 2] * sq
         if d > 0:
             o = 3 if d < threshold else 6
-            ms += prm[o + 1] * k + prm[o + 2] * d
+            ms += params[row, o + 1] * k + params[row, o + 2] * d
             if p == 0:
-                ms += prm[o]
-        return ms * prm[9]
-    s = prm[0] + p / prm[1]
-    if d > 0:
-        s += prm[2] + prm[3] * d
-        s += prm[4] * k
-    return s
+                ms += params[row, o]
+        out = ms * params[row, 9]
+    else:
+        out = params[row, 0] + p / params[row, 1]
+        if d > 0:
+            out += params[row, 2] + params[row, 3] * d
+            out += params[row, 4] * k
+    return out
 
 
 def _step_params(step: object) -> tuple[int, np.ndarray, int] | None:
@@ -328,31 +376,60 @@ def _notify(
 
 
 @njit
-def _append_running(ri: np.ndarray, ii: np.ndarray, g: int, r: int) -> None:
-    tail = ii[_I_TAIL, g]
-    ri[_R_PREV, r] = tail
-    ri[_R_NEXT, r] = -1
-    if tail >= 0:
-        ri[_R_NEXT, tail] = r
+def _link_after(ri: np.ndarray, ii: np.ndarray, g: int, r: int, which: int, prev: int) -> None:
+    """Put r on list `which` of instance g right after `prev` (-1: at the head)."""
+    base = _I_LISTS + 3 * which
+    if prev >= 0:
+        nxt = ri[prev, _R_NEXT]
+        ri[prev, _R_NEXT] = r
     else:
-        ii[_I_HEAD, g] = r
-    ii[_I_TAIL, g] = r
+        nxt = ii[base, g]
+        ii[base, g] = r
+    ri[r, _R_PREV] = prev
+    ri[r, _R_NEXT] = nxt
+    if nxt >= 0:
+        ri[nxt, _R_PREV] = r
+    else:
+        ii[base + 1, g] = r
+    ii[base + 2, g] += 1
+
+
+@njit
+def _unlink(ri: np.ndarray, ii: np.ndarray, g: int, r: int, which: int) -> None:
+    base = _I_LISTS + 3 * which
+    prev = ri[r, _R_PREV]
+    nxt = ri[r, _R_NEXT]
+    if prev >= 0:
+        ri[prev, _R_NEXT] = nxt
+    else:
+        ii[base, g] = nxt
+    if nxt >= 0:
+        ri[nxt, _R_PREV] = prev
+    else:
+        ii[base + 1, g] = prev
+    ii[base + 2, g] -= 1
+
+
+@njit
+def _append_running(ri: np.ndarray, ii: np.ndarray, g: int, r: int) -> None:
+    """The reference's `running.append(r)`: newest of the running sequences."""
+    ri[r, _R_ORD] = ii[_I_ORD, g]
+    ii[_I_ORD, g] += 1
+    which = 0 if ri[r, _R_LEFT] > 0 else 1
+    _link_after(ri, ii, g, r, which, ii[_I_LISTS + 3 * which + 1, g])
     ii[_I_COUNT, g] += 1
 
 
 @njit
-def _unlink_running(ri: np.ndarray, ii: np.ndarray, g: int, r: int) -> None:
-    prev = ri[_R_PREV, r]
-    nxt = ri[_R_NEXT, r]
-    if prev >= 0:
-        ri[_R_NEXT, prev] = nxt
-    else:
-        ii[_I_HEAD, g] = nxt
-    if nxt >= 0:
-        ri[_R_PREV, nxt] = prev
-    else:
-        ii[_I_TAIL, g] = prev
-    ii[_I_COUNT, g] -= 1
+def _to_decoding(ri: np.ndarray, ii: np.ndarray, g: int, r: int) -> None:
+    """r's prefill ended: it moves to the decoding list, at its place in running order
+    (usually at or near the tail)."""
+    _unlink(ri, ii, g, r, np.int64(0))
+    prev = ii[_I_DTAIL, g]
+    order = ri[r, _R_ORD]
+    while prev >= 0 and ri[prev, _R_ORD] > order:
+        prev = ri[prev, _R_PREV]
+    _link_after(ri, ii, g, r, np.int64(1), prev)
 
 
 @njit
@@ -375,7 +452,7 @@ def _submit(
 ) -> None:
     """Join pool p's queue (front: a preempted sequence), then wake the idle instances, most
     free KV first (a stable sort: ties keep the lowest index first)."""
-    rf[_F_QUEUED, r] = now
+    rf[r, _F_QUEUED] = now
     size = qbuf.shape[1]
     if front:
         head = pi[_P_QHEAD, p] - 1
@@ -433,26 +510,26 @@ def _fail(
 
 
 @njit
+def _log_put(buf: np.ndarray, st: np.ndarray, slot: int, value: float) -> None:
+    """Append to a step-log buffer; past its end only count (the caller reruns, larger)."""
+    k = st[slot]
+    if k < buf.shape[0]:
+        buf[k] = value
+    st[slot] = k + 1
+
+
+@njit
 def _log_step(
-    log_i: list,
-    log_f: list,
-    log_c: list,
-    log_d: list,
-    p: int,
-    local: int,
-    now: float,
-    dt: float,
-    kv_tokens: int,
-    nchunks: int,
-    ndec: int,
-) -> None:
-    log_i.append(p)
-    log_i.append(local)
-    log_i.append(kv_tokens)
-    log_i.append(nchunks)
-    log_i.append(ndec)
-    log_f.append(now)
-    log_f.append(dt)
+    log_i: np.ndarray, log_f: np.ndarray, st: np.ndarray, p: int, local: int, now: float,
+    dt: float, kv_tokens: int, nchunks: int, ndec: int,
+) -> None:  # fmt: skip
+    _log_put(log_i, st, np.int64(_S_NLOG_I), p)
+    _log_put(log_i, st, np.int64(_S_NLOG_I), local)
+    _log_put(log_i, st, np.int64(_S_NLOG_I), kv_tokens)
+    _log_put(log_i, st, np.int64(_S_NLOG_I), nchunks)
+    _log_put(log_i, st, np.int64(_S_NLOG_I), ndec)
+    _log_put(log_f, st, np.int64(_S_NLOG_F), now)
+    _log_put(log_f, st, np.int64(_S_NLOG_F), dt)
 
 
 @njit
@@ -474,10 +551,10 @@ def _instance_loop(
     st: np.ndarray,
     tmp_g: np.ndarray,
     tmp_free: np.ndarray,
-    log_i: list,
-    log_f: list,
-    log_c: list,
-    log_d: list,
+    log_i: np.ndarray,
+    log_f: np.ndarray,
+    log_c: np.ndarray,
+    log_d: np.ndarray,
 ) -> None:
     """A monolithic or decode instance from the top of its loop to its next wait: admit, then
     sleep or compose a step (preempting the newest while the decodes' growth does not fit)."""
@@ -485,165 +562,175 @@ def _instance_loop(
     cap = fi[_J_CAP, g]
     mbs = pi[_P_MBS, p]
     budget = pi[_P_BUDGET, p]
-    npre = 0
-    ndec = 0
-    while True:  # until a step is composed; again if preemption emptied the running list
+    # One exit only (flags, no early return): numba then drops the reference-count updates of
+    # the array arguments, which otherwise cost more than the step's own work.
+    go = True
+    while go:  # until a step is composed; again if preemption emptied the running list
         # admit: FCFS from the pool's queue while a sequence slot and its KV fit
         while pi[_P_QLEN, p] > 0:
             r = qbuf[p, pi[_P_QHEAD, p]]
-            need = ri[_R_PROMPT, r] + ri[_R_GEN, r]
+            need = ri[r, _R_PROMPT] + ri[r, _R_GEN]
             seqs = ii[_I_COUNT, g] + ii[_I_IN_T, g] + 1
             if not (seqs <= mbs and ii[_I_KV, g] + need + seqs <= cap):
                 if ii[_I_COUNT, g] == 0 and ii[_I_IN_T, g] == 0:
-                    _fail(st, ht, hk, r, ri[_R_PROMPT, r] + ri[_R_OUTPUT, r], p, now)
-                    return
+                    _fail(st, ht, hk, r, ri[r, _R_PROMPT] + ri[r, _R_OUTPUT], p, now)
+                    go = False
                 break
             _pop_queue(p, pi, qbuf)
-            wait[p, r] += now - rf[_F_QUEUED, r]
-            ri[_R_KV, r] = need
+            wait[p, r] += now - rf[r, _F_QUEUED]
+            ri[r, _R_KV] = need
             _change_kv(ii, fi, g, need, now)
-            if ri[_R_NEEDS_T, r] == 1:
+            if ri[r, _R_NEEDS_T] == 1:
                 ii[_I_IN_T, g] += 1
-                ri[_R_LINK, r] = g
+                ri[r, _R_LINK] = g
                 _push(ht, hk, st, now, np.int64(_EV_T_START), r)
             else:
                 _append_running(ri, ii, g, r)
+        if not go:
+            break
         if ii[_I_COUNT, g] == 0:
             ii[_I_SLEEP, g] = 1
             ii[_I_TRIG, g] = 0
-            return
-        npre = 0
-        ndec = 0
-        r = ii[_I_HEAD, g]
-        while r >= 0:
-            if ri[_R_LEFT, r] > 0:
-                npre += 1
-            else:
-                ndec += 1
-            r = ri[_R_NEXT, r]
+            go = False
+            break
         # the step's decodes: none while unchunked prompts are waiting
-        while ii[_I_KV, g] + (0 if (budget < 0 and npre > 0) else ndec) > cap:
+        while ii[_I_KV, g] + (0 if (budget < 0 and ii[_I_NPRE, g] > 0) else ii[_I_NDEC, g]) > cap:
             if ii[_I_COUNT, g] == 1 and ii[_I_IN_T, g] == 0:
-                r0 = ii[_I_HEAD, g]
-                _fail(st, ht, hk, r0, ri[_R_PROMPT, r0] + ri[_R_OUTPUT, r0], p, now)
-                return
-            victim = ii[_I_TAIL, g]
-            _unlink_running(ri, ii, g, victim)
-            if ri[_R_LEFT, victim] > 0:
-                npre -= 1
-            else:
-                ndec -= 1
-            _change_kv(ii, fi, g, -ri[_R_KV, victim], now)
-            ri[_R_KV, victim] = 0
-            context = ri[_R_PROMPT, victim] + ri[_R_GEN, victim]
+                r0 = ii[_I_PHEAD, g] if ii[_I_NPRE, g] > 0 else ii[_I_DHEAD, g]
+                _fail(st, ht, hk, r0, ri[r0, _R_PROMPT] + ri[r0, _R_OUTPUT], p, now)
+                go = False
+                break
+            # the newest running sequence: the later of the two lists' tails
+            victim = ii[_I_PTAIL, g]
+            last_decode = ii[_I_DTAIL, g]
+            if victim < 0 or (last_decode >= 0 and ri[last_decode, _R_ORD] > ri[victim, _R_ORD]):
+                victim = last_decode
+            _unlink(ri, ii, g, victim, 0 if ri[victim, _R_LEFT] > 0 else 1)
+            ii[_I_COUNT, g] -= 1
+            _change_kv(ii, fi, g, -ri[victim, _R_KV], now)
+            ri[victim, _R_KV] = 0
+            context = ri[victim, _R_PROMPT] + ri[victim, _R_GEN]
             st[_S_PREEMPTIONS] += 1
-            st[_S_RECOMPUTED] += context - ri[_R_LEFT, victim]
-            ri[_R_LEFT, victim] = context
-            ri[_R_PDONE, victim] = 0
+            st[_S_RECOMPUTED] += context - ri[victim, _R_LEFT]
+            ri[victim, _R_LEFT] = context
+            ri[victim, _R_PDONE] = 0
             _submit(
                 p, victim, np.int64(1), now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free
             )
         if ii[_I_COUNT, g] > 0:
             break
         # all preempted while transfers are in flight: back to admission, then wait for them
-    # compose: flag the step's chunks and decodes on the running list
-    with_decodes = not (budget < 0 and npre > 0)
-    room = budget - ndec
-    p_tokens = 0
-    p_sq = 0.0
-    p_ctx = 0
-    k_ctx = 0
-    nchunks = 0
-    nd = 0
-    r = ii[_I_HEAD, g]
-    while r >= 0:
-        left = ri[_R_LEFT, r]
-        if left > 0:
-            c = 0
+    if go:
+        # compose: the first prompts (all of them unchunked, else up to the token budget), then
+        # every decode unless unchunked prompts are waiting
+        npre = ii[_I_NPRE, g]
+        ndec = ii[_I_NDEC, g]
+        room = budget - ndec
+        p_tokens = 0
+        p_sq = 0.0
+        p_ctx = 0
+        nchunks = 0
+        r = ii[_I_PHEAD, g]
+        while r >= 0:
+            left = ri[r, _R_LEFT]
             if budget < 0:
                 c = left
-            elif room > 0:
+            else:
+                if room <= 0:
+                    break
                 c = min(left, room)
                 room -= c
-            if c > 0:
-                ri[_R_CHUNK, r] = c
-                done_tok = ri[_R_PDONE, r]
-                p_tokens += c
-                p_sq += c * c + 2.0 * c * done_tok
-                p_ctx += done_tok
-                nchunks += 1
-        elif with_decodes:
-            ri[_R_ISDEC, r] = 1
-            k_ctx += ri[_R_KV, r]
-            nd += 1
-        r = ri[_R_NEXT, r]
-    dt = _step_s(pi[_P_MODEL, p], pf[p], pi[_P_THRESHOLD, p], p_tokens, p_sq, p_ctx, nd, k_ctx)
-    nb = nchunks + nd
-    if st[_S_LOG] == 1:
-        _log_step(
-            log_i, log_f, log_c, log_d, p, ii[_I_LOCAL, g], now, dt, ii[_I_KV, g] + nd, nchunks, nd
-        )
-        r = ii[_I_HEAD, g]
-        while r >= 0:
-            if ri[_R_CHUNK, r] > 0:
-                log_c.append(r)
-                log_c.append(ri[_R_CHUNK, r])
-            r = ri[_R_NEXT, r]
-        r = ii[_I_HEAD, g]
-        while r >= 0:
-            if ri[_R_ISDEC, r] == 1:
-                log_d.append(r)
-            r = ri[_R_NEXT, r]
-    acc[0, p] += dt
-    acc[1, p] += nb * dt
-    share = dt * pi[_P_TP, p] / nb
-    r = ii[_I_HEAD, g]
-    while r >= 0:
-        if ri[_R_CHUNK, r] > 0 or ri[_R_ISDEC, r] == 1:
-            busy[p, r] += share
-        r = ri[_R_NEXT, r]
-    ii[_I_SNAP, g] = ii[_I_COUNT, g]
-    ii[_I_SNAP_DEC, g] = nd
-    _push(ht, hk, st, now + dt, np.int64(_EV_STEP), g)
+            ri[r, _R_CHUNK] = c
+            done_tok = ri[r, _R_PDONE]
+            p_tokens += c
+            p_sq += c * c + 2.0 * c * done_tok
+            p_ctx += done_tok
+            nchunks += 1
+            r = ri[r, _R_NEXT]
+        nd = 0
+        k_ctx = 0
+        if not (budget < 0 and npre > 0):
+            nd = ndec
+            r = ii[_I_DHEAD, g]
+            while r >= 0:
+                k_ctx += ri[r, _R_KV]
+                r = ri[r, _R_NEXT]
+        dt = _step_s(pi[_P_MODEL, p], pf, p, pi[_P_THRESHOLD, p], p_tokens, p_sq, p_ctx, nd, k_ctx)
+        nb = nchunks + nd
+        if st[_S_LOG] == 1:
+            _log_step(
+                log_i,
+                log_f,
+                st,
+                p,
+                ii[_I_LOCAL, g],
+                now,
+                dt,
+                ii[_I_KV, g] + nd,
+                nchunks,
+                nd,
+            )
+            r = ii[_I_PHEAD, g]
+            for _ in range(nchunks):
+                _log_put(log_c, st, np.int64(_S_NLOG_C), r)
+                _log_put(log_c, st, np.int64(_S_NLOG_C), ri[r, _R_CHUNK])
+                r = ri[r, _R_NEXT]
+            r = ii[_I_DHEAD, g]
+            for _ in range(nd):
+                _log_put(log_d, st, np.int64(_S_NLOG_D), r)
+                r = ri[r, _R_NEXT]
+        acc[0, p] += dt
+        acc[1, p] += nb * dt
+        fi[_J_SHARE, g] = dt * pi[_P_TP, p] / nb  # added to each sequence's busy time at the end
+        ii[_I_SNAP, g] = nchunks
+        ii[_I_SNAP_DEC, g] = nd
+        _push(ht, hk, st, now + dt, np.int64(_EV_STEP), g)
 
 
 @njit
 def _instance_step_done(
-    g: int, now: float, ri: np.ndarray, rf: np.ndarray, ii: np.ndarray, fi: np.ndarray
-) -> None:
-    """The end of a monolithic or decode step: chunks advance, decodes grow by one token, the
-    finished leave. The step's sequences are the first `_I_SNAP` of the running list (transfers
-    arriving meanwhile only append)."""
-    m = ii[_I_SNAP, g]
-    r = ii[_I_HEAD, g]
-    for _ in range(m):
-        c = ri[_R_CHUNK, r]
-        if c > 0:
-            ri[_R_CHUNK, r] = 0
-            ri[_R_LEFT, r] -= c
-            ri[_R_PDONE, r] += c
-            if ri[_R_LEFT, r] == 0:
-                ri[_R_PDONE, r] = 0
-                if ii[_I_FIRST_AT_PREFILL, g] == 1 and math.isnan(rf[_F_FIRST, r]):
-                    rf[_F_FIRST, r] = now
-        r = ri[_R_NEXT, r]
+    g: int, now: float, ri: np.ndarray, rf: np.ndarray, ii: np.ndarray, fi: np.ndarray,
+    busy: np.ndarray,
+) -> None:  # fmt: skip
+    """The end of a monolithic or decode step: decodes grow by one token and the finished leave,
+    chunks advance and finished prompts start decoding. The step's sequences are the first
+    `_I_SNAP_DEC` of the decoding list (transfers arriving meanwhile only append) and the first
+    `_I_SNAP` of the prefilling list (unchanged meanwhile). Decodes before chunks, so that the
+    decoding list's prefix is intact; the two touch different sequences and KV changes at one
+    instant do not change the KV integral, so the order is immaterial to the results."""
+    p = ii[_I_POOL, g]
+    share = fi[_J_SHARE, g]
     nd = ii[_I_SNAP_DEC, g]
     if nd > 0:
         _change_kv(ii, fi, g, nd, now)
-        r = ii[_I_HEAD, g]
-        for _ in range(m):
-            nxt = ri[_R_NEXT, r]
-            if ri[_R_ISDEC, r] == 1:
-                ri[_R_ISDEC, r] = 0
-                ri[_R_GEN, r] += 1
-                ri[_R_KV, r] += 1
-                if math.isnan(rf[_F_FIRST, r]):
-                    rf[_F_FIRST, r] = now
-                if ri[_R_GEN, r] == ri[_R_OUTPUT, r]:
-                    rf[_F_DONE, r] = now
-                    _change_kv(ii, fi, g, -ri[_R_KV, r], now)
-                    _unlink_running(ri, ii, g, r)
+        r = ii[_I_DHEAD, g]
+        for _ in range(nd):
+            nxt = ri[r, _R_NEXT]
+            busy[p, r] += share
+            ri[r, _R_GEN] += 1
+            ri[r, _R_KV] += 1
+            if math.isnan(rf[r, _F_FIRST]):
+                rf[r, _F_FIRST] = now
+            if ri[r, _R_GEN] == ri[r, _R_OUTPUT]:
+                rf[r, _F_DONE] = now
+                _change_kv(ii, fi, g, -ri[r, _R_KV], now)
+                _unlink(ri, ii, g, r, np.int64(1))
+                ii[_I_COUNT, g] -= 1
             r = nxt
+    r = ii[_I_PHEAD, g]
+    for _ in range(ii[_I_SNAP, g]):
+        nxt = ri[r, _R_NEXT]
+        busy[p, r] += share
+        c = ri[r, _R_CHUNK]
+        ri[r, _R_CHUNK] = 0
+        ri[r, _R_LEFT] -= c
+        ri[r, _R_PDONE] += c
+        if ri[r, _R_LEFT] == 0:
+            ri[r, _R_PDONE] = 0
+            if ii[_I_FIRST_AT_PREFILL, g] == 1 and math.isnan(rf[r, _F_FIRST]):
+                rf[r, _F_FIRST] = now
+            _to_decoding(ri, ii, g, r)
+        r = nxt
 
 
 @njit
@@ -663,10 +750,10 @@ def _prefill_loop(
     ht: np.ndarray,
     hk: np.ndarray,
     st: np.ndarray,
-    log_i: list,
-    log_f: list,
-    log_c: list,
-    log_d: list,
+    log_i: np.ndarray,
+    log_f: np.ndarray,
+    log_c: np.ndarray,
+    log_d: np.ndarray,
 ) -> None:
     """A prefill instance from the top of its loop to its next wait: take whole prompts FCFS
     within the token budget, batch size and KV, then sleep or start the step."""
@@ -679,51 +766,54 @@ def _prefill_loop(
     sq = 0
     count = 0
     tail = -1
+    failed = False  # one exit only (see _instance_loop)
     while pi[_P_QLEN, p] > 0 and count < mbs:
         r = qbuf[p, pi[_P_QHEAD, p]]
-        prompt = ri[_R_PROMPT, r]
+        prompt = ri[r, _R_PROMPT]
         if count > 0 and budget > 0 and tokens + prompt > budget:
             break
         if ii[_I_KV, g] + prompt > cap:
             if count == 0 and ii[_I_KV, g] == 0:
                 _fail(st, ht, hk, r, prompt, p, now)
-                return
+                failed = True
             break
         _pop_queue(p, pi, qbuf)
-        wait[p, r] += now - rf[_F_QUEUED, r]
+        wait[p, r] += now - rf[r, _F_QUEUED]
         _change_kv(ii, fi, g, prompt, now)
-        ri[_R_BNEXT, r] = -1
+        ri[r, _R_BNEXT] = -1
         if tail >= 0:
-            ri[_R_BNEXT, tail] = r
+            ri[tail, _R_BNEXT] = r
         else:
             ii[_I_BHEAD, g] = r
         tail = r
         count += 1
         tokens += prompt
         sq += prompt * prompt
-    if count == 0:
+    if failed:
+        pass
+    elif count == 0:
         ii[_I_SLEEP, g] = 1
         ii[_I_TRIG, g] = 0
-        return
-    ii[_I_BCOUNT, g] = count
-    dt = _step_s(pi[_P_MODEL, p], pf[p], pi[_P_THRESHOLD, p], tokens, float(sq), zero, zero, zero)
-    if st[_S_LOG] == 1:
-        _log_step(
-            log_i, log_f, log_c, log_d, p, ii[_I_LOCAL, g], now, dt, ii[_I_KV, g], count, zero
+    else:
+        ii[_I_BCOUNT, g] = count
+        dt = _step_s(
+            pi[_P_MODEL, p], pf, p, pi[_P_THRESHOLD, p], tokens, float(sq), zero, zero, zero
         )
+        if st[_S_LOG] == 1:
+            _log_step(log_i, log_f, st, p, ii[_I_LOCAL, g], now, dt, ii[_I_KV, g], count, zero)
+            r = ii[_I_BHEAD, g]
+            for _ in range(count):
+                _log_put(log_c, st, np.int64(_S_NLOG_C), r)
+                _log_put(log_c, st, np.int64(_S_NLOG_C), ri[r, _R_PROMPT])
+                r = ri[r, _R_BNEXT]
+        acc[0, p] += dt
+        acc[1, p] += count * dt
+        share = dt * pi[_P_TP, p] / count
         r = ii[_I_BHEAD, g]
         for _ in range(count):
-            log_c.append(r)
-            log_c.append(ri[_R_PROMPT, r])
-            r = ri[_R_BNEXT, r]
-    acc[0, p] += dt
-    acc[1, p] += count * dt
-    share = dt * pi[_P_TP, p] / count
-    r = ii[_I_BHEAD, g]
-    for _ in range(count):
-        busy[p, r] += share
-        r = ri[_R_BNEXT, r]
-    _push(ht, hk, st, now + dt, np.int64(_EV_STEP), g)
+            busy[p, r] += share
+            r = ri[r, _R_BNEXT]
+        _push(ht, hk, st, now + dt, np.int64(_EV_STEP), g)
 
 
 @njit
@@ -739,7 +829,7 @@ def _trigger_put(
     """SimPy's Resource._trigger_put for a link of capacity 1: grant the queue's head if free."""
     head = ii[_I_LQHEAD, link]
     if head >= 0 and ii[_I_USERS, link] == 0:
-        nxt = ri[_R_TNEXT, head]
+        nxt = ri[head, _R_TNEXT]
         ii[_I_LQHEAD, link] = nxt
         if nxt < 0:
             ii[_I_LQTAIL, link] = -1
@@ -763,20 +853,20 @@ def _transfer_done(
 ) -> None:
     """A transfer's end: release the link, log it, free the prompt's KV on the prefill
     instance, and the sequence joins the decode instance's running list."""
-    link = ri[_R_LINK, r]
+    link = ri[r, _R_LINK]
     ii[_I_USERS, link] = 0
     _push(ht, hk, st, now, np.int64(_EV_RELEASE), link)
     k = st[_S_NTRANSFERS]
     st[_S_NTRANSFERS] = k + 1
     tr_i[0, k] = r
     tr_i[1, k] = ii[_I_LOCAL, link]
-    tr_f[0, k] = rf[_F_TSTART, r]
+    tr_f[0, k] = rf[r, _F_TSTART]
     tr_f[1, k] = now
-    src = ri[_R_SOURCE, r]
-    _change_kv(ii, fi, src, -ri[_R_PROMPT, r], now)
+    src = ri[r, _R_SOURCE]
+    _change_kv(ii, fi, src, -ri[r, _R_PROMPT], now)
     _notify(ii, ht, hk, st, src, now)
-    ri[_R_SOURCE, r] = -1
-    ri[_R_NEEDS_T, r] = 0
+    ri[r, _R_SOURCE] = -1
+    ri[r, _R_NEEDS_T] = 0
     ii[_I_IN_T, link] -= 1
     _append_running(ri, ii, link, r)
     _notify(ii, ht, hk, st, link, now)
@@ -795,8 +885,14 @@ def _kernel(
     kv_bytes_per_token: float,
     link_bytes_per_s: float,
     log: bool,
+    log_i: np.ndarray,
+    log_f: np.ndarray,
+    log_c: np.ndarray,
+    log_d: np.ndarray,
 ):  # noqa: ANN202
-    """Run the whole simulation; see the module docstring for the correspondence to SimPy."""
+    """Run the whole simulation; see the module docstring for the correspondence to SimPy.
+    With `log`, every step is recorded in the log buffers (st counts the entries; if a buffer
+    was too small the caller runs again with larger ones)."""
     zero = np.int64(0)  # not a literal: one numba specialisation of the helpers, not several
     n = arrival.shape[0]
     npools = pool_in.shape[1]
@@ -808,28 +904,28 @@ def _kernel(
             pi[k, p] = pool_in[k, p]
         ninst += pool_in[_P_NINST, p]
 
-    ri = np.empty((_NRI, n), np.int64)
-    rf = np.empty((_NRF, n))
+    ri = np.empty((n, _NRI), np.int64)
+    rf = np.empty((n, _NRF))
     for r in range(n):
-        ri[_R_PROMPT, r] = prompt[r]
-        ri[_R_OUTPUT, r] = output[r]
-        ri[_R_GEN, r] = 0
-        ri[_R_LEFT, r] = prompt[r]
-        ri[_R_PDONE, r] = 0
-        ri[_R_KV, r] = 0
-        ri[_R_NEEDS_T, r] = 0
-        ri[_R_SOURCE, r] = -1
-        ri[_R_NEXT, r] = -1
-        ri[_R_PREV, r] = -1
-        ri[_R_CHUNK, r] = 0
-        ri[_R_ISDEC, r] = 0
-        ri[_R_TNEXT, r] = -1
-        ri[_R_LINK, r] = -1
-        ri[_R_BNEXT, r] = -1
-        rf[_F_QUEUED, r] = 0.0
-        rf[_F_TSTART, r] = 0.0
-        rf[_F_FIRST, r] = np.nan
-        rf[_F_DONE, r] = np.nan
+        ri[r, _R_PROMPT] = prompt[r]
+        ri[r, _R_OUTPUT] = output[r]
+        ri[r, _R_GEN] = 0
+        ri[r, _R_LEFT] = prompt[r]
+        ri[r, _R_PDONE] = 0
+        ri[r, _R_KV] = 0
+        ri[r, _R_NEEDS_T] = 0
+        ri[r, _R_SOURCE] = -1
+        ri[r, _R_NEXT] = -1
+        ri[r, _R_PREV] = -1
+        ri[r, _R_CHUNK] = 0
+        ri[r, _R_ORD] = 0
+        ri[r, _R_TNEXT] = -1
+        ri[r, _R_LINK] = -1
+        ri[r, _R_BNEXT] = -1
+        rf[r, _F_QUEUED] = 0.0
+        rf[r, _F_TSTART] = 0.0
+        rf[r, _F_FIRST] = np.nan
+        rf[r, _F_DONE] = np.nan
     wait = np.zeros((npools, n))
     busy = np.zeros((npools, n))
     acc = np.zeros((2, npools))  # step time, batch size x step time
@@ -846,8 +942,10 @@ def _kernel(
             # monolithic: first token at the prefill; decode pool: never; prefill pool: per spec
             fap = first_token_prefill if prefill_pool else decode_pool < 0
             ii[_I_FIRST_AT_PREFILL, g] = 1 if fap else 0
-            ii[_I_HEAD, g] = -1
-            ii[_I_TAIL, g] = -1
+            ii[_I_PHEAD, g] = -1
+            ii[_I_PTAIL, g] = -1
+            ii[_I_DHEAD, g] = -1
+            ii[_I_DTAIL, g] = -1
             ii[_I_LQHEAD, g] = -1
             ii[_I_LQTAIL, g] = -1
             ii[_I_BHEAD, g] = -1
@@ -864,14 +962,50 @@ def _kernel(
     tmp_free = np.empty(max(ninst, 1))
     tr_i = np.empty((2, n), np.int64)
     tr_f = np.empty((2, n))
-    log_i = [0]
-    log_f = [0.0]
-    log_c = [0]
-    log_d = [0]
-    log_i.clear()
-    log_f.clear()
-    log_c.clear()
-    log_d.clear()
+
+    # The event loop works on unmanaged views of these arrays (see `_unmanaged`); `owners`
+    # keeps the arrays themselves alive until after the loop.
+    owners = (
+        ri,
+        rf,
+        ii,
+        fi,
+        pi,
+        pf,
+        qbuf,
+        wait,
+        busy,
+        acc,
+        ht,
+        hk,
+        st,
+        tmp_g,
+        tmp_free,
+        tr_i,
+        tr_f,
+    )
+    out = (wait, busy, acc, st)
+    ri = _unmanaged(ri)
+    rf = _unmanaged(rf)
+    ii = _unmanaged(ii)
+    fi = _unmanaged(fi)
+    pi = _unmanaged(pi)
+    pf = _unmanaged(pf)
+    qbuf = _unmanaged(qbuf)
+    wait = _unmanaged(wait)
+    busy = _unmanaged(busy)
+    acc = _unmanaged(acc)
+    ht = _unmanaged(ht)
+    hk = _unmanaged(hk)
+    st = _unmanaged(st)
+    tmp_g = _unmanaged(tmp_g)
+    tmp_free = _unmanaged(tmp_free)
+    tr_i = _unmanaged(tr_i)
+    tr_f = _unmanaged(tr_f)
+    log_i = _unmanaged(log_i)
+    log_f = _unmanaged(log_f)
+    log_c = _unmanaged(log_c)
+    log_d = _unmanaged(log_d)
 
     # The reference starts the instance processes (in pool order: prefill before decode), then
     # the arrival process; all at time 0, URGENT.
@@ -887,7 +1021,7 @@ def _kernel(
                 ii[_I_TRIG, g] = 0
             if ii[_I_KIND, g] == 0:
                 if kind == _EV_STEP:
-                    _instance_step_done(g, now, ri, rf, ii, fi)
+                    _instance_step_done(g, now, ri, rf, ii, fi, busy)
                 _instance_loop(
                     g,
                     now,
@@ -918,12 +1052,12 @@ def _kernel(
                     ii[_I_BHEAD, g] = -1
                     ii[_I_BCOUNT, g] = 0
                     for _ in range(count):
-                        nxt = ri[_R_BNEXT, r]
+                        nxt = ri[r, _R_BNEXT]
                         if ii[_I_FIRST_AT_PREFILL, g] == 1:
-                            rf[_F_FIRST, r] = now
-                        ri[_R_LEFT, r] = 0
-                        ri[_R_NEEDS_T, r] = 1
-                        ri[_R_SOURCE, r] = g
+                            rf[r, _F_FIRST] = now
+                        ri[r, _R_LEFT] = 0
+                        ri[r, _R_NEEDS_T] = 1
+                        ri[r, _R_SOURCE] = g
                         _submit(
                             decode_pool,
                             r,
@@ -978,19 +1112,19 @@ def _kernel(
             st[_S_NEXT_ARRIVAL] = i
         elif kind == _EV_T_START:
             r = arg
-            link = ri[_R_LINK, r]
-            ri[_R_TNEXT, r] = -1
+            link = ri[r, _R_LINK]
+            ri[r, _R_TNEXT] = -1
             tail = ii[_I_LQTAIL, link]
             if tail >= 0:
-                ri[_R_TNEXT, tail] = r
+                ri[tail, _R_TNEXT] = r
             else:
                 ii[_I_LQHEAD, link] = r
             ii[_I_LQTAIL, link] = r
             _trigger_put(link, now, ri, ii, ht, hk, st)
         elif kind == _EV_T_GRANT:
             r = arg
-            rf[_F_TSTART, r] = now
-            dt = ri[_R_PROMPT, r] * kv_bytes_per_token / link_bytes_per_s
+            rf[r, _F_TSTART] = now
+            dt = ri[r, _R_PROMPT] * kv_bytes_per_token / link_bytes_per_s
             if dt > 0:
                 _push(ht, hk, st, now + dt, np.int64(_EV_T_DONE), r)
             else:
@@ -1003,38 +1137,17 @@ def _kernel(
             break
 
     nt = st[_S_NTRANSFERS]
-    li = np.empty(len(log_i), np.int64)
-    for k in range(len(log_i)):
-        li[k] = log_i[k]
-    lf = np.empty(len(log_f))
-    for k in range(len(log_f)):
-        lf[k] = log_f[k]
-    lc = np.empty(len(log_c), np.int64)
-    for k in range(len(log_c)):
-        lc[k] = log_c[k]
-    ld = np.empty(len(log_d), np.int64)
-    for k in range(len(log_d)):
-        ld[k] = log_d[k]
     kv_state = np.empty((3, ninst))
     for g in range(ninst):
         kv_state[0, g] = fi[_J_KV_INTEGRAL, g]
         kv_state[1, g] = ii[_I_KV, g]
         kv_state[2, g] = fi[_J_KV_SINCE, g]
-    return (
-        rf[_F_FIRST].copy(),
-        rf[_F_DONE].copy(),
-        wait,
-        busy,
-        acc,
-        st,
-        tr_i[:, :nt].copy(),
-        tr_f[:, :nt].copy(),
-        kv_state,
-        li,
-        lf,
-        lc,
-        ld,
-    )
+    first = rf[:, _F_FIRST].copy()
+    done = rf[:, _F_DONE].copy()
+    transfers_i = tr_i[:, :nt].copy()
+    transfers_f = tr_f[:, :nt].copy()
+    assert len(owners) > 0  # the views above were used while this held their arrays
+    return first, done, out[0], out[1], out[2], out[3], transfers_i, transfers_f, kv_state
 
 
 # ------------------------------------------------------------------ Python side
@@ -1114,20 +1227,33 @@ def run(requests: Requests, plan: ServingPlan, checker: Checker | None = None) -
         pool_cap[p] = pool.kv_capacity_tokens
         first += pool.instances
     link_bytes_per_s = (plan.kv_link_gb_s or 1.0) * GB
-    (first_s, done_s, wait, busy, acc, st, tr_i, tr_f, kv_state, li, lf, lc, ld) = _kernel(
+    arrays = (
         np.ascontiguousarray(requests.arrival_s, dtype=np.float64),
         np.ascontiguousarray(requests.prompt_tokens, dtype=np.int64),
         np.ascontiguousarray(requests.output_tokens, dtype=np.int64),
-        pool_in,
-        pf,
-        pool_cap,
+    )
+    scalars = (
         1 if disaggregated else -1,
         plan.first_token == "prefill",
         float(plan.kv_bytes_per_token),
         float(link_bytes_per_s),
-        checker is not None,
     )
+    # Step-log buffers (a checker only): a guess, then exactly what the first run needed.
+    wanted = (0, 0, 0, 0) if checker is None else (16 * len(requests) + 1024,) * 4
+    while True:
+        logs = (
+            np.empty(wanted[0], np.int64), np.empty(wanted[1]), np.empty(wanted[2], np.int64),
+            np.empty(wanted[3], np.int64),
+        )  # fmt: skip
+        first_s, done_s, wait, busy, acc, st, tr_i, tr_f, kv_state = _kernel(
+            *arrays, pool_in, pf, pool_cap, *scalars, checker is not None, *logs
+        )
+        used = tuple(int(st[k]) for k in (_S_NLOG_I, _S_NLOG_F, _S_NLOG_C, _S_NLOG_D))
+        if all(u <= w for u, w in zip(used, wanted, strict=True)):
+            break
+        wanted = used  # the run is deterministic: the same again, with room for every entry
     if checker is not None:
+        li, lf, lc, ld = (log[:u] for log, u in zip(logs, used, strict=True))
         for record in _records(plan, names, li, lf, lc, ld):
             checker(record)
     if st[_S_ERROR]:
@@ -1208,4 +1334,5 @@ def warm_up() -> None:
     pf = np.zeros((1, _NPARAM))
     pf[0, :2] = (0.0, 1.0)
     one = np.ones(1, np.int64)
-    _kernel(np.zeros(1), one, one, pool_in, pf, np.full(1, np.inf), -1, True, 0.0, GB, True)
+    logs = (np.empty(8, np.int64), np.empty(8), np.empty(8, np.int64), np.empty(8, np.int64))
+    _kernel(np.zeros(1), one, one, pool_in, pf, np.full(1, np.inf), -1, True, 0.0, GB, True, *logs)
