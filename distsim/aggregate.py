@@ -72,10 +72,38 @@ def quantile_of(metric: str) -> tuple[str, float] | None:
     return (SKETCH_COLUMNS[m["what"]], int(m["level"]) / 100.0) if m else None
 
 
-def _sketches(cell: pd.DataFrame, column: str, replications: np.ndarray) -> list[LogHistogram]:
+class Parsed:
+    """Payload text (sketches, time profiles) parsed once per aggregation, keyed by the text.
+
+    One sketch is read by several metrics (P50, P90, P99), by the summary and by the
+    comparisons, and each profile by every diagnosis; JSON parsing dominated aggregation (a
+    4,000-row study parsed every sketch ~9 times). One instance lives for one aggregation.
+    """
+
+    def __init__(self) -> None:
+        self._sketches: dict[str, LogHistogram] = {}
+        self._profiles: dict[str, diagnostics.TimeProfile] = {}
+
+    def sketch(self, text: str) -> LogHistogram:
+        out = self._sketches.get(text)
+        if out is None:
+            out = self._sketches[text] = from_json(text)
+        return out
+
+    def profile(self, text: str) -> diagnostics.TimeProfile:
+        out = self._profiles.get(text)
+        if out is None:
+            out = self._profiles[text] = diagnostics.profile_from_json(text)
+        return out
+
+
+def _sketches(
+    cell: pd.DataFrame, column: str, replications: np.ndarray, parsed: Parsed | None = None
+) -> list[LogHistogram]:
     """The cell's sketches for the given replication indices (all must be present)."""
+    parsed = Parsed() if parsed is None else parsed
     by_rep = cell.set_index("replication")[column]
-    return [from_json(by_rep.loc[r]) for r in replications]
+    return [parsed.sketch(by_rep.loc[r]) for r in replications]
 
 
 def _has(cell: pd.DataFrame, column: str) -> bool:
@@ -94,9 +122,10 @@ DIAGNOSTIC_COLUMNS = [
 ]  # fmt: skip
 
 
-def diagnose(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+def diagnose(rows: pd.DataFrame, plan: Plan, parsed: Parsed | None = None) -> pd.DataFrame:
     """Per scenario x architecture: largest offered load, MSER-5 warm-up against the configured
     one, and the TTFT trend through the measured window (see `distsim.diagnostics`)."""
+    parsed = Parsed() if parsed is None else parsed
     records: list[dict[str, Any]] = []
     for ps in plan.scenarios:
         srows = rows[rows["scenario_id"] == ps.id] if not rows.empty else rows
@@ -117,7 +146,7 @@ def diagnose(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
                 "ttft_growing": False,
             }
             if _has(cell, PROFILE_COLUMN) and len(cell) >= 2:
-                profiles = [diagnostics.profile_from_json(t) for t in cell[PROFILE_COLUMN]]
+                profiles = [parsed.profile(t) for t in cell[PROFILE_COLUMN]]
                 warm = diagnostics.detect_warmup(profiles)
                 trend = diagnostics.ttft_trend(profiles, ps.scenario.warmup_s)
                 rec.update(
@@ -149,7 +178,12 @@ def unstable_scenarios(diag: pd.DataFrame) -> set[str]:
     return set(diag.loc[diag["unstable"].astype(bool), "scenario_id"]) if len(diag) else set()
 
 
-def summarize(rows: pd.DataFrame, plan: Plan, diag: pd.DataFrame | None = None) -> pd.DataFrame:
+def summarize(
+    rows: pd.DataFrame,
+    plan: Plan,
+    diag: pd.DataFrame | None = None,
+    parsed: Parsed | None = None,
+) -> pd.DataFrame:
     """The summary table (see module docstring), in plan order.
 
     Quantile metrics with stored sketches: the pooled quantile of every measured request of the
@@ -160,7 +194,8 @@ def summarize(rows: pd.DataFrame, plan: Plan, diag: pd.DataFrame | None = None) 
     records: list[dict[str, Any]] = []
     if rows.empty:
         return pd.DataFrame(columns=summary_columns(plan))
-    diag = diagnose(rows, plan) if diag is None else diag
+    parsed = Parsed() if parsed is None else parsed
+    diag = diagnose(rows, plan, parsed) if diag is None else diag
     metrics = metric_columns(rows, plan)
     for ps in plan.scenarios:
         srows = rows[rows["scenario_id"] == ps.id]
@@ -177,7 +212,7 @@ def summarize(rows: pd.DataFrame, plan: Plan, diag: pd.DataFrame | None = None) 
                 quantile = quantile_of(metric)
                 if quantile and _has(cell, quantile[0]) and len(cell) >= 2:
                     reps = np.sort(cell["replication"].to_numpy())
-                    sketches = _sketches(cell, quantile[0], reps)
+                    sketches = _sketches(cell, quantile[0], reps, parsed)
                     if getattr(plan.study, "quantile_intervals", "sectioning") == "bootstrap":
                         iv = _bootstrap(plan, f"{ps.id}/{arch}/{metric}", sketches, quantile[1])
                     else:
@@ -213,13 +248,18 @@ def _bootstrap(plan: Plan, name: str, sketches: list[LogHistogram], q: float) ->
 
 
 def _paired_quantile(
-    base: pd.DataFrame, cell: pd.DataFrame, column: str, q: float, confidence: float
+    base: pd.DataFrame,
+    cell: pd.DataFrame,
+    column: str,
+    q: float,
+    confidence: float,
+    parsed: Parsed | None = None,
 ) -> stats.PairedDifference | None:
     """Pooled-quantile comparison over the replications both cells have (None if < 2)."""
     common = np.intersect1d(base["replication"].to_numpy(), cell["replication"].to_numpy())
     if common.size < 2:
         return None
-    a, b = _sketches(base, column, common), _sketches(cell, column, common)
+    a, b = _sketches(base, column, common, parsed), _sketches(cell, column, common, parsed)
     c = intervals.paired_quantile_comparison(a, b, q, confidence)
     return stats.PairedDifference(
         baseline_estimate=c.baseline_estimate,
@@ -237,7 +277,12 @@ def _paired_quantile(
 
 
 def compare(
-    rows: pd.DataFrame, plan: Plan, *, detail: bool = False, diag: pd.DataFrame | None = None
+    rows: pd.DataFrame,
+    plan: Plan,
+    *,
+    detail: bool = False,
+    diag: pd.DataFrame | None = None,
+    parsed: Parsed | None = None,
 ) -> pd.DataFrame:
     """The comparisons table; with `detail`, also the relative interval and the pair count.
 
@@ -250,7 +295,8 @@ def compare(
     columns = comparison_columns(plan) + (COMPARISON_DETAIL_COLUMNS if detail else [])
     if rows.empty:
         return pd.DataFrame(columns=columns)
-    diag = diagnose(rows, plan) if diag is None else diag
+    parsed = Parsed() if parsed is None else parsed
+    diag = diagnose(rows, plan, parsed) if diag is None else diag
     unstable = unstable_scenarios(diag)
     records: list[dict[str, Any]] = []
     metrics = metric_columns(rows, plan)
@@ -274,7 +320,9 @@ def compare(
                 quantile = quantile_of(metric)
                 d = None
                 if quantile and _has(base, quantile[0]) and _has(cell, quantile[0]):
-                    d = _paired_quantile(base, cell, quantile[0], quantile[1], plan.confidence)
+                    d = _paired_quantile(
+                        base, cell, quantile[0], quantile[1], plan.confidence, parsed
+                    )
                 if d is None:
                     d = stats.paired_difference(x, y, plan.confidence)
                 record = {

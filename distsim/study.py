@@ -156,14 +156,20 @@ def resolve_study(
 
 
 def aggregate_rows(
-    rows: pd.DataFrame, plan: Plan
+    rows: pd.DataFrame, plan: Plan, parsed: aggregate.Parsed | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(summary, comparisons, comparisons with relative intervals) of published rows."""
-    summary = precision.add_flags(aggregate.summarize(rows, plan), plan)
+    """(summary, comparisons, comparisons with relative intervals) of published rows.
+
+    `parsed` holds the payload columns parsed so far (pass the same one to
+    `write_report_files` so nothing is parsed twice)."""
+    parsed = aggregate.Parsed() if parsed is None else parsed
+    diag = aggregate.diagnose(rows, plan, parsed) if not rows.empty else None
+    summary = aggregate.summarize(rows, plan, diag=diag, parsed=parsed)
+    summary = precision.add_flags(summary, plan)
     extra = goodput.summary_rows(rows, plan)  # `goodput`: rows spanning the swept rates
     if not extra.empty:
         summary = pd.concat([summary, extra], ignore_index=True)
-    detail = aggregate.compare(rows, plan, detail=True)
+    detail = aggregate.compare(rows, plan, detail=True, diag=diag, parsed=parsed)
     return summary, aggregate.public_comparisons(detail, plan), detail
 
 
@@ -384,12 +390,13 @@ def _run(
         # which can take a while (a second Ctrl-C then leaves a truthful manifest).
         store.write_manifest(_manifest(plan, started, status, result, previous))
         if status in ("complete", "incomplete"):  # interrupted/failed: `distsim report` rebuilds
+            parsed = aggregate.Parsed()
             result.summary, result.comparisons, result.comparisons_detail = aggregate_rows(
-                result.replications, plan
+                result.replications, plan, parsed
             )
             store.write_csv(SUMMARY_FILE, result.summary)
             store.write_csv(COMPARISONS_FILE, result.comparisons)
-            write_report_files(result)
+            write_report_files(result, parsed=parsed)
             result.timings_s["aggregation"] = time.perf_counter() - t_agg
             result.timings_s["total"] = time.perf_counter() - t_total
             store.write_manifest(_manifest(plan, started, status, result, previous))
@@ -577,16 +584,19 @@ def _precision_waves(
             bar.__exit__(None, None, None)
 
 
-def write_report_files(result: StudyResult, *, tables: bool = False) -> Path:
+def write_report_files(
+    result: StudyResult, *, tables: bool = False, parsed: aggregate.Parsed | None = None
+) -> Path:
     """report.md with its plots and summary.json (and, with `tables`, summary.csv and
-    comparisons.csv) in the result's folder, from its rows; returns report.md's path."""
+    comparisons.csv) in the result's folder, from its rows; returns report.md's path.
+    `parsed`: payload already parsed by `aggregate_rows` on the same rows."""
     from distsim.report_md import write_report
     from distsim.store import atomic_write_text
 
     if tables:
         atomic_write_text(result.out_dir / SUMMARY_FILE, result.summary.to_csv(index=False))
         atomic_write_text(result.out_dir / COMPARISONS_FILE, result.comparisons.to_csv(index=False))
-    diag = aggregate.diagnose(result.replications, result.plan)
+    diag = aggregate.diagnose(result.replications, result.plan, parsed)
     return write_report(
         result.out_dir,
         result.plan,
