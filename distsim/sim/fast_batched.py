@@ -24,13 +24,19 @@ step times use the same expressions (`_step_s`, checked against `distsim.step_ti
 by tests), and the per-pool and per-request sums accumulate in the same sequence. So the traces
 are identical, not just close (tests/test_fast_batched.py compares them exactly).
 
-Why this technique (measured with benchmarks/bench_batched.py; cProfile of the reference): the
-SimPy version spends its time in per-step Python loops over the batch (composition, accounting,
-KV growth) and in SimPy's event machinery; batches of tens of sequences over ~80,000 steps per
-replication. The scheduling is sequential and state-dependent (admission, preemption, the
-most-free-KV choice among idle instances), so numpy cannot vectorise across steps, and a hand-
-written Python heapq loop would still pay the per-sequence Python loops. Compiled with numba
-(already a dependency, `distsim.sim.jit`), a step costs tens of nanoseconds per sequence.
+Why this technique (measured: cProfile of the reference, benchmarks/bench_batched.py): the
+SimPy version spends two thirds of its time in the model's per-step Python loops over the batch
+(composition, accounting, KV growth) and one third in SimPy's event machinery, so a hand-written
+Python heapq loop would gain at most ~1.5x. The scheduling is sequential and state-dependent
+(admission, preemption, the most-free-KV choice among idle instances) and batches are small, so
+numpy has nothing to vectorise. Compiled with numba (already a dependency, `distsim.sim.jit`),
+the loop costs ~2-4 us a request against ~75-125 us (about 30x end to end, metrics included).
+
+Bookkeeping that differs from the reference without changing any result: the running list is
+kept as two lists (prefilling, decoding), each in the reference's order, and a step's busy time
+is added to its sequences when the step ends rather than when it starts (per request the sums
+are the same, in the same order); decodes are settled before prefill chunks at a step's end
+(different sequences, and KV changes at one instant leave the KV integral unchanged).
 
 Step models other than the three shipped ones (`Roofline`, `ProfileFit`, `Linear`) cannot be
 compiled; `run` then falls back to the reference. The optional checker receives the same
