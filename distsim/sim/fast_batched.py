@@ -959,7 +959,9 @@ def _kernel(
             fi[_J_CAP, g] = pool_cap[p]
 
     qbuf = np.empty((npools, max(n, 1)), np.int64)
-    hcap = 2 * n + ninst + 16
+    # pending events: one per instance, the arrival process, one failure per instance, and
+    # per request at most one transfer event and one link release
+    hcap = 2 * n + 2 * ninst + 16
     ht = np.empty(hcap)
     hk = np.empty((3, hcap), np.int64)
     st = np.zeros(_NST, np.int64)
