@@ -9,10 +9,13 @@ The CLI's `distsim run` is a thin wrapper around this function.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
 import platform
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,6 +123,7 @@ def _version(package: str) -> str | None:
         return None
 
 
+@functools.cache  # asked for every manifest write; the source tree does not change meanwhile
 def _git_commit() -> str | None:
     """The commit of the distsim source tree, when it is a git checkout."""
     here = Path(__file__).resolve().parent
@@ -248,17 +252,39 @@ def _precision_manifest(plan: Plan, result: StudyResult) -> dict[str, Any]:
     }
 
 
+def _preload_aggregation_imports() -> None:
+    """Import what aggregation and report.md need (scipy.stats, statsmodels, matplotlib: ~2 s of
+    CPU) on a background thread while Ray starts: the driver mostly waits on Ray's processes
+    then, and would otherwise pay for these imports after the simulation. Best effort: an
+    import that fails here fails again, with its real error, where it is used."""
+
+    def work() -> None:
+        with contextlib.suppress(Exception):
+            import scipy.stats  # noqa: F401
+            import statsmodels.stats.multitest  # noqa: F401
+
+            from distsim import report_md
+
+            report_md._plt()
+
+    threading.Thread(target=work, name="distsim-preload", daemon=True).start()
+
+
 class _LazyRay:
-    """The Ray session of one run, started only when something has to be simulated."""
+    """The Ray session of one run, started only when something has to be simulated, and shut
+    down on a background thread (`close_soon`) while the driver aggregates."""
 
     def __init__(self, address: str | None, workers: int | None, result: StudyResult) -> None:
         self.address, self.workers, self.result = address, workers, result
         self.session: Any = None
+        self._closing: threading.Thread | None = None
 
     def get(self) -> Any:
         if self.session is None:
+            self.close()  # a session closing in the background must be gone first
             from distsim import execute  # imports Ray lazily, only when there is work
 
+            _preload_aggregation_imports()
             session = execute.RaySession(
                 address=self.address, workers=self.workers, notes=self.result.notes
             )
@@ -268,10 +294,24 @@ class _LazyRay:
             self.result.nodes, self.result.cpus = session.info.nodes, session.info.cpus
         return self.session
 
+    def close_soon(self) -> None:
+        """Start shutting the session down on a background thread (Ray stops its processes one
+        by one, giving each up to a second); `close` waits for it."""
+        if self.session is not None and self._closing is None:
+            session, self.session = self.session, None
+            self._closing = threading.Thread(
+                target=session.__exit__, args=(None, None, None), name="distsim-ray-stop"
+            )
+            self._closing.start()
+
     def close(self) -> None:
+        """Shut the session down now, or wait for `close_soon` to finish."""
         if self.session is not None:
             self.session.__exit__(None, None, None)
             self.session = None
+        if self._closing is not None:
+            self._closing.join()
+            self._closing = None
 
 
 def run_study(
@@ -382,6 +422,7 @@ def _run(
     finally:
         if status == "running":  # an error other than Ctrl-C is on its way out
             status = "failed"
+        ray.close_soon()  # Ray's part is over: it stops while the rows are aggregated
         t_agg = time.perf_counter()
         result.replications = precision.used_rows(store.consolidate(plan), plan)
         if status == "complete" and not result.complete:
