@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import typer
 
 from distsim.errors import DistsimError
-from distsim.simulate import simulate as simulate_replication
 from distsim.spec import load_study, parse_overrides
 
 app = typer.Typer(
@@ -92,6 +91,7 @@ def simulate(
 ) -> None:
     """Run one replication of one architecture of one scenario and print its metrics."""
     from distsim.design import plan_study
+    from distsim.simulate import simulate as simulate_replication
 
     try:
         study = load_study(spec, parse_overrides(overrides))

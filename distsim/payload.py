@@ -12,9 +12,13 @@ of requests (a few tens of kB per row before Parquet compression).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from distsim.diagnostics import TimeProfile, profile_to_json
 from distsim.quantile_sketch import LogHistogram, to_json
-from distsim.simulate import Replication
+
+if TYPE_CHECKING:  # the driver imports this module for the column names only
+    from distsim.simulate import Replication
 
 SKETCH_COLUMNS = {"ttft": "ttft_sketch", "e2e": "e2e_sketch"}
 PROFILE_COLUMN = "ttft_profile"

@@ -18,12 +18,25 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from distsim.payload import payload
-from distsim.simulate import simulate_requests
 from distsim.spec import Scenario
-from distsim.workload import generate
+
+if TYPE_CHECKING:
+    from distsim.simulate import Replication
+    from distsim.workload import Requests
+
+# The simulation modules (numba, the engines) are imported on first use, in the worker: the
+# driver imports this module for `Unit` and to hand `run_batch` to Ray, and never simulates.
+
+
+def simulate_requests(
+    scenario: Scenario, arch: str, replication: int, requests: Requests
+) -> Replication:
+    """`distsim.simulate.simulate_requests`, imported on first call."""
+    from distsim.simulate import simulate_requests as simulate
+
+    return simulate(scenario, arch, replication, requests)
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,9 @@ def _error(unit: Unit, scenario: Scenario, arch: str, exc: BaseException) -> dic
 
 def run_unit(scenario: Scenario, unit: Unit) -> BatchResult:
     """Simulate every architecture of `unit` on one shared workload."""
+    from distsim.payload import payload
+    from distsim.workload import generate
+
     out = BatchResult()
     try:
         requests = generate(scenario.workload, scenario.duration_s, scenario.seed, unit.replication)
