@@ -281,6 +281,27 @@ def test_arbitrary_yaml_text_is_valid_or_one_line_error(folder, text):
     assert_valid_or_one_line(invoke("validate", spec))
 
 
+@FUZZ
+@given(
+    sets=st.lists(
+        st.tuples(sweep_path, st.one_of(st.text(max_size=30), st.sampled_from(NASTY_TEXT + [
+            "[1, 2]", "{a: 1}", "-1", ".nan", ".inf", "1e400", "[&a [1], *a]", "!!binary YQ==",
+            "!!python/object/apply:os.system ['true']", "'", "[", "null"])))
+        , min_size=1, max_size=3),
+    replications=st.one_of(st.none(), st.integers(-5, 10**7).map(str), st.sampled_from(["x", ""])),
+)  # fmt: skip
+def test_command_line_overrides_are_valid_or_one_line_errors(folder, sets, replications):
+    args: list[str] = ["validate", str(write(folder / "o.yaml", BASE))]
+    for path, value in sets:
+        args += ["--set", f"{path}={value}"]
+    if replications is not None:
+        args += ["--replications", replications]
+    result = invoke(*args)
+    if result.exit_code == 2 and "Usage:" in result.stderr:  # Typer's own message for a bad
+        return  # option value (e.g. --replications x): one usage block, still no traceback
+    assert_valid_or_one_line(result)
+
+
 DATA_PATHS = [
     "../outside.csv",  # valid, one folder up: allowed (paths are resolved against the spec)
     "/dev/zero", "/dev/null", "/dev/stdin", "/proc/self/status", "/etc/passwd", "/", "folder",
