@@ -246,7 +246,8 @@ def run(
         typer.Option(
             "--workers",
             min=1,
-            help="CPUs of the local Ray instance (default: all cores).",
+            help="CPUs of the local Ray instance (default: all cores, fewer for a study too "
+            "small to keep them busy).",
             show_default=False,
         ),
     ] = None,

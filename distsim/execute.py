@@ -2,7 +2,8 @@
 
 The only module that imports Ray (lazily, so planning, `validate` and `report` never start it).
 
-- No address: a new local Ray instance with `workers` CPUs (default: all cores), on loopback only
+- No address: a new local Ray instance with `workers` CPUs (default: all cores, fewer for a study
+  too small to keep them busy: `local_cpus`), on loopback only
   (127.0.0.1; checked with `ray.nodes()` after start), no dashboard, no usage reporting. It is
   shut down when the run ends.
 - `address` (or `RAY_ADDRESS`): join that cluster. The driver ships its own `distsim` package in
@@ -57,6 +58,11 @@ TASKS_PER_CPU = 8
 IN_FLIGHT_PER_CPU = 4
 # Ray re-runs a task this many times when its worker process or node dies.
 MAX_RETRIES = 3
+# Starting one local Ray worker and loading distsim and its kernels into it costs about this much
+# CPU time (benchmarks/bench_runner.py). Without --workers, a local run starts one worker per
+# this much expected simulation (at least one, at most one per core): the default study (~0.1
+# CPU-s of simulation) is done sooner by one warm worker than by two that both start up.
+WORKER_START_CPU_S = 1.5
 
 OnResult = Callable[[BatchResult], None]
 OnFailure = Callable[[Sequence[Unit], str], None]
@@ -70,6 +76,17 @@ class ClusterInfo:
     cpus: int
     mode: str  # "local" (started here), "address" (joined), "existing" (already initialised)
     address: str | None = None
+
+
+def local_cpus(workers: int | None, expected_cpu_s: float | None) -> int:
+    """CPUs of a local Ray instance: `workers` if given; else one per core, or fewer when the
+    expected simulation CPU time (None: unknown) cannot keep them busy (`WORKER_START_CPU_S`)."""
+    if workers:
+        return workers
+    cores = os.cpu_count() or 1
+    if expected_cpu_s is None or not math.isfinite(expected_cpu_s):
+        return cores
+    return max(1, min(cores, 1 + int(expected_cpu_s // WORKER_START_CPU_S)))
 
 
 def resolve_address(address: str | None) -> str | None:
@@ -104,10 +121,16 @@ class RaySession:
     """A Ray session for one study run; a context manager that cleans up what it started."""
 
     def __init__(
-        self, *, address: str | None = None, workers: int | None = None, notes: list[str]
+        self,
+        *,
+        address: str | None = None,
+        workers: int | None = None,
+        notes: list[str],
+        expected_cpu_s: float | None = None,
     ) -> None:
         self.address = resolve_address(address)
         self.workers = workers
+        self.expected_cpu_s = expected_cpu_s  # sizes a local instance without `workers`
         self.notes = notes
         self.info = ClusterInfo(0, 0, "local")
         self.start_s = 0.0
@@ -162,7 +185,7 @@ class RaySession:
             self._owned = True
             self.info = self._cluster("address", self.address)
             return
-        cpus = self.workers or os.cpu_count() or 1
+        cpus = local_cpus(self.workers, self.expected_cpu_s)
         ray.init(
             address="local",
             num_cpus=cpus,

@@ -274,8 +274,15 @@ class _LazyRay:
     """The Ray session of one run, started only when something has to be simulated, and shut
     down on a background thread (`close_soon`) while the driver aggregates."""
 
-    def __init__(self, address: str | None, workers: int | None, result: StudyResult) -> None:
+    def __init__(
+        self,
+        address: str | None,
+        workers: int | None,
+        result: StudyResult,
+        expected_cpu_s: float | None = None,
+    ) -> None:
         self.address, self.workers, self.result = address, workers, result
+        self.expected_cpu_s = expected_cpu_s
         self.session: Any = None
         self._closing: threading.Thread | None = None
 
@@ -286,7 +293,10 @@ class _LazyRay:
 
             _preload_aggregation_imports()
             session = execute.RaySession(
-                address=self.address, workers=self.workers, notes=self.result.notes
+                address=self.address,
+                workers=self.workers,
+                notes=self.result.notes,
+                expected_cpu_s=self.expected_cpu_s,
             )
             session.__enter__()
             self.session = session
@@ -331,7 +341,8 @@ def run_study(
     `out_dir` defaults to `results/<name>`. Only (scenario, architecture, replication) rows not
     already stored are simulated; `fresh` deletes earlier results first. `address` (or
     RAY_ADDRESS) joins a Ray cluster; otherwise a local Ray instance with `workers` CPUs is
-    started (all cores by default), or the session already initialised in this process is used.
+    started (by default all cores, or fewer when the study's expected simulation time cannot keep
+    them busy: `execute.local_cpus`), or the session already initialised in this process is used.
     Raises `SpecError` / `StoreError` (one-line messages) before anything is written when the
     input is bad. A replication whose simulation raises is listed in `failures`; the rest of the
     study completes. KeyboardInterrupt is re-raised after every finished row is saved.
@@ -347,7 +358,7 @@ def run_study(
         raise SpecError(f"--workers: must be at least 1 (got {workers})")
     study = resolve_study(spec_or_path, replications=replications, overrides=overrides)
     plan = plan_study(study)
-    budget.check(plan, budget.planned_cpus(address, workers), force=force)
+    estimate = budget.check(plan, budget.planned_cpus(address, workers), force=force)
     out = Path(out_dir) if out_dir is not None else Path("results") / study.name
     if out.exists() and not out.is_dir():
         raise StoreError(f"{out}: exists and is not a folder")
@@ -364,7 +375,9 @@ def run_study(
             comparisons_detail=pd.DataFrame(),
         )
         result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0, task_cpu=0.0)
-        ray = _LazyRay(address, workers, result)
+        # Sizes a local Ray instance (`execute.local_cpus`); precision waves add unknown work.
+        expected = estimate.cpu_s if plan.study.precision is None else None
+        ray = _LazyRay(address, workers, result, expected)
         try:
             _run(plan, store, result, previous, ray, t_total=t_total, progress=progress)
         finally:

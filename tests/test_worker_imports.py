@@ -78,3 +78,18 @@ def test_cdf_and_sf_equal_scipy_stats_bit_for_bit(dist) -> None:
     x = x[x > 0]
     assert np.array_equal(distributions._cdf(dist, x), ref.cdf(x))
     assert np.array_equal(distributions._sf(dist, x), ref.sf(x))
+
+
+def test_the_driver_of_a_ray_run_imports_no_simulation_engine() -> None:
+    """`distsim run` hands `run_batch` to Ray and aggregates; numba (~60 MB) stays out of it."""
+    code = (
+        "import sys, json\n"
+        "import distsim, distsim.cli, distsim.study, distsim.execute, distsim.warmup\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'numba' or "
+        "m.startswith('distsim.sim'))))\n"
+        "assert callable(distsim.simulate) and distsim.simulate.__name__ == 'simulate'\n"
+        "import distsim.simulate\n"  # the submodule loading keeps the package's function
+        "assert callable(distsim.simulate) and distsim.Replication.__name__ == 'Replication'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[0]) == []
