@@ -261,19 +261,7 @@ def _paired_quantile(
         return None
     a, b = _sketches(base, column, common, parsed), _sketches(cell, column, common, parsed)
     c = intervals.paired_quantile_comparison(a, b, q, confidence)
-    return stats.PairedDifference(
-        baseline_estimate=c.baseline_estimate,
-        estimate=c.estimate,
-        diff=c.diff,
-        diff_low=c.diff_low,
-        diff_high=c.diff_high,
-        rel_diff=c.rel_diff,
-        rel_low=c.rel_low,
-        rel_high=c.rel_high,
-        p_value=c.p_value,
-        significant=bool(c.p_value < 1.0 - confidence),
-        n=c.n,
-    )
+    return stats.PairedDifference.of(c, confidence)
 
 
 def compare(

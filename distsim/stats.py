@@ -44,6 +44,23 @@ class PairedDifference:
     significant: bool
     n: int
 
+    @classmethod
+    def of(cls, c: intervals.Comparison, confidence: float) -> PairedDifference:
+        """The runner's view of an `intervals.Comparison` (significance before adjustment)."""
+        return cls(
+            baseline_estimate=c.baseline_estimate,
+            estimate=c.estimate,
+            diff=c.diff,
+            diff_low=c.diff_low,
+            diff_high=c.diff_high,
+            rel_diff=c.rel_diff,
+            rel_low=c.rel_low,
+            rel_high=c.rel_high,
+            p_value=c.p_value,
+            significant=bool(c.p_value < 1.0 - confidence),
+            n=c.n,
+        )
+
 
 def _finite(values: np.ndarray | list[float]) -> np.ndarray:
     x = np.asarray(values, dtype=np.float64)
@@ -75,20 +92,7 @@ def paired_difference(
     x, y = x[keep], y[keep]
     n = int(x.size)
     if n >= 2:
-        c = intervals.paired_mean_comparison(x, y, confidence)
-        return PairedDifference(
-            baseline_estimate=c.baseline_estimate,
-            estimate=c.estimate,
-            diff=c.diff,
-            diff_low=c.diff_low,
-            diff_high=c.diff_high,
-            rel_diff=c.rel_diff,
-            rel_low=c.rel_low,
-            rel_high=c.rel_high,
-            p_value=c.p_value,
-            significant=bool(c.p_value < 1.0 - confidence),
-            n=n,
-        )
+        return PairedDifference.of(intervals.paired_mean_comparison(x, y, confidence), confidence)
     nan = math.nan
     if n == 0:
         return PairedDifference(nan, nan, nan, nan, nan, nan, nan, nan, 1.0, False, 0)
