@@ -96,16 +96,35 @@ class StudyResult:
         )
 
 
+# The terminal report's workload lines generate requests in the driver (~130 B each while
+# characterised): at most this many per scenario, so a study of long replications keeps the
+# driver's memory bounded (10 h replications: 30 of them were 2 M requests, +280 MB).
+CHARACTERIZE_MAX_REQUESTS = 500_000
+
+
 def workload_lines(plan: Plan, replications: int = 30) -> dict[str, list[str]]:
     """Scenario id -> its workload characterisation (asked vs generated over the first
-    `replications` replications; generation only, nothing is simulated). A data file that can
-    no longer be read (e.g. `distsim report` elsewhere) gives a one-line note instead."""
+    `replications` replications, fewer if they would exceed `CHARACTERIZE_MAX_REQUESTS`;
+    generation only, nothing is simulated). A data file that can no longer be read (e.g.
+    `distsim report` elsewhere) gives a one-line note instead, and so does a scenario whose
+    single replication exceeds the limit (`distsim workload SPEC` characterises it)."""
     from distsim.characterize import characterize, summary_lines
+    from distsim.workload import arrival_rate_rps
 
     out: dict[str, list[str]] = {}
-    n = max(1, min(plan.replications, replications))
     for ps in plan.scenarios:
         try:
+            wl, duration_s = ps.scenario.workload, ps.scenario.duration_s
+            per_rep = arrival_rate_rps(wl, duration_s) * duration_s
+            fit = int(CHARACTERIZE_MAX_REQUESTS // per_rep) if per_rep > 0 else replications
+            if fit < 1:
+                out[ps.id] = [
+                    f"not characterised here: one replication is ~{per_rep:,.0f} requests "
+                    f"(the report generates at most {CHARACTERIZE_MAX_REQUESTS:,}); "
+                    "`distsim workload SPEC` prints it"
+                ]
+                continue
+            n = max(1, min(plan.replications, replications, fit))
             out[ps.id] = summary_lines(characterize(ps.scenario, n))
         except DistsimError as exc:
             out[ps.id] = [f"not characterised: {exc}"]

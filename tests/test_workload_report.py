@@ -56,3 +56,28 @@ def test_replay_report_says_intervals_are_not_meaningful() -> None:
     (only,) = lines.values()
     assert any("intervals across replications are not meaningful" in line for line in only)
     assert any("8819 rows, 0 skipped" in line for line in only)
+
+
+def test_the_report_characterises_a_bounded_number_of_requests(monkeypatch) -> None:
+    """The terminal report's workload lines generate requests in the driver: replications are
+    taken while they fit CHARACTERIZE_MAX_REQUESTS (2 req/s here), none beyond it."""
+    import distsim.characterize as ch
+    import distsim.study as st
+
+    asked: list[int] = []
+    monkeypatch.setattr(ch, "characterize", lambda scenario, n: asked.append(n) or None)
+    monkeypatch.setattr(ch, "summary_lines", lambda c: ["characterised"])
+    limit = st.CHARACTERIZE_MAX_REQUESTS
+    for duration_s, expected in [
+        (60.0, 30),  # 120 requests a replication: all 30
+        (limit / 2 / 2, 2),  # limit / 2 requests a replication: 2 fit
+        (limit / 2 * 0.99, 1),
+    ]:
+        asked.clear()
+        plan = plan_study(make_study(duration_s=duration_s, warmup_s=0.0, replications=40))
+        assert list(workload_lines(plan).values()) == [["characterised"]]
+        assert asked == [expected], duration_s
+    asked.clear()
+    plan = plan_study(make_study(duration_s=limit / 2 * 1.5, warmup_s=0.0, replications=40))
+    (lines,) = workload_lines(plan).values()
+    assert asked == [] and lines[0].startswith("not characterised here: one replication is ~")
