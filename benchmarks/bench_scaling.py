@@ -92,7 +92,8 @@ def _series(title: str, unit: str, scale: float, points: list[tuple[float, Path,
     _fit("simulation phase", unit, sizes, best["sim"], scale)
     _fit("aggregation phase", unit, sizes, best["agg"], scale)
     fit = stats.linregress(sizes, best["wall"])
-    residuals = [w - (fit.intercept + fit.slope * s) for s, w in zip(sizes, best["wall"], strict=True)]
+    walls = best["wall"]
+    residuals = [w - (fit.intercept + fit.slope * s) for s, w in zip(sizes, walls, strict=True)]
     print("   wall residuals (s): " + ", ".join(f"{r:+.2f}" for r in residuals))
 
 
