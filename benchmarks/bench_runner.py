@@ -20,7 +20,7 @@ overhead, driver memory.
    cores) and the speed-up at equal core share. Target: >= 1.8x.
 3. Task overhead of those runs: 1 - (wall inside tasks) / (simulation wall x CPUs), the share of
    the workers' time not spent in tasks (dispatch, result transfer, idle tail). Target: < 5%.
-4. Driver memory: the peak RSS of the driver process alone (getrusage in it) for a study of ~10
+4. Driver memory: the peak RSS of the driver process alone (VmHWM in it) for a study of ~10
    million simulated requests (the default study, 70 replications of 10 h), next to the default
    study's; with `--many-rows`, also 10 million requests as 16,800 short replications (rows are
    what the driver holds: a few kB of sketches each; nothing per request). Target: < 500 MB.

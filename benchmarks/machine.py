@@ -5,8 +5,8 @@ Used by the runner benchmarks. Linux only (reads /proc).
 - `measured_run(args)`: runs `distsim <args>` to completion and returns its wall time, the CPU
   time of its process tree (the driver, and Ray's processes and workers it started: sampled from
   /proc every 0.1 s, since Ray's workers are not all reaped by the driver), the driver's own
-  peak memory (getrusage in the driver), and the CPU time the whole machine spent meanwhile,
-  so the CPU *others* used in the same window is known.
+  peak memory (VmHWM, read in the driver as it exits), and the CPU time the whole machine spent
+  meanwhile, so the CPU *others* used in the same window is known.
 - `wait_for_quiet(...)`: waits (bounded) for the 1-minute load average to drop, so the final
   measurements are taken when the machine is least busy.
 
@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-# Runs the distsim CLI in this interpreter and writes the driver's own peak RSS (KiB) on exit.
+# Runs the distsim CLI in this interpreter and writes the driver's own peak RSS (KiB) on exit:
+# VmHWM of its address space. (getrusage's ru_maxrss would not do: Linux carries a parent's peak
+# into a child across fork and exec, so a child of a big benchmark process reports the parent's.)
 _DRIVER = """
-import atexit, resource, sys
+import atexit, sys
 out = sys.argv.pop(1)
 def _peak():
-    with open(out, "w") as f:
-        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    with open("/proc/self/status") as status, open(out, "w") as f:
+        f.write(status.read().split("VmHWM:")[1].split()[0])
 atexit.register(_peak)
 from distsim.cli import main
 sys.argv[0] = "distsim"
