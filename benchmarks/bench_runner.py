@@ -3,7 +3,7 @@ overhead, driver memory.
 
     python benchmarks/bench_runner.py                      # everything, ~5 min
     python benchmarks/bench_runner.py --only end-to-end --runs 5 --quiet-load 1.5
-    python benchmarks/bench_runner.py --only speedup --replications 300 --duration-s 144000
+    python benchmarks/bench_runner.py --only speedup --abba --replications 300 --duration-s 144000
     python benchmarks/bench_runner.py --only memory --many-rows
 
 1. End to end: `distsim run studies/default.yaml --fresh --quiet` as a user runs it (a fresh
@@ -17,7 +17,9 @@ overhead, driver memory.
    runs, `--replications` of them) with workers=1 then workers=2, each with its own local Ray.
    The simulation phase of each (Ray start and warm-up excluded), the wall speed-up, the share
    of a core the tasks got (thread CPU / wall inside tasks; below ~95% = others shared the
-   cores) and the speed-up at equal core share. Target: >= 1.8x.
+   cores) and the speed-up at equal core share and at equal CPU speed (the same work's thread
+   CPU time on either side; a shared VM's cores also change speed). `--abba` runs 1, 2, 2, 1
+   workers and sums each side, so drift over time cancels. Target: >= 1.8x.
 3. Task overhead of those runs: 1 - (wall inside tasks) / (simulation wall x CPUs), the share of
    the workers' time not spent in tasks (dispatch, result transfer, idle tail). Target: < 5%.
 4. Driver memory: the peak RSS of the driver process alone (VmHWM in it) for a study of ~10
@@ -100,41 +102,51 @@ def speedup(args: argparse.Namespace, work: Path) -> None:
     from distsim import run_study
 
     overrides = {"duration_s": args.duration_s}
-    results = {}
-    for workers in (1, 2):
+    order = [1, 2, 2, 1] if args.abba else [1, 2]  # ABBA: drift in machine speed cancels
+    runs: dict[int, list[Any]] = {1: [], 2: []}
+    print(f"2. speed-up: default study, {args.replications} replications x {args.duration_s:g} s, "
+          f"runs in the order workers={order}")  # fmt: skip
+    for i, workers in enumerate(order):
         _quiet(args)
-        results[workers] = run_study(DEFAULT_SPEC, out_dir=work / f"w{workers}", workers=workers,
-                                     replications=args.replications, overrides=overrides,
-                                     fresh=True, progress=False)  # fmt: skip
-    r1, r2 = results[1], results[2]
-    requests = float(r1.replications["n_requests"].sum())
-    print(f"2. speed-up: default study, {args.replications} replications x {args.duration_s:g} s "
-          f"({len(r1.replications)} rows, ~{requests:,.0f} measured requests)")  # fmt: skip
-    share = {}
-    for w, r in results.items():
+        r = run_study(DEFAULT_SPEC, out_dir=work / f"w{workers}-{i}", workers=workers,
+                      replications=args.replications, overrides=overrides, fresh=True,
+                      progress=False)  # fmt: skip
+        runs[workers].append(r)
         t = r.timings_s
-        share[w] = t["task_cpu"] / t["task_compute"] if t["task_compute"] else float("nan")
-        print(f"   workers={w}: simulation {t['simulation']:6.2f} s  ({r.tasks} tasks; Ray start "
-              f"{t['ray_start']:.2f} s not included); tasks got {share[w] * 100:.0f}% of a core "
-              f"(thread CPU {t['task_cpu']:.2f} s / wall in tasks "
+        share = t["task_cpu"] / t["task_compute"] if t["task_compute"] else float("nan")
+        print(f"   workers={workers}: simulation {t['simulation']:6.2f} s ({r.tasks} tasks; Ray "
+              f"start {t['ray_start']:.2f} s not included); tasks got {share * 100:.0f}% of a "
+              f"core (thread CPU {t['task_cpu']:.2f} s / wall in tasks "
               f"{t['task_compute']:.2f} s)")  # fmt: skip
-    speed = r1.timings_s["simulation"] / r2.timings_s["simulation"]
+    first = runs[1][0]
+    requests = float(first.replications["n_requests"].sum())
+    same = all(r.replications.equals(first.replications) for w in runs for r in runs[w])
+    print(f"   {len(first.replications)} rows, ~{requests:,.0f} measured requests per run; "
+          f"identical rows in every run: {same}")  # fmt: skip
+
+    def total(w: int, key: str) -> float:
+        return sum(r.timings_s[key] for r in runs[w])
+
+    speed = total(1, "simulation") / total(2, "simulation")
+    share = {w: total(w, "task_cpu") / total(w, "task_compute") for w in runs}
+    cpu = {w: total(w, "task_cpu") for w in runs}
     print(f"   speed-up 1 -> 2 workers, wall: {speed:.2f}x (target >= 1.8x)")
     print(f"   at equal core share (x {share[1]:.2f} / {share[2]:.2f}): "
-          f"{speed * share[1] / share[2]:.2f}x  (first-order estimate for two uncontended "
-          "cores)")  # fmt: skip
-    cpu1, cpu2 = r1.timings_s["task_cpu"], r2.timings_s["task_cpu"]
-    print(f"   simulation work (thread CPU-s in tasks): {cpu1:.2f} on 1 worker, {cpu2:.2f} on 2; "
-          f"identical rows: {r1.replications.equals(r2.replications)}")  # fmt: skip
+          f"{speed * share[1] / share[2]:.2f}x")  # fmt: skip
+    print(f"   and at equal CPU speed (thread CPU-s for the same work: {cpu[1]:.2f} on 1 worker, "
+          f"{cpu[2]:.2f} on 2; x {cpu[2]:.2f} / {cpu[1]:.2f}): "
+          f"{speed * share[1] / share[2] * cpu[2] / cpu[1]:.2f}x  (first-order estimate for two "
+          "uncontended cores of equal speed)")  # fmt: skip
     print("3. task overhead: share of worker time not inside tasks (target < 5%)")
-    for w, r in results.items():
-        t = r.timings_s
-        capacity = t["simulation"] * r.cpus
-        overhead = 1.0 - t["task_compute"] / capacity
-        idle_ms = (capacity - t["task_compute"]) / r.tasks * 1e3
-        print(f"   workers={w}: {overhead * 100:5.1f}%  ({t['task_compute']:.2f} s in {r.tasks} "
-              f"tasks over {capacity:.2f} worker-s; {idle_ms:.1f} ms per task of "
-              f"{t['task_compute'] / r.tasks * 1e3:.0f} ms)")  # fmt: skip
+    for w in runs:
+        for r in runs[w]:
+            t = r.timings_s
+            capacity = t["simulation"] * r.cpus
+            overhead = 1.0 - t["task_compute"] / capacity
+            idle_ms = (capacity - t["task_compute"]) / r.tasks * 1e3
+            print(f"   workers={w}: {overhead * 100:5.1f}%  ({t['task_compute']:.2f} s in "
+                  f"{r.tasks} tasks over {capacity:.2f} worker-s; {idle_ms:.1f} ms per task of "
+                  f"{t['task_compute'] / r.tasks * 1e3:.0f} ms)")  # fmt: skip
 
 
 def driver_memory(args: argparse.Namespace, work: Path, baseline: list[Run]) -> None:
@@ -163,6 +175,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="end-to-end runs")
     parser.add_argument("--replications", type=int, default=300)
     parser.add_argument("--duration-s", type=float, default=144000.0)
+    parser.add_argument("--abba", action="store_true", help="speed-up: runs 1, 2, 2, 1 workers")
     parser.add_argument("--many-rows", action="store_true", help="memory: also 16,800 rows")
     parser.add_argument("--quiet-load", type=float, default=None)
     parser.add_argument("--quiet-wait", type=float, default=600.0)
