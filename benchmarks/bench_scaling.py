@@ -3,6 +3,7 @@ against the number of scenarios, with a least-squares line and its constants.
 
     python benchmarks/bench_scaling.py                    # both series, ~10 min
     python benchmarks/bench_scaling.py --only requests --quiet-load 1.5
+    python benchmarks/bench_scaling.py --only requests --requests 1e6,1e7,3e7,1e8   # past 1e7
 
 Every point is `distsim run` as a user runs it (fresh interpreter and output folder, `--workers
 2` so the configuration is the same at every size), measured as in `bench_runner.py`: wall time,
@@ -99,7 +100,7 @@ def _series(title: str, unit: str, scale: float, points: list[tuple[float, Path,
 
 def requests_series(work: Path, args: argparse.Namespace) -> None:
     points = []
-    for n in REQUESTS:
+    for n in args.requests:
         duration_s = n / (REPLICATIONS * ARCHITECTURES * RATE_RPS)
         extra = ["--replications", str(REPLICATIONS), "--set", f"duration_s={duration_s:.6g}",
                  "--set", f"warmup_s={min(30.0, duration_s / 10):.6g}"]  # fmt: skip
@@ -127,6 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["requests", "scenarios"], action="append")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--requests", type=lambda text: [float(x) for x in text.split(",")],
+                        default=REQUESTS, help="study sizes, e.g. 1e5,1e6,1e7,1e8")  # fmt: skip
     parser.add_argument("--quiet-load", type=float, default=None)
     parser.add_argument("--quiet-wait", type=float, default=600.0)
     args = parser.parse_args()
