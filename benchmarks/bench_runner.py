@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import Run, load_1min, measured_run, wait_for_quiet  # noqa: E402
+from machine import Run, load_1min, measured_run, reference_loop_ms, wait_for_quiet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = ROOT / "studies" / "default.yaml"
@@ -181,7 +181,8 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=600.0)
     args = parser.parse_args()
     parts = args.only or ["end-to-end", "speedup", "memory"]
-    print(f"machine: {CORES} CPUs, load average {load_1min():.2f} at start")
+    print(f"machine: {CORES} CPUs, load average {load_1min():.2f} at start; reference loop "
+          f"{reference_loop_ms():.0f} ms CPU (lower = faster cores)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="distsim-bench-") as tmp:
         work = Path(tmp)
         runs = end_to_end(args, work) if "end-to-end" in parts else []
@@ -190,7 +191,8 @@ def main() -> None:
         if "memory" in parts:
             driver_memory(args, work, runs)
     load = os.getloadavg()
-    print(f"machine: load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end")
+    print(f"machine: load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end; "
+          f"reference loop {reference_loop_ms():.0f} ms CPU")  # fmt: skip
 
 
 if __name__ == "__main__":

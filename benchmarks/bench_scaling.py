@@ -37,7 +37,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import Run, load_1min, measured_run, wait_for_quiet  # noqa: E402
+from machine import Run, load_1min, measured_run, reference_loop_ms, wait_for_quiet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = ROOT / "studies" / "default.yaml"
@@ -134,7 +134,8 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=600.0)
     args = parser.parse_args()
     parts = args.only or ["requests", "scenarios"]
-    print(f"machine: {CORES} CPUs, load average {load_1min():.2f} at start")
+    print(f"machine: {CORES} CPUs, load average {load_1min():.2f} at start; reference loop "
+          f"{reference_loop_ms():.0f} ms CPU (lower = faster cores)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="distsim-scaling-") as tmp:
         work = Path(tmp)
         if "requests" in parts:
@@ -142,7 +143,8 @@ def main() -> None:
         if "scenarios" in parts:
             scenarios_series(work, args)
     load = os.getloadavg()
-    print(f"machine: load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end")
+    print(f"machine: load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end; "
+          f"reference loop {reference_loop_ms():.0f} ms CPU")  # fmt: skip
 
 
 if __name__ == "__main__":

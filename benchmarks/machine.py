@@ -106,6 +106,16 @@ class TreeCpu:
         return sum(self._last.values())
 
 
+def reference_loop_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python loop: how fast this machine's cores run just now
+    (a shared VM's cores change speed with what its neighbours do; lower is faster)."""
+    start = time.process_time()
+    total = 0
+    for i in range(3_000_000):
+        total += i
+    return (time.process_time() - start) * 1e3
+
+
 def load_1min() -> float:
     return os.getloadavg()[0]
 
