@@ -102,8 +102,11 @@ def _sketches(
 ) -> list[LogHistogram]:
     """The cell's sketches for the given replication indices (all must be present)."""
     parsed = Parsed() if parsed is None else parsed
-    by_rep = cell.set_index("replication")[column]
-    return [parsed.sketch(by_rep.loc[r]) for r in replications]
+    texts = cell.set_index("replication")[column].reindex(replications)
+    missing = texts.isna().to_numpy()
+    if missing.any():
+        raise KeyError(f"no {column} for replication {replications[missing.argmax()]}")
+    return [parsed.sketch(t) for t in texts.tolist()]
 
 
 def _has(cell: pd.DataFrame, column: str) -> bool:
