@@ -12,6 +12,7 @@ quantiles, multiple-comparison adjustment) and `aggregate` follows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -24,42 +25,20 @@ __all__ = ["Interval", "PairedDifference", "mean_interval", "paired_difference"]
 
 
 @dataclass(frozen=True)
-class PairedDifference:
+class PairedDifference(intervals.Comparison):
     """`other - baseline` over the same replications (common random numbers).
 
-    `diff` is the mean paired difference with its interval; `rel_diff` is
-    mean(other) / mean(baseline) - 1 with its interval. `p_value` is the two-sided paired-t
-    p-value; `significant` means p_value < 1 - confidence. `n` counts the pairs used.
+    The fields of `intervals.Comparison` (difference, relative difference, their intervals, the
+    p-value and the pair count `n`) plus `significant`: p_value < 1 - confidence, before any
+    multiple-comparison adjustment.
     """
 
-    baseline_estimate: float
-    estimate: float
-    diff: float
-    diff_low: float
-    diff_high: float
-    rel_diff: float
-    rel_low: float
-    rel_high: float
-    p_value: float
-    significant: bool
-    n: int
+    significant: bool = False
 
     @classmethod
     def of(cls, c: intervals.Comparison, confidence: float) -> PairedDifference:
-        """The runner's view of an `intervals.Comparison` (significance before adjustment)."""
-        return cls(
-            baseline_estimate=c.baseline_estimate,
-            estimate=c.estimate,
-            diff=c.diff,
-            diff_low=c.diff_low,
-            diff_high=c.diff_high,
-            rel_diff=c.rel_diff,
-            rel_low=c.rel_low,
-            rel_high=c.rel_high,
-            p_value=c.p_value,
-            significant=bool(c.p_value < 1.0 - confidence),
-            n=c.n,
-        )
+        """The runner's view of an `intervals.Comparison`."""
+        return cls(**dataclasses.asdict(c), significant=bool(c.p_value < 1.0 - confidence))
 
 
 def _finite(values: np.ndarray | list[float]) -> np.ndarray:
@@ -95,8 +74,8 @@ def paired_difference(
         return PairedDifference.of(intervals.paired_mean_comparison(x, y, confidence), confidence)
     nan = math.nan
     if n == 0:
-        return PairedDifference(nan, nan, nan, nan, nan, nan, nan, nan, 1.0, False, 0)
+        return PairedDifference(nan, nan, nan, nan, nan, nan, nan, nan, 1.0, 0)
     base, oth = float(x[0]), float(y[0])
     diff = oth - base
     rel = 0.0 if diff == 0.0 else (diff / abs(base) if base != 0.0 else nan)
-    return PairedDifference(base, oth, diff, nan, nan, rel, nan, nan, 1.0, False, 1)
+    return PairedDifference(base, oth, diff, nan, nan, rel, nan, nan, 1.0, 1)
