@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from distsim import serving
-from distsim.sim import batched, fast_batched
-from distsim.simulate import simulate_requests
-from distsim.spec import apply_overrides, load_study
-from distsim.workload import generate
+from distsim.sim import batched, fast_batched, serving
+from distsim.sim.replication import simulate_requests
+from distsim.spec.study import apply_overrides, load_study
+from distsim.workload.generate import generate
 
 STUDY = Path(__file__).resolve().parent.parent / "studies" / "distserve.yaml"
 # Goodput per GPU (TPOT <= 0.04 s) from `distsim run studies/distserve.yaml`, x 2 GPUs.
@@ -71,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     study = load_study(STUDY)
     t0 = time.perf_counter()
-    fast_batched.warm_up()
+    fast_batched.load_kernels()
     print(f"fast kernel compile or cache load: {time.perf_counter() - t0:.2f} s (once per process)")
     print(
         f"batched engine on {STUDY.name}: duration {study.duration_s:g} s per replication, "
@@ -82,7 +81,7 @@ def main() -> None:
     for arch in study.architectures:
         rate = args.rate or GOODPUT_RATE_RPS[arch]
         sc = apply_overrides(study, {"workload.arrival.rate_rps": rate}).scenario()
-        plan = serving.plan(sc, sc.architectures[arch])
+        plan = serving.configure(sc, sc.architectures[arch])
         n = 0
         sim_s = 0.0
         wall = dict.fromkeys(IMPLEMENTATIONS, 0.0)

@@ -3,7 +3,7 @@
 Prints, for both architectures of studies/default.yaml with the arrival rate raised until the
 architecture's busiest pool has an offered load of 0.8 (issue 7, target 1):
 
-- simulated requests per second per core, end to end (`distsim.simulate.simulate`: workload
+- simulated requests per second per core, end to end (`distsim.sim.replication.simulate`: workload
   generation + engine + metrics) and for the engine alone, fast and SimPy side by side, and the
   ratio; the fast path over a long run (default 360,000 simulated seconds), SimPy over 3,600 s;
 - where the fast path's time goes (generate / engine / summarize / the rest);
@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from distsim.metrics import offered_load, summarize
-from distsim.serving import token_rates
-from distsim.sim.trace import ServiceTimes
-from distsim.simulate import architecture_of, run_engine, simulate
-from distsim.spec import Monolithic, Scenario, load_study
-from distsim.workload import Requests, generate
+from distsim.sim.metrics import offered_load, summarize
+from distsim.sim.replication import architecture_of, run_engine, simulate
+from distsim.sim.serving import token_rates
+from distsim.sim.timeline import ServiceTimes
+from distsim.spec.study import Monolithic, Scenario, load_study
+from distsim.workload.generate import Requests, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STUDY = ROOT / "studies" / "default.yaml"
@@ -176,8 +176,8 @@ def bench_short(repeats: int) -> None:
 _FIRST_CALL = """
 import time
 t0 = time.perf_counter()
-from distsim.simulate import simulate
-from distsim.spec import load_study
+from distsim.sim.replication import simulate
+from distsim.spec.study import load_study
 sc = load_study({study!r}).scenario()
 t1 = time.perf_counter()
 for arch in sc.architectures:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from distsim.report import metric_label
-from distsim.study import load_result
+from distsim.report.terminal import metric_label
+from distsim.runner.study import load_result
 
 # The seed's single-run numbers (../shared/seed/SEED.md, "Sample Results (300s simulation)").
 _SEED_METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s")

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from distsim.errors import DistsimError
-from distsim.spec import load_study, parse_overrides
+from distsim.spec.study import load_study, parse_overrides
 
 app = typer.Typer(
     help="Monte Carlo studies of disaggregated vs monolithic LLM serving, with confidence "
@@ -91,8 +91,8 @@ def simulate(
     overrides: SetOpt = None,
 ) -> None:
     """Run one replication of one architecture of one scenario and print its metrics."""
-    from distsim.design import plan_study
-    from distsim.simulate import simulate as simulate_replication
+    from distsim.runner.plan import plan_study
+    from distsim.sim.replication import simulate as simulate_replication
 
     try:
         study = load_study(spec, parse_overrides(overrides))
@@ -100,7 +100,7 @@ def simulate(
         planned = plan.scenario(scenario) if scenario is not None else plan.scenarios[0]
         auto = None
         if planned.scenario.warmup_s == "auto":  # resolved as `distsim run` would, in-process
-            from distsim import warmup
+            from distsim.runner import warmup
 
             auto = warmup.pilot_local(planned)
             planned = warmup.apply(plan, {planned.id: auto}).scenarios[planned.index]
@@ -126,7 +126,7 @@ def simulate(
         f"seed {planned.scenario.seed} · {r.n_requests} measured requests"
     )
     if auto is not None:
-        from distsim.report import auto_warmup_text
+        from distsim.report.terminal import auto_warmup_text
 
         typer.echo(f"  {auto_warmup_text(auto.to_record())}")
     typer.echo(
@@ -174,8 +174,8 @@ def workload(
     Arrival rate, CV of inter-arrival gaps, dispersion of arrival counts, prompt and output size
     mean/P50/P99 and their correlation, class shares of a mixture, and rows skipped in data files.
     """
-    from distsim.characterize import characterize, format_lines
-    from distsim.design import plan_study
+    from distsim.runner.plan import plan_study
+    from distsim.workload.characterize import characterize, format_lines
 
     try:
         study = load_study(spec, parse_overrides(overrides))
@@ -269,7 +269,7 @@ def run(
     # driver's peak memory is ~45 MB lower on a 10 M-request study (benchmarks/bench_runner.py).
     # pyarrow reads this when it is first imported (below, with the study runner).
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    from distsim.study import run_study
+    from distsim.runner.study import run_study
 
     try:
         result = run_study(
@@ -331,10 +331,10 @@ def validate(
     running anything. A study far beyond this machine is an error (exit 2) unless --force."""
     import os
 
-    from distsim import budget
-    from distsim.design import expected_cost_per_unit, plan_study
-    from distsim.execute import task_count
-    from distsim.study import resolve_study
+    from distsim.runner import budget
+    from distsim.runner.execute import task_count
+    from distsim.runner.plan import expected_cost_per_unit, plan_study
+    from distsim.runner.study import resolve_study
 
     try:
         study = resolve_study(spec, replications=replications, overrides=parse_overrides(overrides))
@@ -350,12 +350,12 @@ def validate(
     typer.echo(f"  architectures  {len(plan.architectures)}: {archs}")
     typer.echo(f"  replications   {plan.replications} per scenario x architecture")
     if study.precision is not None:
-        from distsim.report import replications_text
+        from distsim.report.terminal import replications_text
 
         typer.echo(f"  precision      {replications_text(plan)}")
     autos = [ps.label() for ps in plan.scenarios if ps.scenario.warmup_s == "auto"]
     if autos:
-        from distsim.warmup import PILOT_REPLICATIONS
+        from distsim.runner.warmup import PILOT_REPLICATIONS
 
         typer.echo(
             f"  warmup_s auto  {len(autos)} scenario(s): a pilot of {PILOT_REPLICATIONS} "
@@ -385,7 +385,7 @@ def validate(
 
 def _echo_derived(plan: Any) -> None:
     """The serving figures each scenario implies (KV per token, KV capacity, token rates)."""
-    from distsim.serving import derived_figures, format_derived
+    from distsim.sim.serving import derived_figures, format_derived
 
     blocks: dict[tuple[str, ...], list[str]] = {}
     for ps in plan.scenarios:
@@ -406,7 +406,7 @@ def report(
 ) -> None:
     """Print the tables of a stored study again and rebuild summary.csv, comparisons.csv,
     report.md (with plots) and summary.json, without simulating anything."""
-    from distsim.study import load_result, write_report_files
+    from distsim.runner.study import load_result, write_report_files
 
     try:
         result = load_result(out_dir)
@@ -432,7 +432,7 @@ def report(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of a study spec (for editor completion and validation)."""
-    from distsim.spec import Study
+    from distsim.spec.study import Study
 
     typer.echo(json.dumps(Study.model_json_schema(), indent=2))
 

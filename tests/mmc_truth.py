@@ -15,7 +15,7 @@ from typing import Any
 
 from scipy import optimize
 
-from distsim.spec import Scenario
+from distsim.spec.study import Scenario
 
 PROMPT_MEAN_TOKENS = 1e6
 FAST_DECODE = 1e12

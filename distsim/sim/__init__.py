@@ -1,5 +1,11 @@
-"""System models: given a replication's requests, when does each one get its first token.
+"""System models: given a replication's requests, when does each one get its tokens.
 
-`trace.py` holds what an engine returns; `simpy_exclusive.py` is the seed's model in SimPy, the
-reference every faster engine is checked against.
+`replication.py` is the entry point (`simulate`): one scenario x architecture x replication ->
+per-replication metrics (`metrics.py`). Engines: `simpy_exclusive.py` (the seed's model in SimPy,
+the reference) and `fast_exclusive.py` (its compiled twin); `batched_simpy.py` and
+`fast_batched.py` (continuous batching, KV cache, chunked prefill) behind `batched.py`.
+`serving.py` turns a spec's serving sections into an engine configuration, `step_time.py` holds
+the step-time models, `timeline.py` what an engine returns, `jit.py` how kernels compile.
+
+Imports: `distsim.spec`, `distsim.workload`, `distsim.errors`. Pure: no I/O, no globals.
 """

@@ -1,7 +1,7 @@
 """The batched engine: iteration-level continuous batching with a KV cache.
 
 Every instance runs step after step (iteration-level scheduling). A step's length comes from a
-step-time model (`distsim.step_time`) given what the step carries: prompt tokens being prefilled
+step-time model (`distsim.sim.step_time`) given what the step carries: prompt tokens being prefilled
 and sequences decoding one token each.
 
 Two implementations give the same per-request times bit for bit: `distsim.sim.batched_simpy`,
@@ -46,26 +46,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from distsim.serving import ServingPlan
 from distsim.sim import batched_simpy, fast_batched
 from distsim.sim.batched_simpy import Checker, StepRecord
-from distsim.sim.trace import Trace
-from distsim.workload import Requests
+from distsim.sim.serving import ServingConfig
+from distsim.sim.timeline import Timeline
+from distsim.workload.generate import Requests
 
 __all__ = ["Checker", "Implementation", "StepRecord", "run"]
 
 # "fast" (the default): one compiled event loop replaying the reference's event sequence
 # (distsim.sim.fast_batched); "simpy": the reference model, one SimPy process per instance
-# (distsim.sim.batched_simpy). Same Trace bit for bit (tests/test_fast_batched.py).
+# (distsim.sim.batched_simpy). Same Timeline bit for bit (tests/engines/test_fast_batched.py).
 Implementation = Literal["fast", "simpy"]
 
 
 def run(
     requests: Requests,
-    plan: ServingPlan,
+    plan: ServingConfig,
     checker: Checker | None = None,
     implementation: Implementation = "fast",
-) -> Trace:
+) -> Timeline:
     """Simulate one architecture's batched instances until every request has finished.
 
     `checker`, if given, is called with a `StepRecord` for every step, in the order the steps

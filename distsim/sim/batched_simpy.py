@@ -3,7 +3,8 @@
 This is the model as first written (the scheduling, KV and preemption rules are stated in
 `distsim.sim.batched`): every instance is a SimPy process stepping iteration by iteration, KV
 links are `simpy.Resource`s and each transfer is a process. `distsim.sim.fast_batched` replays
-exactly this event sequence, much faster; tests/test_fast_batched.py checks the two agree request
+exactly this event sequence, much faster; tests/engines/test_fast_batched.py checks the two agree
+request
 by request. Select it with `implementation="simpy"`.
 """
 
@@ -18,10 +19,10 @@ import numpy as np
 import simpy
 
 from distsim.errors import SimulationError
-from distsim.hardware import GB
-from distsim.serving import PoolPlan, ServingPlan
-from distsim.sim.trace import PoolTrace, ServingStats, Trace, TransferLog
-from distsim.workload import Requests
+from distsim.sim.serving import PoolConfig, ServingConfig
+from distsim.sim.timeline import PoolTimeline, ServingStats, Timeline, TransferLog
+from distsim.spec.hardware import GB
+from distsim.workload.generate import Requests
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class _Seq:
 class _Recorder:
     """Per-request arrays and per-pool counters, filled in as the simulation runs."""
 
-    def __init__(self, n: int, pools: dict[str, PoolPlan]) -> None:
+    def __init__(self, n: int, pools: dict[str, PoolConfig]) -> None:
         self.first = np.full(n, np.nan)
         self.done = np.full(n, np.nan)
         self.wait = {p: np.zeros(n) for p in pools}
@@ -79,7 +80,7 @@ class _Recorder:
 class _Pool:
     """A pool's FCFS queue and its instances."""
 
-    def __init__(self, env: simpy.Environment, plan: PoolPlan, rec: _Recorder) -> None:
+    def __init__(self, env: simpy.Environment, plan: PoolConfig, rec: _Recorder) -> None:
         self.env = env
         self.plan = plan
         self.rec = rec
@@ -387,7 +388,7 @@ class _Arrivals:
             self.pool.submit(seq)
 
 
-def run(requests: Requests, plan: ServingPlan, checker: Checker | None = None) -> Trace:
+def run(requests: Requests, plan: ServingConfig, checker: Checker | None = None) -> Timeline:
     """Simulate one architecture's batched instances until every request has finished."""
     env = simpy.Environment()
     rec = _Recorder(len(requests), plan.pools)
@@ -453,7 +454,7 @@ def run(requests: Requests, plan: ServingPlan, checker: Checker | None = None) -
             end_s=transfers[:, 3],
         ),
     )
-    pool_traces = {
-        name: PoolTrace(p.plan.gpus, rec.wait[name], rec.busy[name]) for name, p in pools.items()
+    pool_timelines = {
+        name: PoolTimeline(p.plan.gpus, rec.wait[name], rec.busy[name]) for name, p in pools.items()
     }
-    return Trace(rec.first, rec.done, pool_traces, serving=stats)
+    return Timeline(rec.first, rec.done, pool_timelines, serving=stats)

@@ -20,9 +20,9 @@ Events the reference schedules but nothing waits on (process ends) are left out:
 advance SimPy's counter, which never changes the relative order of the others.
 
 Floating-point work is done in the same order with the same operands: times are `now + delay`,
-step times use the same expressions (`_step_s`, checked against `distsim.step_time` bit for bit
+step times use the same expressions (`_step_s`, checked against `distsim.sim.step_time` bit for bit
 by tests), and the per-pool and per-request sums accumulate in the same sequence. So the traces
-are identical, not just close (tests/test_fast_batched.py compares them exactly).
+are identical, not just close (tests/engines/test_fast_batched.py compares them exactly).
 
 Why this technique (measured: cProfile of the reference, benchmarks/bench_batched.py): the
 SimPy version spends two thirds of its time in the model's per-step Python loops over the batch
@@ -53,14 +53,14 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from distsim.errors import SimulationError
-from distsim.hardware import GB, TERA
-from distsim.serving import ServingPlan
 from distsim.sim import batched_simpy
 from distsim.sim.batched_simpy import Checker, StepRecord
 from distsim.sim.jit import njit
-from distsim.sim.trace import PoolTrace, ServingStats, Trace, TransferLog
-from distsim.step_time import MS, Linear, ProfileFit, Roofline
-from distsim.workload import Requests
+from distsim.sim.serving import ServingConfig
+from distsim.sim.step_time import MS, Linear, ProfileFit, Roofline
+from distsim.sim.timeline import PoolTimeline, ServingStats, Timeline, TransferLog
+from distsim.spec.hardware import GB, TERA
+from distsim.workload.generate import Requests
 
 # ------------------------------------------------------------------ layout of the state arrays
 
@@ -219,7 +219,7 @@ def _step_s(
     code: int, params: np.ndarray, row: int, threshold: int, p: int, sq: float, ctx: int, d: int,
     k: int,
 ) -> float:  # fmt: skip
-    """The step time of `distsim.step_time`'s models, operation for operation (same rounding),
+    """The step time of `distsim.sim.step_time`'s models, operation for operation (same rounding),
     with the parameters in `params[row]` (see `_step_params`). One exit (see _instance_loop)."""
     if code == _M_ROOFLINE:
         tokens = p + d
@@ -256,7 +256,7 @@ def _step_s(
 def _step_params(step: object) -> tuple[int, np.ndarray, int] | None:
     """(model code, parameters, threshold) for `_step_s`, or None for a model it cannot run.
     Sub-expressions that do not depend on the step are evaluated here exactly as
-    `distsim.step_time` evaluates them, so the compiled arithmetic rounds identically."""
+    `distsim.sim.step_time` evaluates them, so the compiled arithmetic rounds identically."""
     prm = np.zeros(_NPARAM)
     if type(step) is Roofline:
         m, g, t = step.model, step.gpu, step.tensor_parallel
@@ -1162,7 +1162,7 @@ def _kernel(
 
 
 def _records(
-    plan: ServingPlan,
+    plan: ServingConfig,
     names: list[str],
     li: np.ndarray,
     lf: np.ndarray,
@@ -1199,9 +1199,9 @@ def _records(
     return out
 
 
-def run(requests: Requests, plan: ServingPlan, checker: Checker | None = None) -> Trace:
+def run(requests: Requests, plan: ServingConfig, checker: Checker | None = None) -> Timeline:
     """Simulate one architecture's batched instances until every request has finished: the
-    same Trace as `batched_simpy.run`, bit for bit. Falls back to the reference for a step-time
+    same Timeline as `batched_simpy.run`, bit for bit. Falls back to the reference for a step-time
     model it cannot compile."""
     names = list(plan.pools)
     disaggregated = "gpu" not in plan.pools
@@ -1277,7 +1277,7 @@ def run(requests: Requests, plan: ServingPlan, checker: Checker | None = None) -
 
 def _trace(
     requests: Requests,
-    plan: ServingPlan,
+    plan: ServingConfig,
     names: list[str],
     first_s: np.ndarray,
     done_s: np.ndarray,
@@ -1288,7 +1288,7 @@ def _trace(
     tr_i: np.ndarray,
     tr_f: np.ndarray,
     kv_state: np.ndarray,
-) -> Trace:
+) -> Timeline:
     """The reference's end-of-run bookkeeping on the kernel's arrays (same expressions)."""
     unfinished = np.flatnonzero(np.isnan(done_s))
     if unfinished.size:
@@ -1327,14 +1327,14 @@ def _trace(
             end_s=tr_f[1][order],
         ),
     )
-    pool_traces = {
-        name: PoolTrace(pool.gpus, wait[index[name]], busy[index[name]])
+    pool_timelines = {
+        name: PoolTimeline(pool.gpus, wait[index[name]], busy[index[name]])
         for name, pool in plan.pools.items()
     }
-    return Trace(first_s, done_s, pool_traces, serving=stats)
+    return Timeline(first_s, done_s, pool_timelines, serving=stats)
 
 
-def warm_up() -> None:
+def load_kernels() -> None:
     """Compile the kernel now, or load it from numba's on-disk cache (never needed for
     correctness; lets a driver pay it once before starting workers or timing)."""
     pool_in = np.zeros((_P_IN, 1), np.int64)

@@ -31,9 +31,9 @@ from __future__ import annotations
 import numpy as np
 
 from distsim.sim.jit import njit
-from distsim.sim.trace import PoolTrace, ServiceTimes, Trace
-from distsim.spec import Disaggregated, Monolithic
-from distsim.workload import Requests
+from distsim.sim.timeline import PoolTimeline, ServiceTimes, Timeline
+from distsim.spec.study import Disaggregated, Monolithic
+from distsim.workload.generate import Requests
 
 
 @njit
@@ -172,17 +172,17 @@ def _f64(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
-def run_monolithic(requests: Requests, arch: Monolithic, service: ServiceTimes) -> Trace:
+def run_monolithic(requests: Requests, arch: Monolithic, service: ServiceTimes) -> Timeline:
     """Simulate the monolithic pool to completion of every request (same result as SimPy)."""
     arrival = _f64(requests.arrival_s)
     wait, first, done = _monolithic_kernel(
         arrival, _f64(service.prefill_s), _f64(service.decode_s), arch.gpus
     )
     busy = service.prefill_s + service.decode_s
-    return Trace(first, done, {"gpu": PoolTrace(arch.gpus, wait, busy)})
+    return Timeline(first, done, {"gpu": PoolTimeline(arch.gpus, wait, busy)})
 
 
-def run_disaggregated(requests: Requests, arch: Disaggregated, service: ServiceTimes) -> Trace:
+def run_disaggregated(requests: Requests, arch: Disaggregated, service: ServiceTimes) -> Timeline:
     """Simulate the prefill and decode pools to completion of every request (same as SimPy)."""
     arrival = _f64(requests.arrival_s)
     wait_p, ready, order = _prefill_kernel(arrival, _f64(service.prefill_s), arch.prefill_gpus)
@@ -192,17 +192,17 @@ def run_disaggregated(requests: Requests, arch: Disaggregated, service: ServiceT
     else:
         first = start_d
         first += service.decode_token_s  # in place: start_d is not needed any more
-    return Trace(
+    return Timeline(
         first,
         done,
         {
-            "prefill": PoolTrace(arch.prefill_gpus, wait_p, service.prefill_s.copy()),
-            "decode": PoolTrace(arch.decode_gpus, wait_d, service.decode_s.copy()),
+            "prefill": PoolTimeline(arch.prefill_gpus, wait_p, service.prefill_s.copy()),
+            "decode": PoolTimeline(arch.decode_gpus, wait_d, service.decode_s.copy()),
         },
     )
 
 
-def warm_up() -> None:
+def load_kernels() -> None:
     """Compile every kernel now, or load it from numba's on-disk cache.
 
     For a driver to call before it starts worker processes: the workers then load the cached

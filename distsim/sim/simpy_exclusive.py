@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import simpy
 
-from distsim.sim.trace import PoolTrace, ServiceTimes, Trace
-from distsim.spec import Disaggregated, Monolithic
-from distsim.workload import Requests
+from distsim.sim.timeline import PoolTimeline, ServiceTimes, Timeline
+from distsim.spec.study import Disaggregated, Monolithic
+from distsim.workload.generate import Requests
 
 # Called once the model is built and before it runs: lets a test attach its own probe processes.
 Observer = Callable[[simpy.Environment, dict[str, simpy.Resource]], None]
@@ -34,7 +34,7 @@ def _source(
 
 def run_monolithic(
     requests: Requests, arch: Monolithic, service: ServiceTimes, observer: Observer | None = None
-) -> Trace:
+) -> Timeline:
     """Simulate the monolithic pool to completion of every request."""
     n = len(requests)
     env = simpy.Environment()
@@ -58,7 +58,7 @@ def run_monolithic(
         observer(env, {"gpu": pool})
     env.run()
     busy = service.prefill_s + service.decode_s
-    return Trace(first, done, {"gpu": PoolTrace(arch.gpus, wait, busy)})
+    return Timeline(first, done, {"gpu": PoolTimeline(arch.gpus, wait, busy)})
 
 
 def run_disaggregated(
@@ -66,7 +66,7 @@ def run_disaggregated(
     arch: Disaggregated,
     service: ServiceTimes,
     observer: Observer | None = None,
-) -> Trace:
+) -> Timeline:
     """Simulate the prefill and decode pools to completion of every request."""
     n = len(requests)
     env = simpy.Environment()
@@ -99,11 +99,11 @@ def run_disaggregated(
     if observer is not None:
         observer(env, {"prefill": prefill, "decode": decode})
     env.run()
-    return Trace(
+    return Timeline(
         first,
         done,
         {
-            "prefill": PoolTrace(arch.prefill_gpus, wait_p, service.prefill_s.copy()),
-            "decode": PoolTrace(arch.decode_gpus, wait_d, service.decode_s.copy()),
+            "prefill": PoolTimeline(arch.prefill_gpus, wait_p, service.prefill_s.copy()),
+            "decode": PoolTimeline(arch.decode_gpus, wait_d, service.decode_s.copy()),
         },
     )

@@ -1,0 +1,298 @@
+"""The terminal report: one block per scenario, `estimate ± half-width` per architecture, and a
+verdict line per comparison of a latency metric with the baseline.
+
+    disaggregated vs monolithic: P99 TTFT +48% [+39%, +57%], p < 0.001
+    disaggregated vs monolithic: mean E2E no significant difference (+1.2% [-0.5%, +2.9%], p = 0.17)
+
+Rendering is a pure function of the plan and the aggregate tables; the text is returned, not
+printed, so the CLI, `distsim report` and tests share it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from distsim.runner import precision
+from distsim.runner.plan import Plan
+from distsim.stats.goodput import report_lines as goodput_lines
+
+# What each name of summary.csv's `flags` column means (terminal, report.md, summary.json).
+FLAG_TEXT = {
+    "unstable": "offered load is at least 1 on some GPU pool: queues grow without bound, so the "
+    "numbers depend on the run length; shown, but left out of significance testing",
+    "run_too_short": "per-replication quantiles disagree with the pooled estimate by more than "
+    "0.35 of the interval half-width: the runs are too short for this quantile (its interval may "
+    "cover the truth less often than stated) — raise duration_s",
+    "warmup_short": "warmup_s ends before the start-up transient that MSER-5 detects, or TTFT is "
+    "still growing through the measured window — raise warmup_s (or duration_s)",
+    "precision_capped": "the precision target (precision.rel_half_width) was not met within "
+    "precision.max_replications: the interval is wider than asked — raise max_replications, "
+    "loosen the target, or lengthen the runs",
+}
+
+# Metrics that get a verdict line: the latency figures every architecture has.
+VERDICT_PREFIXES = ("ttft_", "e2e_", "tpot_")
+
+_LABELS = {
+    "n_requests": "measured requests",
+    "slo_attainment": "SLO attainment",
+    "preemptions": "preemptions",
+}
+_LATENCY = re.compile(r"^(?P<what>[a-z0-9]+)_(?P<stat>mean|max|min|p\d+)_s$")
+_POOL_LABELS = {
+    "queue_wait_mean_s_": "mean queue wait",
+    "utilization_": "utilization",
+    "offered_load_": "offered load",
+    "batch_size_mean_": "mean batch size",
+    "kv_use_mean_": "mean KV use",
+}
+
+
+def metric_label(metric: str) -> str:
+    """A reader's name for a metric column, e.g. `ttft_p99_s` -> `P99 TTFT`,
+    `ttft_p99_s_class_chat` -> `P99 TTFT (class chat)`."""
+    base, sep, cls = metric.partition("_class_")
+    if sep and base and cls:
+        return f"{metric_label(base)} (class {cls})"
+    if metric in _LABELS:
+        return _LABELS[metric]
+    m = _LATENCY.match(metric)
+    if m:
+        stat = m["stat"].upper() if m["stat"].startswith("p") else m["stat"]
+        return f"{stat} {m['what'].upper()}"
+    for prefix, label in _POOL_LABELS.items():
+        if metric.startswith(prefix):
+            return f"{label} ({metric[len(prefix) :]})"
+    return metric
+
+
+def _is_time(metric: str) -> bool:
+    return metric.endswith("_s") or "_s_" in metric
+
+
+def time_unit(largest_s: float) -> tuple[str, float]:
+    """The unit (name, scale) that shows a row of times with the largest around 1 to 1000."""
+    if not math.isfinite(largest_s) or largest_s >= 1.0:
+        return "s", 1.0
+    if largest_s >= 1e-3:
+        return "ms", 1e3
+    return "µs", 1e6
+
+
+def format_pm(estimate: float, half_width: float) -> str:
+    """`estimate ± half-width`: two significant digits of the half-width, at most four of the
+    estimate."""
+    if not math.isfinite(estimate):
+        return "n/a"
+    if not math.isfinite(half_width):
+        return f"{estimate:.4g} (no interval)"
+    if half_width == 0:
+        return f"{estimate:.4g} ± 0"
+    by_width = 1 - math.floor(math.log10(half_width))
+    by_value = 3 - math.floor(math.log10(abs(estimate))) if estimate != 0 else by_width
+    decimals = min(max(0, min(by_width, by_value)), 9)
+    return f"{estimate:.{decimals}f} ± {half_width:.{decimals}f}"
+
+
+def format_pct(x: float) -> str:
+    """A relative difference as a signed percentage: +48%, -3.5%."""
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "+inf%" if x > 0 else "-inf%"
+    v = x * 100.0
+    return f"{v:+.1f}%" if abs(v) < 10 else f"{v:+.0f}%"
+
+
+def format_p(p: float) -> str:
+    if math.isnan(p):
+        return "p = n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def verdict(row: pd.Series | dict[str, Any]) -> str:
+    """One comparison as a sentence (needs the detailed comparison columns)."""
+    what = f"{row['architecture']} vs {row['baseline']}: {metric_label(row['metric'])}"
+    rel = f"{format_pct(row['rel_diff'])} [{format_pct(row['rel_ci_low'])}, " + (
+        f"{format_pct(row['rel_ci_high'])}]"
+    )
+    if bool(row["significant"]):
+        return f"{what} {rel}, {format_p(row['p_value'])}"
+    return f"{what} no significant difference ({rel}, {format_p(row['p_value'])})"
+
+
+def _scenario_table(plan: Plan, summary: pd.DataFrame) -> Table:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("metric")
+    for arch in plan.architectures:
+        table.add_column(arch + (" (baseline)" if arch == plan.baseline else ""), justify="right")
+    for metric in dict.fromkeys(summary["metric"]):
+        rows = summary[summary["metric"] == metric]
+        unit, scale = "", 1.0
+        if _is_time(metric):
+            unit, scale = time_unit(float(rows["estimate"].abs().max()))
+        cells = []
+        for arch in plan.architectures:
+            hit = rows[rows["architecture"] == arch]
+            if hit.empty:
+                cells.append("—")
+                continue
+            r = hit.iloc[0]
+            half = (r["ci_high"] - r["ci_low"]) / 2.0
+            cells.append(format_pm(r["estimate"] * scale, half * scale))
+        table.add_row(metric_label(metric) + (f" ({unit})" if unit else ""), *cells)
+    return table
+
+
+def replications_text(plan: Plan) -> str:
+    """`30 replications`, or with `precision` the initial count, the target and the cap."""
+    p = getattr(plan.study, "precision", None)
+    if p is None:
+        return f"{plan.replications} replications"
+    metrics = ", ".join(metric_label(m) for m in p.metrics)
+    return (
+        f"{plan.replications} replications, then more until {metrics} are within "
+        f"±{p.rel_half_width * 100:g}% (at most {p.max_replications})"
+    )
+
+
+def auto_warmup_text(record: Mapping[str, Any]) -> str:
+    """How `warmup_s: auto` was resolved for a scenario."""
+    per = ", ".join(f"{a} {v:g} s" for a, v in record["detected_s"].items())
+    text = (
+        f"warmup_s auto = {record['warmup_s']:g} s (MSER-5 on a pilot of "
+        f"{record['pilot_replications']} replications; detected per architecture: {per})"
+    )
+    bad = [a for a, ok in record["reliable"].items() if not ok]
+    if bad:
+        text += f"; no steady state seen for {', '.join(bad)}"
+    return text
+
+
+def _pct_width(rel: float) -> str:
+    return "±inf%" if not math.isfinite(rel) else f"±{rel * 100:.2g}%"
+
+
+def precision_lines(plan: Plan, status: pd.DataFrame) -> list[str]:
+    """One scenario's achieved precision: per architecture and metric, met or capped."""
+    p = getattr(plan.study, "precision", None)
+    if p is None or status.empty:
+        return []
+    cells = "; ".join(
+        f"{r.architecture} {metric_label(r.metric)} {_pct_width(r.rel_half_width)}"
+        for r in status.itertuples(index=False)
+    )
+    n = int(status["n"].max())
+    target = f"±{p.rel_half_width * 100:g}%"
+    if status["met"].all():
+        return [f"precision: target {target} met with {n} replications ({cells})"]
+    capped = status[status["capped"]]
+    if len(capped):
+        which = ", ".join(
+            f"{r.architecture} {metric_label(r.metric)}" for r in capped.itertuples(index=False)
+        )
+        return [
+            f"precision: target {target} NOT met — capped at {n} replications "
+            f"(max_replications) for {which} ({cells})"
+        ]
+    return [f"precision: target {target} not met yet after {n} replications ({cells})"]
+
+
+def used_flags(summary: pd.DataFrame) -> list[str]:
+    """Flag names that appear in the summary, in FLAG_TEXT order."""
+    if summary.empty or "flags" not in summary.columns:
+        return []
+    seen = {f for v in summary["flags"].dropna() for f in str(v).split(";") if f}
+    return [f for f in FLAG_TEXT if f in seen] + sorted(seen - set(FLAG_TEXT))
+
+
+def flag_lines(summary: pd.DataFrame) -> list[str]:
+    """One scenario's flags, a line per architecture: each flag with the metrics it is on
+    (`unstable` and `warmup_short` concern the whole architecture)."""
+    if "flags" not in summary.columns:
+        return []
+    hits: dict[str, dict[str, list[str]]] = {}
+    for r in summary.itertuples(index=False):
+        for flag in str(r.flags if isinstance(r.flags, str) else "").split(";"):
+            if flag:
+                by_flag = hits.setdefault(str(r.architecture), {})
+                by_flag.setdefault(flag, []).append(metric_label(r.metric))
+    lines = []
+    for arch, by_flag in hits.items():
+        order = [f for f in FLAG_TEXT if f in by_flag] + sorted(set(by_flag) - set(FLAG_TEXT))
+        parts = [
+            f if f in ("unstable", "warmup_short") else f"{f} ({', '.join(by_flag[f])})"
+            for f in order
+        ]
+        lines.append(f"flags, {arch}: {'; '.join(parts)}")
+    return lines
+
+
+def render(
+    plan: Plan,
+    summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    *,
+    width: int = 110,
+    notes: list[str] | None = None,
+    workloads: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """The whole report as text (no colour codes).
+
+    `workloads`: scenario id -> lines characterising its workload (what was simulated next to
+    what the spec asked, `characterize.summary_lines`), printed under the scenario's heading.
+    """
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, color_system=None, force_terminal=False)
+    study = plan.study
+    pct = f"{plan.confidence * 100:g}%"
+    console.print(
+        f"{study.name}: {len(plan.scenarios)} scenario(s) x {len(plan.architectures)} "
+        f"architectures x {replications_text(plan)} · {pct} intervals · baseline {plan.baseline}",
+        highlight=False,
+    )
+    prec = precision.status(summary, plan)
+    for ps in plan.scenarios:
+        s = summary[summary["scenario_id"] == ps.id]
+        console.print()
+        ns = sorted(set(s["n"].astype(int))) if not s.empty else [0]
+        reps = f"{ns[-1]} replications" if len(ns) == 1 else f"{ns[0]}-{ns[-1]} replications"
+        if ns[-1] < plan.replications:
+            reps += f" of {plan.replications} planned"
+        console.print(f"scenario {ps.label()} · {reps}", style="bold", highlight=False)
+        if ps.warmup_auto is not None:
+            console.print("  " + auto_warmup_text(ps.warmup_auto), highlight=False, soft_wrap=True)
+        for line in (workloads or {}).get(ps.id, ()):
+            console.print(f"  workload {line}", highlight=False, soft_wrap=True)
+        if s.empty:
+            console.print("  no results yet")
+            continue
+        console.print(_scenario_table(plan, s))
+        for line in precision_lines(plan, prec[prec["scenario_id"] == ps.id]):
+            console.print("  " + line, highlight=False, soft_wrap=True)
+        for line in flag_lines(s):
+            console.print("  " + line, highlight=False, soft_wrap=True)
+        c = comparisons[comparisons["scenario_id"] == ps.id] if not comparisons.empty else None
+        if c is not None:
+            for _, row in c.iterrows():
+                if str(row["metric"]).startswith(VERDICT_PREFIXES):
+                    console.print("  " + verdict(row), highlight=False)
+    for line in goodput_lines(plan, summary):
+        console.print(line, highlight=False, soft_wrap=True)
+    used = used_flags(summary)
+    if used:
+        console.print()
+        console.print("what the flags mean:", highlight=False)
+        for name in used:
+            console.print(f"  {name}: {FLAG_TEXT[name]}", highlight=False, soft_wrap=True)
+    for note in notes or []:
+        console.print(f"note: {note}", highlight=False)
+    return buf.getvalue()

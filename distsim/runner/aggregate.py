@@ -1,0 +1,352 @@
+"""From replication rows to the study's answer: estimates, intervals and paired comparisons.
+
+Pure functions of the rows (the published `replications.parquet` layout) and the plan. The
+statistics themselves live in `distsim.stats.compare`.
+
+- summary: per scenario x architecture x metric, the estimate and its interval at the study's
+  confidence over the replications present (`n` of them).
+- comparisons: per scenario x non-baseline architecture x metric both have, the paired difference
+  to the baseline over the replications both have, its interval, the relative difference, the
+  paired-t p-value and whether it is significant at 1 - confidence.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from distsim.runner.payload import PAYLOAD_COLUMNS, PROFILE_COLUMN, SKETCH_COLUMNS
+from distsim.runner.plan import Plan
+from distsim.runner.store import CORE_COLUMNS
+from distsim.stats import compare as stats
+from distsim.stats import diagnostics, intervals
+from distsim.stats.sketch import LogHistogram, from_json
+
+SUMMARY_VALUE_COLUMNS = ["architecture", "metric", "estimate", "ci_low", "ci_high", "n", "flags"]
+COMPARISON_VALUE_COLUMNS = [
+    "architecture", "baseline", "metric", "baseline_estimate", "estimate", "diff",
+    "diff_ci_low", "diff_ci_high", "rel_diff", "p_value", "p_adjusted", "significant",
+]  # fmt: skip
+# Quantile metrics estimated from the pooled sketches: metric -> (sketch column, level).
+_QUANTILE = re.compile(r"^(?P<what>ttft|e2e)_p(?P<level>\d+)_s$")
+# Extra columns kept in memory for the terminal report (not written to comparisons.csv).
+COMPARISON_DETAIL_COLUMNS = ["rel_ci_low", "rel_ci_high", "n"]
+
+# Metrics in the order a reader wants them; pool metrics and anything new follow.
+_METRIC_ORDER = [
+    "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_max_s",
+    "e2e_mean_s", "e2e_p99_s", "n_requests",
+]  # fmt: skip
+
+
+def summary_columns(plan: Plan) -> list[str]:
+    return ["scenario_id", *plan.param_paths, *SUMMARY_VALUE_COLUMNS]
+
+
+def comparison_columns(plan: Plan) -> list[str]:
+    return ["scenario_id", *plan.param_paths, *COMPARISON_VALUE_COLUMNS]
+
+
+def metric_columns(rows: pd.DataFrame, plan: Plan) -> list[str]:
+    """Metric columns of the rows, in reading order."""
+    skip = set(CORE_COLUMNS) | set(plan.param_paths) | set(PAYLOAD_COLUMNS)
+    present = [c for c in rows.columns if c not in skip]
+    known = [m for m in _METRIC_ORDER if m in present]
+    return known + [m for m in present if m not in known]
+
+
+def _values(cell: pd.DataFrame, metric: str, replications: np.ndarray) -> np.ndarray:
+    """The metric per replication index (NaN where the replication is missing)."""
+    out = np.full(replications.size, np.nan)
+    if metric in cell.columns:
+        series = cell.set_index("replication")[metric].astype("float64")
+        out = series.reindex(replications).to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+def quantile_of(metric: str) -> tuple[str, float] | None:
+    """(sketch column, level) of a quantile metric such as `ttft_p99_s`; None for others."""
+    m = _QUANTILE.match(metric)
+    return (SKETCH_COLUMNS[m["what"]], int(m["level"]) / 100.0) if m else None
+
+
+class Parsed:
+    """Payload text (sketches, time profiles) parsed once per aggregation, keyed by the text.
+
+    One sketch is read by several metrics (P50, P90, P99), by the summary and by the
+    comparisons, and each profile by every diagnosis; JSON parsing dominated aggregation (a
+    4,000-row study parsed every sketch ~9 times). One instance lives for one aggregation.
+    """
+
+    def __init__(self) -> None:
+        self._sketches: dict[str, LogHistogram] = {}
+        self._profiles: dict[str, diagnostics.TimeProfile] = {}
+
+    def sketch(self, text: str) -> LogHistogram:
+        out = self._sketches.get(text)
+        if out is None:
+            out = self._sketches[text] = from_json(text)
+        return out
+
+    def profile(self, text: str) -> diagnostics.TimeProfile:
+        out = self._profiles.get(text)
+        if out is None:
+            out = self._profiles[text] = diagnostics.profile_from_json(text)
+        return out
+
+
+def _sketches(
+    cell: pd.DataFrame, column: str, replications: np.ndarray, parsed: Parsed | None = None
+) -> list[LogHistogram]:
+    """The cell's sketches for the given replication indices (all must be present)."""
+    parsed = Parsed() if parsed is None else parsed
+    texts = cell.set_index("replication")[column].reindex(replications)
+    missing = texts.isna().to_numpy()
+    if missing.any():
+        raise KeyError(f"no {column} for replication {replications[missing.argmax()]}")
+    return [parsed.sketch(t) for t in texts.tolist()]
+
+
+def _has(cell: pd.DataFrame, column: str) -> bool:
+    return column in cell.columns and bool(cell[column].notna().all())
+
+
+def _offered_load(cell: pd.DataFrame) -> float:
+    cols = [c for c in cell.columns if c.startswith("offered_load_")]
+    values = cell[cols].to_numpy(dtype=np.float64, na_value=np.nan) if cols else np.zeros(0)
+    return float(np.nanmax(values)) if np.isfinite(values).any() else 0.0
+
+
+DIAGNOSTIC_COLUMNS = [
+    "scenario_id", "architecture", "offered_load", "unstable", "warmup_s", "warmup_detected_s",
+    "warmup_short", "ttft_trend_rel", "ttft_growing",
+]  # fmt: skip
+
+
+def diagnose(rows: pd.DataFrame, plan: Plan, parsed: Parsed | None = None) -> pd.DataFrame:
+    """Per scenario x architecture: largest offered load, MSER-5 warm-up against the configured
+    one, and the TTFT trend through the measured window (see `distsim.stats.diagnostics`)."""
+    parsed = Parsed() if parsed is None else parsed
+    records: list[dict[str, Any]] = []
+    for ps in plan.scenarios:
+        srows = rows[rows["scenario_id"] == ps.id] if not rows.empty else rows
+        for arch in plan.architectures:
+            cell = srows[srows["architecture"] == arch] if not srows.empty else srows
+            if cell.empty:
+                continue
+            load = _offered_load(cell)
+            rec: dict[str, Any] = {
+                "scenario_id": ps.id,
+                "architecture": arch,
+                "offered_load": load,
+                "unstable": load >= 1.0,
+                "warmup_s": ps.scenario.warmup_s,
+                "warmup_detected_s": np.nan,
+                "warmup_short": False,
+                "ttft_trend_rel": np.nan,
+                "ttft_growing": False,
+            }
+            if _has(cell, PROFILE_COLUMN) and len(cell) >= 2:
+                profiles = [parsed.profile(t) for t in cell[PROFILE_COLUMN]]
+                warm = diagnostics.detect_warmup(profiles)
+                trend = diagnostics.ttft_trend(profiles, ps.scenario.warmup_s)
+                rec.update(
+                    warmup_detected_s=warm.detected_s,
+                    warmup_short=diagnostics.warmup_short(ps.scenario.warmup_s, warm),
+                    ttft_trend_rel=trend.rel_increase,
+                    ttft_growing=trend.growing,
+                )
+            records.append(rec)
+    return pd.DataFrame(records, columns=DIAGNOSTIC_COLUMNS)
+
+
+def _cell_flags(diag: pd.DataFrame, scenario_id: str, arch: str) -> list[str]:
+    hit = diag[(diag["scenario_id"] == scenario_id) & (diag["architecture"] == arch)]
+    if hit.empty:
+        return []
+    row = hit.iloc[0]
+    flags = []
+    if row["unstable"]:
+        flags.append("unstable")
+    # TTFT still growing through the measured window of a stable system: not warmed up yet.
+    if row["warmup_short"] or (row["ttft_growing"] and not row["unstable"]):
+        flags.append("warmup_short")
+    return flags
+
+
+def unstable_scenarios(diag: pd.DataFrame) -> set[str]:
+    """Scenarios with offered load >= 1 on some pool of some architecture."""
+    return set(diag.loc[diag["unstable"].astype(bool), "scenario_id"]) if len(diag) else set()
+
+
+def summarize(
+    rows: pd.DataFrame,
+    plan: Plan,
+    diag: pd.DataFrame | None = None,
+    parsed: Parsed | None = None,
+) -> pd.DataFrame:
+    """The summary table (see module docstring), in plan order.
+
+    Quantile metrics with stored sketches: the pooled quantile of every measured request of the
+    cell's replications, with the sectioning interval of `distsim.stats.intervals`; other metrics:
+    the
+    average over replications with a Student-t interval. `flags` names the diagnostics that apply
+    (`unstable`, `run_too_short`, `warmup_short`), semicolon-separated.
+    """
+    records: list[dict[str, Any]] = []
+    if rows.empty:
+        return pd.DataFrame(columns=summary_columns(plan))
+    parsed = Parsed() if parsed is None else parsed
+    diag = diagnose(rows, plan, parsed) if diag is None else diag
+    metrics = metric_columns(rows, plan)
+    for ps in plan.scenarios:
+        srows = rows[rows["scenario_id"] == ps.id]
+        for arch in plan.architectures:
+            cell = srows[srows["architecture"] == arch]
+            if cell.empty:
+                continue
+            cell_flags = _cell_flags(diag, ps.id, arch)
+            for metric in metrics:
+                values = cell[metric].to_numpy(dtype=np.float64, na_value=np.nan)
+                if not np.isfinite(values).any():
+                    continue  # e.g. a pool this architecture does not have
+                flags = list(cell_flags)
+                quantile = quantile_of(metric)
+                if quantile and _has(cell, quantile[0]) and len(cell) >= 2:
+                    reps = np.sort(cell["replication"].to_numpy())
+                    sketches = _sketches(cell, quantile[0], reps, parsed)
+                    if getattr(plan.study, "quantile_intervals", "sectioning") == "bootstrap":
+                        iv = _bootstrap(plan, f"{ps.id}/{arch}/{metric}", sketches, quantile[1])
+                    else:
+                        iv = intervals.quantile_interval(sketches, quantile[1], plan.confidence)
+                    per_rep = [s.quantile(quantile[1]) for s in sketches]
+                    if diagnostics.quantile_run_too_short(iv.estimate, per_rep, iv.half_width):
+                        flags.append("run_too_short")
+                else:
+                    iv = stats.mean_interval(values, plan.confidence)
+                records.append(
+                    {
+                        "scenario_id": ps.id,
+                        **ps.params,
+                        "architecture": arch,
+                        "metric": metric,
+                        "estimate": iv.estimate,
+                        "ci_low": iv.low,
+                        "ci_high": iv.high,
+                        "n": iv.n,
+                        "flags": ";".join(sorted(flags)),
+                    }
+                )
+    return pd.DataFrame(records, columns=summary_columns(plan))
+
+
+def _bootstrap(plan: Plan, name: str, sketches: list[LogHistogram], q: float) -> Any:
+    """`quantile_intervals: bootstrap`: BCa over replications, seeded by the study and `name`."""
+    from distsim.stats.bootstrap import quantile_interval
+    from distsim.workload.streams import stream
+
+    rng = stream(plan.study.seed, 0, f"bootstrap/{name}")
+    return quantile_interval(sketches, q, plan.confidence, rng=rng)
+
+
+def _paired_quantile(
+    base: pd.DataFrame,
+    cell: pd.DataFrame,
+    column: str,
+    q: float,
+    confidence: float,
+    parsed: Parsed | None = None,
+) -> stats.PairedDifference | None:
+    """Pooled-quantile comparison over the replications both cells have (None if < 2)."""
+    common = np.intersect1d(base["replication"].to_numpy(), cell["replication"].to_numpy())
+    if common.size < 2:
+        return None
+    a, b = _sketches(base, column, common, parsed), _sketches(cell, column, common, parsed)
+    c = intervals.paired_quantile_comparison(a, b, q, confidence)
+    return stats.PairedDifference.of(c, confidence)
+
+
+def compare(
+    rows: pd.DataFrame,
+    plan: Plan,
+    *,
+    detail: bool = False,
+    diag: pd.DataFrame | None = None,
+    parsed: Parsed | None = None,
+) -> pd.DataFrame:
+    """The comparisons table; with `detail`, also the relative interval and the pair count.
+
+    Quantile metrics with sketches compare pooled quantiles (sectioning on paired replications);
+    other metrics use the paired t. All comparisons of the study form one family: `p_adjusted`
+    applies the spec's `multiple_comparisons` method (Holm by default) and `significant` means
+    p_adjusted < 1 - confidence. Comparisons in unstable scenarios are shown but not tested
+    (p_adjusted empty, never significant).
+    """
+    columns = comparison_columns(plan) + (COMPARISON_DETAIL_COLUMNS if detail else [])
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    parsed = Parsed() if parsed is None else parsed
+    diag = diagnose(rows, plan, parsed) if diag is None else diag
+    unstable = unstable_scenarios(diag)
+    records: list[dict[str, Any]] = []
+    metrics = metric_columns(rows, plan)
+    for ps in plan.scenarios:
+        srows = rows[rows["scenario_id"] == ps.id]
+        base = srows[srows["architecture"] == plan.baseline]
+        if base.empty:
+            continue
+        # every replication index the scenario has (with `precision`, scenarios differ)
+        reps = np.arange(int(srows["replication"].max()) + 1)
+        for arch in plan.architectures:
+            if arch == plan.baseline:
+                continue
+            cell = srows[srows["architecture"] == arch]
+            if cell.empty:
+                continue
+            for metric in metrics:
+                x, y = _values(base, metric, reps), _values(cell, metric, reps)
+                if not (np.isfinite(x) & np.isfinite(y)).any():
+                    continue  # a metric only one side has (pool metrics)
+                quantile = quantile_of(metric)
+                d = None
+                if quantile and _has(base, quantile[0]) and _has(cell, quantile[0]):
+                    d = _paired_quantile(
+                        base, cell, quantile[0], quantile[1], plan.confidence, parsed
+                    )
+                if d is None:
+                    d = stats.paired_difference(x, y, plan.confidence)
+                record = {
+                    "scenario_id": ps.id,
+                    **ps.params,
+                    "architecture": arch,
+                    "baseline": plan.baseline,
+                    "metric": metric,
+                    "baseline_estimate": d.baseline_estimate,
+                    "estimate": d.estimate,
+                    "diff": d.diff,
+                    "diff_ci_low": d.diff_low,
+                    "diff_ci_high": d.diff_high,
+                    "rel_diff": d.rel_diff,
+                    "p_value": d.p_value,
+                    "tested": ps.id not in unstable and d.n >= 2,
+                }
+                if detail:
+                    record.update(rel_ci_low=d.rel_low, rel_ci_high=d.rel_high, n=d.n)
+                records.append(record)
+    out = pd.DataFrame(records)
+    if out.empty:
+        return pd.DataFrame(columns=columns)
+    method = getattr(plan.study, "multiple_comparisons", "holm")
+    tested = out["tested"].to_numpy(dtype=bool)
+    p = np.where(tested, out["p_value"].to_numpy(dtype=np.float64), np.nan)
+    out["p_adjusted"] = intervals.adjust_p_values(p, method)
+    out["significant"] = tested & (np.nan_to_num(out["p_adjusted"], nan=1.0) < 1 - plan.confidence)
+    return out[columns]
+
+
+def public_comparisons(detailed: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """The comparisons.csv layout of a detailed comparisons table."""
+    return detailed[comparison_columns(plan)].reset_index(drop=True)

@@ -1,0 +1,281 @@
+"""The experimental design: a study expands into scenarios x architectures x replications.
+
+`sweep` (dotted path -> list of values) spans a cartesian grid; `scenarios` lists explicit
+points (dotted path -> value). With both, every explicit point is crossed with the grid. Every
+resulting scenario is validated before anything runs, and gets a stable id: a short hash of the
+resolved fields that change what is simulated (`spec.SCENARIO_FIELDS`), so study-level settings
+(name, replications, confidence, baseline) never invalidate stored rows.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+import reprlib
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from distsim.errors import SpecError
+from distsim.spec.study import SCENARIO_FIELDS, Scenario, Study, format_validation_error, set_path
+from distsim.stats.goodput import with_rate_sweep
+from distsim.workload.generate import arrival_rate_rps, data_digests
+
+# Bump when the simulation model changes meaning, so rows simulated by an older model are
+# never reused for a scenario that looks the same.
+MODEL_VERSION = 1
+
+# A study with more scenarios than this is almost certainly a mistake in the sweep.
+MAX_SCENARIOS = 10_000
+
+# Column names a swept parameter must not take (it is already a column under that name).
+_CORE_COLUMNS = ("scenario_id", "architecture", "replication", "seed")
+
+
+@dataclass(frozen=True)
+class PlannedScenario:
+    """One point of the design: the resolved scenario, its id and its swept parameter values."""
+
+    id: str
+    index: int
+    scenario: Scenario
+    params: dict[str, Any]  # dotted path -> resolved value (scalars; JSON text for mappings)
+    # For `warmup_s: auto`, once resolved: the pilot's record (see distsim.runner.warmup).
+    warmup_auto: dict[str, Any] | None = None
+
+    def label(self) -> str:
+        """`id` plus the swept values, e.g. `3f2a9c01d2 (workload.arrival.rate_rps=2.0)`."""
+        if not self.params:
+            return self.id
+        inner = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.id} ({inner})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything `distsim run` will do, known before anything runs."""
+
+    study: Study
+    scenarios: tuple[PlannedScenario, ...]
+    param_paths: tuple[str, ...]  # swept paths, in spec order: the extra result columns
+    architectures: tuple[str, ...]
+    baseline: str
+    replications: int  # per scenario; with `precision`, the initial count
+    confidence: float
+
+    @property
+    def max_replications(self) -> int:
+        """The most replications a scenario may get: `precision.max_replications`, else
+        `replications`. Stored rows beyond it do not belong to the plan."""
+        precision = getattr(self.study, "precision", None)
+        return precision.max_replications if precision is not None else self.replications
+
+    def scenario(self, scenario_id: str) -> PlannedScenario:
+        for s in self.scenarios:
+            if s.id == scenario_id:
+                return s
+        known = ", ".join(s.id for s in self.scenarios)
+        raise SpecError(f"--scenario: '{scenario_id}' is not a scenario of the plan ({known})")
+
+    @property
+    def units(self) -> int:
+        """(scenario, replication) pairs: each runs every architecture on one workload."""
+        return len(self.scenarios) * self.replications
+
+    @property
+    def rows(self) -> int:
+        """(scenario, architecture, replication) rows of `replications.parquet`."""
+        return self.units * len(self.architectures)
+
+    def expected_requests(self) -> float:
+        """Simulated requests the whole study is expected to take (every architecture)."""
+        return sum(expected_requests_per_unit(s.scenario) for s in self.scenarios) * (
+            self.replications
+        )
+
+
+def expected_requests_per_unit(scenario: Scenario) -> float:
+    """Requests simulated for one replication of one scenario, over all its architectures."""
+    per_arch = arrival_rate_rps(scenario.workload, scenario.duration_s) * scenario.duration_s
+    return per_arch * len(scenario.architectures)
+
+
+# Rough CPU cost of simulating one request, relative to the compiled exclusive engine (a few
+# million requests/s/core); the batched engine is far slower per request. Used only to size Ray
+# tasks (`execute.TARGET_TASK_REQUESTS` is in exclusive-engine requests).
+ENGINE_COST = {"exclusive": 1.0, "batched": 100.0}
+
+
+def expected_cost_per_unit(scenario: Scenario) -> float:
+    """`expected_requests_per_unit` weighted by the engine's cost per request."""
+    weight = ENGINE_COST.get(str(getattr(scenario, "engine", "exclusive")), 1.0)
+    return expected_requests_per_unit(scenario) * weight
+
+
+def scenario_id(scenario: Scenario) -> str:
+    """A 10-hex-digit hash of the resolved scenario (key order does not matter), and of the
+    contents of the data files it reads (a trace edited in place is a new scenario)."""
+    payload: dict[str, Any] = {
+        "model_version": MODEL_VERSION,
+        "scenario": scenario.model_dump(mode="json"),
+    }
+    digests = data_digests(scenario.workload)
+    if digests:
+        payload["data_sha256"] = digests
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+
+
+def get_path(data: Any, path: str) -> Any:
+    """The value at dotted `path` of nested mappings, or None where the path does not exist
+    (a parameter only some explicit points set, under a subtree another point replaced)."""
+    node = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _column_value(value: Any) -> Any:
+    """A parameter value as a result-table cell: scalars as is, anything nested as JSON text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _short(value: Any) -> str:
+    """A value as quoted in an error: its repr, with long or deeply nested values abbreviated."""
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
+def _check_path(path: Any, where: str) -> str:
+    if not isinstance(path, str) or not path:
+        raise SpecError(f"{where}: a parameter path must be a non-empty dotted string")
+    head = path.split(".")[0]
+    if head not in SCENARIO_FIELDS:
+        allowed = ", ".join(SCENARIO_FIELDS)
+        raise SpecError(
+            f"{where}.{path}: not a simulated field; sweeps and scenarios may set only "
+            f"paths under {allowed}"
+        )
+    return path
+
+
+def _points(study: Study) -> list[tuple[str, dict[str, Any]]]:
+    """(origin, overrides) of every scenario: explicit points crossed with the sweep grid."""
+    grid_paths = [_check_path(p, "sweep") for p in study.sweep]
+    explicit: list[tuple[str, dict[str, Any]]] = []
+    for i, point in enumerate(study.scenarios):
+        for path in point:
+            _check_path(path, f"scenarios[{i}]")
+            if path in study.sweep:
+                raise SpecError(
+                    f"scenarios[{i}].{path}: also swept in sweep.{path}; set it in one place"
+                )
+        explicit.append((f"scenarios[{i}]", dict(point)))
+    if not explicit:
+        explicit = [("", {})]
+    size = len(explicit) * math.prod(len(v) for v in study.sweep.values())
+    if size > MAX_SCENARIOS:
+        raise SpecError(
+            f"sweep: {size} scenarios is more than the limit of {MAX_SCENARIOS}; sweep fewer values"
+        )
+    out: list[tuple[str, dict[str, Any]]] = []
+    for origin, point in explicit:
+        for combo in itertools.product(*(study.sweep[p] for p in grid_paths)):
+            overrides = dict(point)
+            overrides.update(zip(grid_paths, combo, strict=True))
+            out.append((origin, overrides))
+    return out
+
+
+def _origin_of(path: str, explicit_origin: str, study: Study) -> str:
+    if path in study.sweep:
+        return f"sweep.{path}"
+    return f"{explicit_origin}.{path}" if explicit_origin else path
+
+
+def _resolve(study: Study, base: dict[str, Any], origin: str, overrides: dict[str, Any]) -> Study:
+    """The study with one point's overrides applied, validated; errors name the swept path."""
+    data = copy.deepcopy(base)
+    for path, value in overrides.items():
+        try:
+            set_path(data, path, value)
+        except SpecError as exc:
+            where = _origin_of(path, origin, study)
+            raise SpecError(f"{where}: {_after_path(exc, path)}") from None
+    try:
+        resolved = Study.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_value_error(study, origin, overrides, exc)) from None
+    if tuple(resolved.architectures) != tuple(study.architectures):
+        point = ", ".join(f"{k}={_short(v)}" for k, v in overrides.items())
+        raise SpecError(
+            f"scenario ({point}): every scenario must keep the study's architectures "
+            f"({', '.join(study.architectures)}) so they can be compared"
+        )
+    return resolved
+
+
+def _value_error(study: Study, origin: str, overrides: dict[str, Any], exc: ValidationError) -> str:
+    message = format_validation_error(exc)
+    loc, _, problem = message.partition(": ")
+    for path, value in overrides.items():
+        if loc == path or loc.startswith(path + "."):
+            return f"{_origin_of(path, origin, study)}: value {_short(value)}: {problem}"
+    point = ", ".join(f"{k}={_short(v)}" for k, v in overrides.items())
+    return f"scenario ({point}): {message}"
+
+
+def _after_path(exc: SpecError, path: str) -> str:
+    text = str(exc)
+    return text[len(path) + 2 :] if text.startswith(path + ": ") else text
+
+
+def plan_study(study: Study) -> Plan:
+    """Expand and validate every scenario of a study; one-line `SpecError` on any problem."""
+    study = with_rate_sweep(study)  # `goodput`: its rates are swept like any parameter
+    base = study.model_dump(mode="python")
+    base["sweep"], base["scenarios"] = {}, []
+    param_paths: list[str] = list(study.sweep)
+    for point in study.scenarios:
+        for path in point:
+            if path not in param_paths:
+                param_paths.append(path)
+    planned: list[PlannedScenario] = []
+    seen: dict[str, str] = {}
+    for origin, overrides in _points(study):
+        resolved = _resolve(study, base, origin, overrides)
+        scenario = resolved.scenario()
+        sid = scenario_id(scenario)
+        point = ", ".join(f"{k}={_short(v)}" for k, v in overrides.items()) or "the base scenario"
+        if sid in seen:
+            raise SpecError(
+                f"scenarios: ({point}) simulates the same scenario as ({seen[sid]}); "
+                "remove the duplicate"
+            )
+        seen[sid] = point
+        dumped = scenario.model_dump(mode="json")
+        params = {
+            p: _column_value(get_path(dumped, p)) for p in param_paths if p not in _CORE_COLUMNS
+        }
+        planned.append(PlannedScenario(sid, len(planned), scenario, params))
+    return Plan(
+        study=study,
+        scenarios=tuple(planned),
+        param_paths=tuple(p for p in param_paths if p not in _CORE_COLUMNS),
+        architectures=tuple(study.architectures),
+        baseline=str(study.baseline),
+        replications=study.replications,
+        confidence=study.confidence,
+    )

@@ -1,0 +1,418 @@
+"""The output folder of a study: resumable, written as results arrive, never half-written.
+
+Layout of `--out DIR`:
+
+    spec.yaml             the resolved study (defaults filled in), written when a run starts
+    manifest.json         versions, seed, times, the cluster used (`nodes`, `cpus`), status
+    replications.parquet  one row per (scenario, architecture, replication) of the current plan
+    parts/part-*.parquet  rows that arrived since the last consolidation (only while running,
+                          or after a crash / kill)
+    summary.csv, comparisons.csv   the aggregates (see `aggregate`)
+    .lock                 held (flock) by the run using the folder
+
+Every file is written to a temporary name in the same folder, flushed to disk, renamed over the
+target (atomic on POSIX) and the folder flushed, so a kill or a power cut at any instant leaves
+either the old or the new file. Temporary files a killed run left behind are removed by the next
+run. Each finished task's rows go to a new part file at once; consolidation merges the parts into
+`replications.parquet`, checks the written file holds every row, and only then deletes them.
+Duplicated rows (a kill between the rename and the deletes) are harmless: rows are keyed by
+(scenario_id, architecture, replication) and the simulation is deterministic, so the first copy is
+kept.
+
+Parquet files are written with page checksums and read with checksum verification, so a flipped
+bit is an error, never a silently changed number. A file that cannot be parsed (truncated or
+damaged by something outside distsim) is, when a run opens the folder, renamed aside to
+`<name>.corrupt-<time>` and noted; its rows are simulated again (the simulation is deterministic,
+so they come back identical) and every intact row elsewhere is kept. `distsim report` (read-only)
+instead stops with a one-line error that says so. Every later read notes the set-aside files
+until they are deleted (`--fresh` deletes them).
+
+Swept-parameter columns are derived from the plan when `replications.parquet` is written (their
+names are kept in the file's metadata) and dropped on reading, so a stored row is reused only
+through its scenario id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from distsim.errors import StoreError
+from distsim.runner.plan import Plan
+
+KEY = ["scenario_id", "architecture", "replication"]
+CORE_COLUMNS = ["scenario_id", "architecture", "replication", "seed"]
+SPEC_FILE = "spec.yaml"
+MANIFEST_FILE = "manifest.json"
+REPLICATIONS_FILE = "replications.parquet"
+SUMMARY_FILE = "summary.csv"
+COMPARISONS_FILE = "comparisons.csv"
+PARTS_DIR = "parts"
+LOCK_FILE = ".lock"
+_PARAMS_META = b"distsim.param_columns"
+# Files a run owns; `--fresh` deletes these and nothing else in the folder.
+OWNED = (SPEC_FILE, MANIFEST_FILE, REPLICATIONS_FILE, SUMMARY_FILE, COMPARISONS_FILE)
+
+
+_TMP_MARK = ".tmp-"
+_CORRUPT_MARK = ".corrupt-"
+# What a failed write means for the user, by errno.
+_WRITE_HINTS = {
+    errno.ENOSPC: "no space left on the device: free some and run the same command again "
+    "(every row saved so far is kept)",
+    errno.EDQUOT: "disk quota exceeded: free some and run the same command again "
+    "(every row saved so far is kept)",
+    errno.EROFS: "read-only file system: choose another --out",
+    errno.EACCES: "permission denied: choose another --out",
+    errno.EPERM: "permission denied: choose another --out",
+}
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename is durable only then); best effort."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder, fsync, rename, fsync the
+    folder. On any failure the temporary file is removed, the old `path` (if any) is untouched,
+    and a one-line `StoreError` says what to do."""
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        why = _WRITE_HINTS.get(exc.errno or -1) or exc.strerror or str(exc)
+        raise StoreError(f"{path}: cannot write: {why}") from None
+    except BaseException:  # Ctrl-C mid-write: no temporary file left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class CorruptFileError(StoreError):
+    """A stored file exists and can be read, but is not a valid distsim row file."""
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, write_page_checksum=True)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """The core columns and metrics of a stored row file (parameter columns dropped).
+
+    `StoreError` when the file cannot be read (permissions, I/O); `CorruptFileError` when it can
+    but is not an intact row file (truncated, a checksum mismatch, missing columns).
+    """
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        table = pq.read_table(path, page_checksum_verification=True)
+        meta = table.schema.metadata or {}
+        params = json.loads(meta.get(_PARAMS_META, b"[]"))
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            raise ValueError("bad parameter-column metadata")
+        missing = [c for c in CORE_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ValueError(f"no column {missing[0]}")
+        df = table.to_pandas()
+    except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+        raise CorruptFileError(f"{path}: unreadable, damaged ({_first_line(exc)})") from None
+    return df.drop(columns=[c for c in params if c in df.columns])
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a damaged file to `<name>.corrupt-<time>` (kept for inspection, never read)."""
+    target = path.with_name(f"{path.name}{_CORRUPT_MARK}{time.strftime('%Y%m%dT%H%M%S')}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{path.name}{_CORRUPT_MARK}{time.strftime('%Y%m%dT%H%M%S')}-{n}")
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        raise StoreError(f"{path}: damaged, and cannot set it aside: {exc.strerror}") from None
+    _fsync_dir(path.parent)
+    return target
+
+
+def set_aside_files(out_dir: Path) -> list[Path]:
+    """Damaged row files set aside earlier (see the module docstring)."""
+    found = list(out_dir.glob(f"{REPLICATIONS_FILE}{_CORRUPT_MARK}*"))
+    parts = out_dir / PARTS_DIR
+    if parts.is_dir():
+        found += parts.glob(f"part-*.parquet{_CORRUPT_MARK}*")
+    return sorted(found)
+
+
+def _dedupe(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=CORE_COLUMNS)
+    rows = pd.concat(frames, ignore_index=True, sort=False)
+    return rows.drop_duplicates(subset=KEY, keep="first").reset_index(drop=True)
+
+
+def read_rows(out_dir: Path) -> tuple[pd.DataFrame, list[str], list[Path]]:
+    """Every stored row (consolidated file and part files), deduplicated; notes on problems; the
+    part files read.
+
+    Read-only. A damaged part file is skipped with a note and left in place (its rows will be
+    simulated again); a damaged `replications.parquet` is a one-line `StoreError` that says how
+    to recover (a run sets it aside: `ResultStore.open`). Set-aside files are noted.
+    """
+    notes: list[str] = []
+    frames: list[pd.DataFrame] = []
+    read: list[Path] = []
+    main = out_dir / REPLICATIONS_FILE
+    if main.exists():
+        try:
+            frames.append(_read_parquet(main))
+        except CorruptFileError as exc:
+            raise StoreError(
+                f"{exc}; run the study again with this folder as --out: the run sets the file "
+                "aside, keeps every intact row and simulates the others again"
+            ) from None
+    parts = out_dir / PARTS_DIR
+    if parts.is_dir():
+        for part in sorted(parts.glob("part-*.parquet")):
+            try:
+                frames.append(_read_parquet(part))
+            except StoreError as exc:
+                notes.append(f"skipped {exc}")
+            else:
+                read.append(part)
+    aside = set_aside_files(out_dir)
+    if aside:
+        names = ", ".join(str(p.relative_to(out_dir)) for p in aside[:3])
+        more = f" and {len(aside) - 3} more" if len(aside) > 3 else ""
+        notes.append(
+            f"{len(aside)} damaged file(s) were set aside ({names}{more}); their rows were "
+            "simulated again; delete them when you no longer need them"
+        )
+    return _dedupe(frames), notes, read
+
+
+def select_plan_rows(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """The rows that belong to the plan (its scenario ids, architectures and replications)."""
+    if rows.empty:
+        return rows
+    keep = (
+        rows["scenario_id"].isin([s.id for s in plan.scenarios])
+        & rows["architecture"].isin(plan.architectures)
+        & (rows["replication"] < plan.max_replications)
+    )
+    return rows[keep]
+
+
+def with_params(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """Rows in the published layout, sorted by scenario (plan order), architecture, replication:
+    `scenario_id, <swept params>, architecture, replication, seed, <metrics>`."""
+    if rows.empty:
+        return pd.DataFrame(columns=["scenario_id", *plan.param_paths, *CORE_COLUMNS[1:]])
+    out = rows.copy()
+    order = {s.id: s.index for s in plan.scenarios}
+    arch_order = {a: i for i, a in enumerate(plan.architectures)}
+    out["_s"] = out["scenario_id"].map(order)
+    out["_a"] = out["architecture"].map(arch_order)
+    out = out.sort_values(["_s", "_a", "replication"]).drop(columns=["_s", "_a"])
+    by_id = {s.id: s for s in plan.scenarios}
+    for path in plan.param_paths:
+        out[path] = out["scenario_id"].map(lambda sid, p=path: by_id[sid].params[p])
+    metrics = [c for c in out.columns if c not in CORE_COLUMNS and c not in plan.param_paths]
+    cols = ["scenario_id", *plan.param_paths, "architecture", "replication", "seed", *metrics]
+    out = out[cols].reset_index(drop=True)
+    out["replication"] = out["replication"].astype("int64")
+    out["seed"] = out["seed"].astype("int64")
+    if "n_requests" in out.columns:
+        out["n_requests"] = out["n_requests"].astype("int64")
+    return out
+
+
+def to_table(rows: pd.DataFrame, plan: Plan) -> pa.Table:
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[_PARAMS_META] = json.dumps(list(plan.param_paths)).encode("utf-8")
+    return table.replace_schema_metadata(meta)
+
+
+class ResultStore:
+    """The output folder of one running study; holds its lock until `close`."""
+
+    def __init__(self, out_dir: Path, lock_fd: int) -> None:
+        self.out_dir = out_dir
+        self._lock_fd = lock_fd
+        # Unique per store: two runs in one process within a second (same time and pid) must
+        # never reuse a part name, or the second run's rename would replace the first's rows.
+        self._token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._seq = 0
+
+    @classmethod
+    def open(cls, out_dir: str | Path, *, fresh: bool = False) -> ResultStore:
+        """Create (or reuse) the folder and lock it; `fresh` deletes earlier results first."""
+        path = Path(out_dir)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the output folder: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError(f"{path}: another distsim run is using this folder") from None
+        store = cls(path, fd)
+        if fresh:
+            store.clear()
+        store.recover()
+        return store
+
+    def recover(self) -> None:
+        """Clean up after a crash: remove temporary files left by a killed run, and set aside
+        (rename) any row file that is damaged, so the run keeps every intact row and simulates
+        the lost ones again. Called with the lock held; see the module docstring."""
+        parts = self.out_dir / PARTS_DIR
+        folders = [self.out_dir, parts] if parts.is_dir() else [self.out_dir]
+        for folder in folders:
+            for tmp in folder.glob(f".*{_TMP_MARK}*"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+        candidates = [self.out_dir / REPLICATIONS_FILE]
+        if parts.is_dir():
+            candidates += sorted(parts.glob("part-*.parquet"))
+        for path in candidates:
+            if not path.exists():
+                continue
+            try:
+                _read_parquet(path)
+            except CorruptFileError:
+                _set_aside(path)
+
+    def close(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- writing
+
+    def clear(self) -> None:
+        """Delete earlier results (files this module owns only)."""
+        try:
+            for name in OWNED:
+                (self.out_dir / name).unlink(missing_ok=True)
+            for aside in set_aside_files(self.out_dir):
+                aside.unlink(missing_ok=True)
+            shutil.rmtree(self.out_dir / PARTS_DIR, ignore_errors=True)
+        except OSError as exc:
+            raise StoreError(f"{self.out_dir}: cannot clear earlier results: {exc}") from None
+
+    def write_spec(self, spec: dict[str, Any]) -> None:
+        text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+        atomic_write_text(self.out_dir / SPEC_FILE, text)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        text = json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n"
+        atomic_write_text(self.out_dir / MANIFEST_FILE, text)
+
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.out_dir / MANIFEST_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):  # damaged: as if absent
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        """Persist rows that just arrived as a new part file (atomic)."""
+        if not rows:
+            return
+        parts = self.out_dir / PARTS_DIR
+        try:
+            parts.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{parts}: cannot create: {exc.strerror}") from None
+        self._seq += 1
+        while (parts / f"part-{self._token}-{self._seq:06d}.parquet").exists():
+            self._seq += 1  # never replace a stored part (belt and braces)
+        # Rows of different architectures carry different pool columns: take the union of keys
+        # (pa.Table.from_pylist would keep only the first row's and drop the others' silently).
+        table = pa.Table.from_pandas(pd.DataFrame.from_records(rows), preserve_index=False)
+        _write_parquet(parts / f"part-{self._token}-{self._seq:06d}.parquet", table)
+
+    def part_count(self) -> int:
+        parts = self.out_dir / PARTS_DIR
+        return len(list(parts.glob("part-*.parquet"))) if parts.is_dir() else 0
+
+    def consolidate(self, plan: Plan) -> pd.DataFrame:
+        """Merge stored rows of the plan into `replications.parquet`, then delete the parts.
+
+        Rows of scenarios not in the plan (a changed spec) are dropped. Returns the rows in the
+        published layout.
+        """
+        rows, _, parts = read_rows(self.out_dir)
+        published = with_params(select_plan_rows(rows, plan), plan)
+        target = self.out_dir / REPLICATIONS_FILE
+        _write_parquet(target, to_table(published, plan))
+        try:  # verify before deleting the parts: the file on disk holds every row
+            written = pq.read_metadata(target).num_rows
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{target}: cannot verify what was written: {exc}") from None
+        if written != len(published):
+            raise StoreError(
+                f"{target}: holds {written} rows after writing {len(published)}; the part files "
+                "are kept, run the same command again"
+            )
+        for part in parts:
+            with contextlib.suppress(OSError):
+                part.unlink()
+        with contextlib.suppress(OSError):
+            (self.out_dir / PARTS_DIR).rmdir()  # only when empty
+        return published
+
+    def write_csv(self, name: str, frame: pd.DataFrame) -> None:
+        atomic_write_text(self.out_dir / name, frame.to_csv(index=False))

@@ -1,0 +1,724 @@
+"""`run_study`: a spec in, a finished (or resumed) study on disk and in memory out.
+
+    spec -> plan (design) -> rows already on disk (store) -> missing units -> Ray (execute)
+         -> part files as tasks finish -> replications.parquet -> summary / comparisons
+
+Everything that can be wrong with the input is found before the output folder is touched.
+The CLI's `distsim run` is a thin wrapper around this function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+import platform
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from distsim.errors import DistsimError, SpecError, StoreError
+from distsim.runner import aggregate, budget, precision, warmup
+from distsim.runner.plan import Plan, expected_cost_per_unit, plan_study
+from distsim.runner.store import (
+    COMPARISONS_FILE,
+    MANIFEST_FILE,
+    REPLICATIONS_FILE,
+    SPEC_FILE,
+    SUMMARY_FILE,
+    ResultStore,
+    read_rows,
+    select_plan_rows,
+    with_params,
+)
+from distsim.runner.task import BatchResult, Unit
+from distsim.spec.study import Study, apply_overrides, load_study, validate_study
+from distsim.stats import diagnostics, goodput
+
+# Merge part files into replications.parquet after this many, so a long run keeps few files.
+CONSOLIDATE_EVERY_PARTS = 512
+
+
+@dataclass
+class StudyResult:
+    """A study's results: the three tables of the output folder, and how the run went.
+
+    `replications`, `summary` and `comparisons` are DataFrames in the column layout of
+    replications.parquet, summary.csv and comparisons.csv. `failures` lists replications whose
+    simulation raised (scenario_id, architecture, replication, seed, error). `timings_s` splits
+    the wall time: ray_start, simulation, aggregation, total; task_compute is the wall time spent
+    inside tasks (summed over tasks) and task_cpu their threads' CPU time (less than task_compute
+    when other processes share the cores).
+    """
+
+    study: Study
+    plan: Plan
+    out_dir: Path
+    replications: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    comparisons_detail: pd.DataFrame
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    nodes: int = 0
+    cpus: int = 0
+    rows_reused: int = 0
+    rows_simulated: int = 0
+    tasks: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    waves: int = 0  # precision waves run (this run)
+
+    @property
+    def complete(self) -> bool:
+        """Every planned row is present (with `precision`: of the initial replications)."""
+        rows = self.replications
+        if rows.empty:
+            return self.plan.rows == 0
+        return int((rows["replication"] < self.plan.replications).sum()) == self.plan.rows
+
+    def report(self, width: int = 110) -> str:
+        """The terminal report as text, with each scenario's workload characterisation."""
+        from distsim.report.terminal import render
+
+        return render(
+            self.plan,
+            self.summary,
+            self.comparisons_detail,
+            width=width,
+            workloads=workload_lines(self.plan),
+        )
+
+
+# The terminal report's workload lines generate requests in the driver (~130 B each while
+# characterised): at most this many per scenario, so a study of long replications keeps the
+# driver's memory bounded (10 h replications: 30 of them were 2 M requests, +280 MB).
+CHARACTERIZE_MAX_REQUESTS = 500_000
+
+
+def workload_lines(plan: Plan, replications: int = 30) -> dict[str, list[str]]:
+    """Scenario id -> its workload characterisation (asked vs generated over the first
+    `replications` replications, fewer if they would exceed `CHARACTERIZE_MAX_REQUESTS`;
+    generation only, nothing is simulated). A data file that can no longer be read (e.g.
+    `distsim report` elsewhere) gives a one-line note instead, and so does a scenario whose
+    single replication exceeds the limit (`distsim workload SPEC` characterises it)."""
+    from distsim.workload.characterize import characterize, summary_lines
+    from distsim.workload.generate import arrival_rate_rps
+
+    out: dict[str, list[str]] = {}
+    for ps in plan.scenarios:
+        try:
+            wl, duration_s = ps.scenario.workload, ps.scenario.duration_s
+            per_rep = arrival_rate_rps(wl, duration_s) * duration_s
+            fit = int(CHARACTERIZE_MAX_REQUESTS // per_rep) if per_rep > 0 else replications
+            if fit < 1:
+                out[ps.id] = [
+                    f"not characterised here: one replication is ~{per_rep:,.0f} requests "
+                    f"(the report generates at most {CHARACTERIZE_MAX_REQUESTS:,}); "
+                    "`distsim workload SPEC` prints it"
+                ]
+                continue
+            n = max(1, min(plan.replications, replications, fit))
+            out[ps.id] = summary_lines(characterize(ps.scenario, n))
+        except DistsimError as exc:
+            out[ps.id] = [f"not characterised: {exc}"]
+    return out
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache  # asked for every manifest write; the source tree does not change meanwhile
+def _git_commit() -> str | None:
+    """The commit of the distsim source tree, when it is a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def resolve_study(
+    spec_or_path: str | Path | Study | dict[str, Any],
+    *,
+    replications: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Study:
+    """A validated study from a path, a mapping or a Study, with overrides applied."""
+    if isinstance(spec_or_path, Study):
+        study = spec_or_path
+    elif isinstance(spec_or_path, dict):
+        study = validate_study(spec_or_path)
+    else:
+        study = load_study(spec_or_path)
+    merged = dict(overrides or {})
+    if replications is not None:
+        merged["replications"] = replications
+    return apply_overrides(study, merged) if merged else study
+
+
+def aggregate_rows(
+    rows: pd.DataFrame, plan: Plan, parsed: aggregate.Parsed | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(summary, comparisons, comparisons with relative intervals) of published rows.
+
+    `parsed` holds the payload columns parsed so far (pass the same one to
+    `write_report_files` so nothing is parsed twice)."""
+    parsed = aggregate.Parsed() if parsed is None else parsed
+    diag = aggregate.diagnose(rows, plan, parsed) if not rows.empty else None
+    summary = aggregate.summarize(rows, plan, diag=diag, parsed=parsed)
+    summary = precision.add_flags(summary, plan)
+    extra = goodput.summary_rows(rows, plan)  # `goodput`: rows spanning the swept rates
+    if not extra.empty:
+        summary = pd.concat([summary, extra], ignore_index=True)
+    detail = aggregate.compare(rows, plan, detail=True, diag=diag, parsed=parsed)
+    return summary, aggregate.public_comparisons(detail, plan), detail
+
+
+def missing_units(rows: pd.DataFrame | None, plan: Plan) -> list[Unit]:
+    """Units still to simulate, replication-major (every scenario gets early replications)."""
+    have: set[tuple[str, str, int]] = set()
+    if rows is not None and not rows.empty:
+        have = set(
+            zip(
+                rows["scenario_id"],
+                rows["architecture"],
+                rows["replication"].astype(int),
+                strict=True,
+            )
+        )
+    units: list[Unit] = []
+    for r in range(plan.replications):
+        for ps in plan.scenarios:
+            archs = tuple(a for a in plan.architectures if (ps.id, a, r) not in have)
+            if archs:
+                units.append(Unit(ps.id, r, archs))
+    return units
+
+
+def _manifest(
+    plan: Plan, started: str, status: str, result: StudyResult, previous: dict[str, Any]
+) -> dict[str, Any]:
+    out = {
+        "distsim": _version("distsim"),
+        "python": platform.python_version(),
+        "ray": _version("ray"),
+        "simpy": _version("simpy"),
+        "numpy": _version("numpy"),
+        "git_commit": _git_commit(),
+        "seed": plan.study.seed,
+        "started_at": started,
+        "finished_at": _now() if status != "running" else None,
+        "status": status,
+        "nodes": int(result.nodes or previous.get("nodes", 0) or 0),
+        "cpus": int(result.cpus or previous.get("cpus", 0) or 0),
+        "scenarios": [ps.id for ps in plan.scenarios],
+        "architectures": list(plan.architectures),
+        "replications": plan.replications,
+        "rows_planned": plan.rows,
+        "rows_done": len(result.replications),
+        "rows_reused": result.rows_reused,
+        "rows_simulated": result.rows_simulated,
+        "tasks": result.tasks,
+        "failures": result.failures,
+        "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
+    }
+    auto = warmup.manifest_records(plan)
+    if auto:
+        out[warmup.MANIFEST_KEY] = auto
+    if plan.study.precision is not None:
+        out["precision"] = _precision_manifest(plan, result)
+    return out
+
+
+def _precision_manifest(plan: Plan, result: StudyResult) -> dict[str, Any]:
+    """The precision block of manifest.json: target, replications per scenario, capped cells."""
+    p = plan.study.precision
+    assert p is not None
+    st = precision.status(result.summary, plan)
+    counts = precision.totals(result.replications, plan)
+    return {
+        **p.model_dump(mode="json"),
+        "waves": result.waves,
+        "replications": counts,
+        "met": bool(len(st) and st["met"].all()),
+        "capped": [
+            f"{r.scenario_id}/{r.architecture}/{r.metric}"
+            for r in st.itertuples(index=False)
+            if r.capped
+        ],
+    }
+
+
+def _preload_aggregation_imports() -> None:
+    """Import what aggregation and report.md need (scipy.stats, statsmodels, matplotlib: ~2 s of
+    CPU) on a background thread while Ray starts: the driver mostly waits on Ray's processes
+    then, and would otherwise pay for these imports after the simulation. Best effort: an
+    import that fails here fails again, with its real error, where it is used."""
+
+    def work() -> None:
+        with contextlib.suppress(Exception):
+            import scipy.stats  # noqa: F401
+            import statsmodels.stats.multitest  # noqa: F401
+
+            from distsim.report import markdown as report_md
+
+            report_md._plt()
+
+    threading.Thread(target=work, name="distsim-preload", daemon=True).start()
+
+
+class _LazyRay:
+    """The Ray session of one run, started only when something has to be simulated, and shut
+    down on a background thread (`close_soon`) while the driver aggregates."""
+
+    def __init__(
+        self,
+        address: str | None,
+        workers: int | None,
+        result: StudyResult,
+        expected_cpu_s: float | None = None,
+    ) -> None:
+        self.address, self.workers, self.result = address, workers, result
+        self.expected_cpu_s = expected_cpu_s
+        self.session: Any = None
+        self._closing: threading.Thread | None = None
+
+    def get(self) -> Any:
+        if self.session is None:
+            self.close()  # a session closing in the background must be gone first
+            from distsim.runner import execute  # imports Ray lazily, only when there is work
+
+            _preload_aggregation_imports()
+            session = execute.RaySession(
+                address=self.address,
+                workers=self.workers,
+                notes=self.result.notes,
+                expected_cpu_s=self.expected_cpu_s,
+            )
+            session.__enter__()
+            self.session = session
+            self.result.timings_s["ray_start"] = session.start_s
+            self.result.nodes, self.result.cpus = session.info.nodes, session.info.cpus
+        return self.session
+
+    def close_soon(self) -> None:
+        """Start shutting the session down on a background thread (Ray stops its processes one
+        by one, giving each up to a second); `close` waits for it."""
+        if self.session is not None and self._closing is None:
+            session, self.session = self.session, None
+            self._closing = threading.Thread(
+                target=session.__exit__, args=(None, None, None), name="distsim-ray-stop"
+            )
+            self._closing.start()
+
+    def close(self) -> None:
+        """Shut the session down now, or wait for `close_soon` to finish."""
+        if self.session is not None:
+            self.session.__exit__(None, None, None)
+            self.session = None
+        if self._closing is not None:
+            self._closing.join()
+            self._closing = None
+
+
+def run_study(
+    spec_or_path: str | Path | Study | dict[str, Any],
+    *,
+    out_dir: str | Path | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    replications: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    force: bool = False,
+) -> StudyResult:
+    """Run (or resume) a study and return its results; they are also written under `out_dir`.
+
+    `out_dir` defaults to `results/<name>`. Only (scenario, architecture, replication) rows not
+    already stored are simulated; `fresh` deletes earlier results first. `address` (or
+    RAY_ADDRESS) joins a Ray cluster; otherwise a local Ray instance with `workers` CPUs is
+    started (by default all cores, or fewer when the study's expected simulation time cannot keep
+    them busy: `execute.local_cpus`), or the session already initialised in this process is used.
+    Raises `SpecError` / `StoreError` (one-line messages) before anything is written when the
+    input is bad. A replication whose simulation raises is listed in `failures`; the rest of the
+    study completes. KeyboardInterrupt is re-raised after every finished row is saved.
+    A study estimated to be far beyond the machine (`distsim.runner.budget`) raises `TooLargeError`
+    with the estimate, before anything is written, unless `force`.
+
+    `warmup_s: auto` scenarios are resolved first (a pilot per scenario, `distsim.runner.warmup`);
+    with a `precision` block, waves of further replications follow the initial ones
+    (`distsim.runner.precision`).
+    """
+    t_total = time.perf_counter()
+    if workers is not None and workers < 1:
+        raise SpecError(f"--workers: must be at least 1 (got {workers})")
+    study = resolve_study(spec_or_path, replications=replications, overrides=overrides)
+    plan = plan_study(study)
+    estimate = budget.check(plan, budget.planned_cpus(address, workers), force=force)
+    out = Path(out_dir) if out_dir is not None else Path("results") / study.name
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out}: exists and is not a folder")
+
+    with ResultStore.open(out, fresh=fresh) as store:
+        previous = store.read_manifest()
+        result = StudyResult(
+            study=study,
+            plan=plan,
+            out_dir=out,
+            replications=pd.DataFrame(),
+            summary=pd.DataFrame(),
+            comparisons=pd.DataFrame(),
+            comparisons_detail=pd.DataFrame(),
+        )
+        result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0, task_cpu=0.0)
+        # Sizes a local Ray instance (`execute.local_cpus`); precision waves add unknown work.
+        expected = estimate.cpu_s if plan.study.precision is None else None
+        ray = _LazyRay(address, workers, result, expected)
+        try:
+            _run(plan, store, result, previous, ray, t_total=t_total, progress=progress)
+        finally:
+            ray.close()
+    return result
+
+
+def _run(
+    plan: Plan,
+    store: ResultStore,
+    result: StudyResult,
+    previous: dict[str, Any],
+    ray: _LazyRay,
+    *,
+    t_total: float,
+    progress: bool,
+) -> None:
+    plan = warmup.resolve_plan(
+        plan, previous, lambda todo: _run_pilots(todo, ray, result, progress=progress)
+    )
+    result.plan = plan
+    stored, read_notes, _ = read_rows(store.out_dir)
+    ours = select_plan_rows(stored, plan)
+    result.replications = with_params(ours, plan)
+    result.rows_reused = len(ours)
+    result.notes.extend(read_notes)
+    if len(stored) > len(ours):
+        result.notes.append(
+            f"{len(stored) - len(ours)} stored row(s) do not belong to this spec "
+            "(changed scenarios or fewer replications) and are not used"
+        )
+    for ps in plan.scenarios:
+        rec = ps.warmup_auto
+        if rec is not None:
+            res = warmup.Resolution.from_record(rec)
+            if res.unreliable():
+                result.notes.append(
+                    f"warmup_s auto, scenario {ps.label()}: the pilot of "
+                    f"{', '.join(res.unreliable())} shows no steady state (the run is too short "
+                    "or the system never settles); warmup_s is set to where MSER-5 stopped, "
+                    f"{res.warmup_s:g} s"
+                )
+    started = _now()
+    store.write_spec(plan.study.model_dump(mode="json"))
+    store.write_manifest(_manifest(plan, started, "running", result, previous))
+    status = "running"
+    try:
+        _simulate_missing(plan, ours, store, result, ray, progress=progress)
+        if plan.study.precision is not None:
+            _precision_waves(plan, store, result, ray, progress=progress)
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if status == "running":  # an error other than Ctrl-C is on its way out
+            status = "failed"
+        ray.close_soon()  # Ray's part is over: it stops while the rows are aggregated
+        t_agg = time.perf_counter()
+        result.replications = precision.used_rows(store.consolidate(plan), plan)
+        if status == "complete" and not result.complete:
+            status = "incomplete"
+        # Every finished row is in replications.parquet now: record that before aggregating,
+        # which can take a while (a second Ctrl-C then leaves a truthful manifest).
+        store.write_manifest(_manifest(plan, started, status, result, previous))
+        if status in ("complete", "incomplete"):  # interrupted/failed: `distsim report` rebuilds
+            parsed = aggregate.Parsed()
+            result.summary, result.comparisons, result.comparisons_detail = aggregate_rows(
+                result.replications, plan, parsed
+            )
+            store.write_csv(SUMMARY_FILE, result.summary)
+            store.write_csv(COMPARISONS_FILE, result.comparisons)
+            write_report_files(result, parsed=parsed)
+            result.timings_s["aggregation"] = time.perf_counter() - t_agg
+            result.timings_s["total"] = time.perf_counter() - t_total
+            store.write_manifest(_manifest(plan, started, status, result, previous))
+
+
+def _run_pilots(
+    todo: list[Any], ray: _LazyRay, result: StudyResult, *, progress: bool
+) -> dict[str, warmup.Resolution]:
+    """Run the pilots of auto-warm-up scenarios on Ray; their rows are not stored."""
+    from distsim.runner import execute
+
+    session = ray.get()
+    scenarios = {ps.id: warmup.pilot_scenario(ps.scenario) for ps in todo}
+    units = [u for ps in todo for u in warmup.pilot_units(ps)]
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+
+    def on_result(batch: BatchResult) -> None:
+        rows.extend(batch.rows)
+        errors.extend(e["error"] for e in batch.errors)
+
+    def on_failure(batch: Sequence[Unit], message: str) -> None:
+        errors.append(message)
+
+    total = sum(len(u.architectures) for u in units)
+    batches = execute.batch_units(units, lambda u: 1.0, session.info.cpus)
+    with execute.ProgressBar(total=total, enabled=progress) as bar:
+        session.run(
+            batches,
+            scenarios,
+            on_result=on_result,
+            on_failure=on_failure,
+            progress=bar.progress,
+            progress_task=bar.task,
+        )
+    if errors:
+        raise DistsimError(f"warmup_s: auto: the pilot failed: {errors[0]}")
+    out = {}
+    for ps in todo:
+        mine = [r for r in rows if r["scenario_id"] == ps.id]
+        out[ps.id] = warmup.resolve(ps.id, warmup.profiles_of(mine))
+    return out
+
+
+def _runner(
+    plan: Plan, store: ResultStore, result: StudyResult, on_rows: Any = None
+) -> tuple[Any, Any]:
+    """(on_result, on_failure) callbacks that store rows and record failures."""
+    scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
+
+    def on_result(batch: BatchResult) -> None:
+        store.append(batch.rows)
+        result.rows_simulated += len(batch.rows)
+        result.failures.extend(batch.errors)
+        result.timings_s["task_compute"] += batch.compute_s
+        result.timings_s["task_cpu"] += batch.cpu_s
+        if on_rows is not None:
+            on_rows(batch.rows)
+        if store.part_count() >= CONSOLIDATE_EVERY_PARTS:
+            store.consolidate(plan)
+
+    def on_failure(batch: Sequence[Unit], message: str) -> None:
+        for u in batch:
+            for arch in u.architectures:
+                result.failures.append(
+                    {
+                        "scenario_id": u.scenario_id,
+                        "architecture": arch,
+                        "replication": u.replication,
+                        "seed": scenarios[u.scenario_id].seed,
+                        "error": message,
+                    }
+                )
+
+    return on_result, on_failure
+
+
+def _cost(plan: Plan) -> Any:
+    per_unit = {ps.id: expected_cost_per_unit(ps.scenario) for ps in plan.scenarios}
+    n_arch = len(plan.architectures)
+
+    def cost(u: Unit) -> float:
+        return per_unit[u.scenario_id] * len(u.architectures) / n_arch
+
+    return cost
+
+
+def _simulate_missing(
+    plan: Plan,
+    ours: pd.DataFrame,
+    store: ResultStore,
+    result: StudyResult,
+    ray: _LazyRay,
+    *,
+    progress: bool,
+) -> None:
+    """Simulate the rows of replications 0..replications-1 that are not stored yet."""
+    units = missing_units(ours, plan)
+    if not units:
+        return
+    from distsim.runner import execute
+
+    session = ray.get()
+    scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
+    on_result, on_failure = _runner(plan, store, result)
+    batches = execute.batch_units(units, _cost(plan), session.info.cpus)
+    result.tasks += len(batches)
+    t_sim = time.perf_counter()
+    todo = sum(len(u.architectures) for u in units)
+    with execute.ProgressBar(total=plan.rows, done=plan.rows - todo, enabled=progress) as bar:
+        try:
+            session.run(
+                batches,
+                scenarios,
+                on_result=on_result,
+                on_failure=on_failure,
+                progress=bar.progress,
+                progress_task=bar.task,
+            )
+        finally:
+            result.timings_s["simulation"] += time.perf_counter() - t_sim
+
+
+def _precision_waves(
+    plan: Plan,
+    store: ResultStore,
+    result: StudyResult,
+    ray: _LazyRay,
+    *,
+    progress: bool,
+) -> None:
+    """Further waves until every cell meets the precision target or its scenario the cap.
+
+    The tracker holds every stored row of the plan (those read at the start and those that
+    arrived since); each wave is planned from the counts the rows give (`precision.totals`).
+    """
+    p = plan.study.precision
+    assert p is not None
+    tracker = precision.Tracker(plan)
+    rows_now, _, _ = read_rows(store.out_dir)  # those stored before and by the initial phase
+    tracker.add_frame(select_plan_rows(rows_now, plan))
+    on_result, on_failure = _runner(plan, store, result, on_rows=tracker.add)
+    bar: Any = None
+    try:
+        while True:
+            current = tracker.totals()
+            needed = {sid: tracker.needed(sid, n) for sid, n in current.items()}
+            if not any(needed[s] > n and n < p.max_replications for s, n in current.items()):
+                return
+            from distsim.runner import execute
+
+            session = ray.get()
+            wave = diagnostics.next_wave(current, needed, session.info.cpus, p.max_replications)
+            units = precision.wave_units(plan, current, wave, tracker)
+            if not units:
+                return
+            if bar is None:
+                bar = execute.ProgressBar(total=0, enabled=progress).__enter__()
+            rows = sum(len(u.architectures) for u in units)
+            if bar.progress is not None:
+                bar.progress.update(bar.task, total=bar.progress.tasks[0].total + rows)
+            batches = execute.batch_units(units, _cost(plan), session.info.cpus)
+            result.tasks += len(batches)
+            result.waves += 1
+            t_sim = time.perf_counter()
+            try:
+                session.run(
+                    batches,
+                    {ps.id: ps.scenario for ps in plan.scenarios},
+                    on_result=on_result,
+                    on_failure=on_failure,
+                    progress=bar.progress,
+                    progress_task=bar.task,
+                )
+            finally:
+                result.timings_s["simulation"] += time.perf_counter() - t_sim
+            if tracker.totals() == current:
+                result.notes.append(
+                    "precision: a wave added no complete replication (its simulations failed); "
+                    "stopped"
+                )
+                return
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def write_report_files(
+    result: StudyResult, *, tables: bool = False, parsed: aggregate.Parsed | None = None
+) -> Path:
+    """report.md with its plots and summary.json (and, with `tables`, summary.csv and
+    comparisons.csv) in the result's folder, from its rows; returns report.md's path.
+    `parsed`: payload already parsed by `aggregate_rows` on the same rows."""
+    from distsim.report.markdown import write_report
+    from distsim.runner.store import atomic_write_text
+
+    if tables:
+        atomic_write_text(result.out_dir / SUMMARY_FILE, result.summary.to_csv(index=False))
+        atomic_write_text(result.out_dir / COMPARISONS_FILE, result.comparisons.to_csv(index=False))
+    diag = aggregate.diagnose(result.replications, result.plan, parsed)
+    return write_report(
+        result.out_dir,
+        result.plan,
+        result.replications,
+        result.summary,
+        result.comparisons_detail,
+        diag,
+        result.notes,
+    )
+
+
+def _read_manifest(out: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_result(out_dir: str | Path) -> StudyResult:
+    """A stored study's results, aggregated again from its rows; nothing is simulated or written.
+
+    Reads spec.yaml and the stored rows (replications.parquet and any part files of an
+    interrupted run).
+    """
+    out = Path(out_dir)
+    spec_path = out / SPEC_FILE
+    if not out.is_dir():
+        raise StoreError(f"{out}: no such results folder")
+    if not spec_path.is_file():
+        raise StoreError(f"{out}: not a distsim results folder (no {SPEC_FILE})")
+    try:
+        study = load_study(spec_path)
+    except SpecError as exc:
+        raise StoreError(f"{spec_path}: {exc}") from None
+    plan = warmup.stored_plan(plan_study(study), _read_manifest(out))
+    rows, notes, _ = read_rows(out)
+    if rows.empty and not (out / REPLICATIONS_FILE).exists():
+        notes.append("no replications stored yet")
+    published = precision.used_rows(with_params(select_plan_rows(rows, plan), plan), plan)
+    summary, comparisons, detail = aggregate_rows(published, plan)
+    return StudyResult(
+        study=study,
+        plan=plan,
+        out_dir=out,
+        replications=published,
+        summary=summary,
+        comparisons=comparisons,
+        comparisons_detail=detail,
+        notes=notes,
+    )

@@ -1,0 +1,115 @@
+"""The pure entry point of one replication: (scenario, architecture, replication) -> result.
+
+No globals, no I/O: a Ray task, a test and a notebook all call `simulate` the same way and get the
+same numbers for the same inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from distsim.errors import SpecError
+from distsim.sim import batched, fast_exclusive, simpy_exclusive
+from distsim.sim.metrics import ReplicationResult, measured_mask, offered_load, summarize
+from distsim.sim.serving import ServingConfig, token_rates
+from distsim.sim.serving import configure as configure_serving
+from distsim.sim.timeline import ServiceTimes, Timeline
+from distsim.spec.hardware import ExclusiveRates
+from distsim.spec.study import Architecture, Disaggregated, Gpu, Monolithic, Scenario
+from distsim.workload.generate import Requests, generate
+
+
+@dataclass(frozen=True)
+class Replication:
+    """One replication of one architecture: its metrics and, for callers who want them, the
+    per-request arrays it was computed from."""
+
+    architecture: str
+    replication: int
+    seed: int
+    result: ReplicationResult
+    requests: Requests
+    trace: Timeline
+    measured: np.ndarray  # bool mask over requests
+
+    @property
+    def ttft_s(self) -> np.ndarray:
+        """TTFT of every measured request, in arrival order."""
+        return (self.trace.first_token_s - self.requests.arrival_s)[self.measured]
+
+
+# Implementations of the exclusive engine: "fast" (compiled recursions, the default) and "simpy"
+# (the process-per-request reference model). They give the same per-request times
+# (tests/*/test_fast_exclusive.py); the reference stays selectable for checking and benchmarks.
+# The batched engine takes the same choice: "fast" (a compiled replay of the reference's event
+# loop) or "simpy" (one SimPy process per instance); same Timeline
+# (tests/engines/test_fast_batched.py).
+Implementation = Literal["fast", "simpy"]
+_IMPLEMENTATIONS = {"fast": fast_exclusive, "simpy": simpy_exclusive}
+
+
+def run_engine(
+    requests: Requests,
+    arch: Architecture,
+    gpu: Gpu | ExclusiveRates,
+    implementation: Implementation = "fast",
+    plan: ServingConfig | None = None,
+) -> Timeline:
+    """Simulate one architecture on given requests: the exclusive engine, or the batched engine
+    when a serving `plan` (`distsim.sim.serving.configure`, for `engine: batched`) is given."""
+    if plan is not None:
+        return batched.run(requests, plan, implementation=implementation)
+    service = ServiceTimes.of(requests, gpu)
+    impl = _IMPLEMENTATIONS[implementation]
+    if isinstance(arch, Monolithic):
+        return impl.run_monolithic(requests, arch, service)
+    if isinstance(arch, Disaggregated):
+        return impl.run_disaggregated(requests, arch, service)
+    raise TypeError(f"unknown architecture {arch!r}")  # pragma: no cover
+
+
+def architecture_of(scenario: Scenario, name: str) -> Architecture:
+    try:
+        return scenario.architectures[name]
+    except KeyError:
+        known = ", ".join(scenario.architectures)
+        raise SpecError(f"--arch: '{name}' is not an architecture of the spec ({known})") from None
+
+
+def simulate_requests(
+    scenario: Scenario,
+    architecture: str,
+    replication: int,
+    requests: Requests,
+    implementation: Implementation = "fast",
+) -> Replication:
+    """Simulate given (already generated) requests; lets callers share one workload."""
+    arch = architecture_of(scenario, architecture)
+    rates = token_rates(scenario)  # given in `gpu`, or derived from model + GPU hardware
+    plan = configure_serving(scenario, arch) if scenario.engine == "batched" else None
+    trace = run_engine(requests, arch, rates, implementation, plan)
+    load = offered_load(scenario.workload, rates, arch, scenario.duration_s)
+    result = summarize(requests, trace, scenario.warmup_s, load, scenario.slo)
+    return Replication(
+        architecture=architecture,
+        replication=replication,
+        seed=scenario.seed,
+        result=result,
+        requests=requests,
+        trace=trace,
+        measured=measured_mask(requests, scenario.warmup_s),
+    )
+
+
+def simulate(
+    scenario: Scenario,
+    architecture: str,
+    replication: int = 0,
+    implementation: Implementation = "fast",
+) -> Replication:
+    """Replication `replication` of one architecture of a scenario."""
+    requests = generate(scenario.workload, scenario.duration_s, scenario.seed, replication)
+    return simulate_requests(scenario, architecture, replication, requests, implementation)

@@ -1,0 +1,276 @@
+"""From a scenario's serving sections to what the engines need, and the figures `validate` shows.
+
+Pure functions of the spec sections (`engine`, `model`, `gpu`, `step_time`, an architecture).
+They take any object with those attributes, so `distsim.spec.study` can call `check` from its own
+validator without an import cycle.
+
+Resolution rules (documented in the README):
+- exclusive token rates: `gpu.prefill_tokens_per_s` / `decode_tokens_per_s` when given, else
+  derived from `model` and the GPU hardware (`distsim.spec.hardware.exclusive_rates`);
+- step time: `step_time` when given, else the roofline (needs `model` and GPU hardware);
+- KV capacity per instance: the shipped DistServe table for a profile preset; else the memory
+  formula when `model` and GPU hardware are known; else unlimited (no KV model without a model);
+- KV bytes per token: from `model`; 0 without one (KV transfers then take no time).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from distsim.sim.step_time import (
+    PROFILE_GPU,
+    Linear,
+    Roofline,
+    StepTimeModel,
+    fit_from_mapping,
+    profile_kv_capacity,
+    profile_table,
+)
+from distsim.spec.hardware import (
+    ExclusiveRates,
+    GpuHardware,
+    ModelShape,
+    exclusive_rates,
+    kv_capacity_tokens,
+)
+from distsim.spec.serving import (
+    DisaggregatedServing,
+    LinearStepTime,
+    MonolithicServing,
+    ProfileStepTime,
+    RooflineStepTime,
+)
+
+UNLIMITED = math.inf
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """One pool of the batched engine: identical instances and how they are scheduled."""
+
+    name: str  # gpu | prefill | decode
+    gpus: int
+    tensor_parallel: int
+    instances: int
+    max_batch_size: int
+    kv_capacity_tokens: float  # per instance; math.inf when KV is not modelled
+    step: StepTimeModel
+    token_budget: int | None  # chunked prefill (gpu pool) or prefill batch budget (prefill pool)
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Everything the batched engine needs for one architecture."""
+
+    pools: dict[str, PoolConfig]
+    kv_bytes_per_token: float
+    kv_link_gb_s: float | None  # disaggregated only
+    first_token: str  # prefill | decode
+
+
+def model_shape(sc: Any) -> ModelShape | None:
+    return sc.model.shape() if sc.model is not None else None
+
+
+def hardware(sc: Any) -> GpuHardware | None:
+    return sc.gpu.hardware()
+
+
+def token_rates(sc: Any) -> ExclusiveRates | None:
+    """The exclusive engine's token rates of one GPU, or None if the spec cannot give them."""
+    g = sc.gpu
+    if g.prefill_tokens_per_s is not None and g.decode_tokens_per_s is not None:
+        return ExclusiveRates(g.prefill_tokens_per_s, g.decode_tokens_per_s)
+    m, hw = model_shape(sc), hardware(sc)
+    if m is None or hw is None:
+        return None
+    return exclusive_rates(m, hw)
+
+
+def tensor_parallel_degrees(arch: Any) -> dict[str, tuple[int, int]]:
+    """Pool name -> (GPUs, tensor-parallel degree)."""
+    if isinstance(arch, MonolithicServing):
+        return {"gpu": (arch.gpus, arch.tensor_parallel)}  # type: ignore[attr-defined]
+    if isinstance(arch, DisaggregatedServing):
+        return {
+            "prefill": (arch.prefill_gpus, arch.prefill_tensor_parallel),  # type: ignore[attr-defined]
+            "decode": (arch.decode_gpus, arch.decode_tensor_parallel),  # type: ignore[attr-defined]
+        }
+    raise TypeError(f"unknown architecture {arch!r}")  # pragma: no cover
+
+
+def step_model(sc: Any, tp: int) -> StepTimeModel:
+    """The step-time model of one instance of `tp` GPUs (spec already checked)."""
+    st = sc.step_time
+    if st is None or isinstance(st, RooflineStepTime):
+        m, hw = model_shape(sc), hardware(sc)
+        if m is None or hw is None:
+            raise ValueError(
+                "step_time: the roofline needs a model and GPU hardware (presets or fields)"
+            )
+        return Roofline(m, hw, tp)
+    if isinstance(st, ProfileStepTime):
+        if st.preset is not None:
+            preset = sc.model.preset if sc.model is not None else None
+            table = profile_table(st.preset)
+            if preset not in table:
+                raise ValueError(
+                    f"step_time.preset: '{st.preset}' was measured for model presets "
+                    f"{', '.join(sorted(table))}; set model.preset to one of them"
+                )
+            if tp not in table[preset]:
+                have = ", ".join(str(t) for t in sorted(table[preset]))
+                raise ValueError(
+                    f"step_time.preset: {st.preset} has no {preset} fit at tensor parallel {tp} "
+                    f"(measured: {have})"
+                )
+            return table[preset][tp]
+        assert st.coefficients is not None
+        if tp not in st.coefficients:
+            have = ", ".join(str(t) for t in sorted(st.coefficients))
+            raise ValueError(
+                f"step_time.coefficients: no fit for tensor parallel {tp} (given: {have})"
+            )
+        return fit_from_mapping(st.coefficients[tp].model_dump())
+    if isinstance(st, LinearStepTime):
+        return Linear(
+            st.overhead_s, st.prefill_tokens_per_s, st.decode_base_s, st.decode_per_seq_s,
+            st.kv_token_s,
+        )  # fmt: skip
+    raise TypeError(f"unknown step_time {st!r}")  # pragma: no cover
+
+
+def kv_capacity(sc: Any, tp: int) -> tuple[float, str]:
+    """KV capacity in tokens of one instance of `tp` GPUs, and where the figure comes from."""
+    st = sc.step_time
+    if isinstance(st, ProfileStepTime) and st.preset is not None and sc.model is not None:
+        table = profile_kv_capacity()
+        key = (sc.model.preset, tp)
+        if key in table:
+            return float(table[key]), "DistServe measured table (max_num_tokens.csv)"
+    m, hw = model_shape(sc), hardware(sc)
+    if m is None or hw is None:
+        return UNLIMITED, "unlimited (no model and GPU hardware)"
+    return float(kv_capacity_tokens(m, hw, tp, sc.gpu.memory_fraction)), "memory formula"
+
+
+def configure(sc: Any, arch: Any) -> ServingConfig:
+    """The batched engine's plan for one architecture of a (validated) scenario."""
+    pools: dict[str, PoolConfig] = {}
+    for name, (gpus, tp) in tensor_parallel_degrees(arch).items():
+        if name == "gpu":
+            budget = arch.chunked_prefill_tokens
+        elif name == "prefill":
+            budget = arch.prefill_token_budget
+        else:
+            budget = None
+        pools[name] = PoolConfig(
+            name=name,
+            gpus=gpus,
+            tensor_parallel=tp,
+            instances=gpus // tp,
+            max_batch_size=arch.max_batch_size,
+            kv_capacity_tokens=kv_capacity(sc, tp)[0],
+            step=step_model(sc, tp),
+            token_budget=budget,
+        )
+    m = model_shape(sc)
+    disagg = isinstance(arch, DisaggregatedServing)
+    return ServingConfig(
+        pools=pools,
+        kv_bytes_per_token=m.kv_bytes_per_token if m is not None else 0.0,
+        kv_link_gb_s=arch.kv_link_gb_s if disagg else None,
+        first_token=getattr(arch, "first_token", "prefill") if disagg else "prefill",
+    )
+
+
+def check(sc: Any) -> None:
+    """Raise ValueError('path: problem') if the engine cannot run this scenario as specified."""
+    if token_rates(sc) is None:
+        raise ValueError(
+            "gpu: give prefill_tokens_per_s and decode_tokens_per_s, or a model and GPU hardware "
+            "(presets or fields) to derive them"
+        )
+    if getattr(sc, "engine", "exclusive") != "batched":
+        return
+    st = sc.step_time
+    if (
+        isinstance(st, ProfileStepTime)
+        and st.preset is not None
+        and sc.gpu.preset not in (None, PROFILE_GPU)
+    ):
+        raise ValueError(
+            f"step_time.preset: the {st.preset} profile was measured on {PROFILE_GPU}, "
+            f"not gpu.preset {sc.gpu.preset}"
+        )
+    for arch_name, arch in sc.architectures.items():
+        for pool, (_gpus, tp) in tensor_parallel_degrees(arch).items():
+            step_model(sc, tp)
+            cap, _ = kv_capacity(sc, tp)
+            if cap <= 0:
+                m = model_shape(sc)
+                raise ValueError(
+                    f"architectures.{arch_name}: the model's weights ({m.weight_bytes / 1e9:.1f} "
+                    f"GB) leave no KV cache on {tp} GPU(s) of the {pool} pool; raise the "
+                    "tensor-parallel degree or gpu.memory_fraction"
+                )
+
+
+def derived_figures(sc: Any) -> dict[str, Any]:
+    """What the spec implies, for `distsim validate`: KV bytes per token, exclusive token rates,
+    and per architecture and pool the instances, tensor parallel and KV capacity per instance."""
+    m = model_shape(sc)
+    rates = token_rates(sc)
+    out: dict[str, Any] = {
+        "engine": getattr(sc, "engine", "exclusive"),
+        "kv_bytes_per_token": m.kv_bytes_per_token if m is not None else None,
+        "weight_bytes": m.weight_bytes if m is not None else None,
+        "exclusive_prefill_tokens_per_s": rates.prefill_tokens_per_s if rates else None,
+        "exclusive_decode_tokens_per_s": rates.decode_tokens_per_s if rates else None,
+        "exclusive_rates_source": (
+            "gpu fields" if sc.gpu.prefill_tokens_per_s is not None else "roofline (model, gpu)"
+        ),
+        "architectures": {},
+    }
+    for arch_name, arch in sc.architectures.items():
+        pools = {}
+        for pool, (gpus, tp) in tensor_parallel_degrees(arch).items():
+            cap, source = kv_capacity(sc, tp)
+            pools[pool] = {
+                "gpus": gpus,
+                "tensor_parallel": tp,
+                "instances": gpus // tp,
+                "kv_capacity_tokens": None if math.isinf(cap) else int(cap),
+                "kv_capacity_source": source,
+            }
+        out["architectures"][arch_name] = pools
+    return out
+
+
+def format_derived(figures: dict[str, Any]) -> list[str]:
+    """`derived_figures` as short human-readable lines."""
+    lines = [f"engine: {figures['engine']}"]
+    if figures["kv_bytes_per_token"] is not None:
+        lines.append(
+            f"KV bytes per token: {figures['kv_bytes_per_token']:,.0f}   "
+            f"weights: {figures['weight_bytes'] / 1e9:.1f} GB"
+        )
+    if figures["exclusive_prefill_tokens_per_s"] is not None:
+        lines.append(
+            f"exclusive engine rates ({figures['exclusive_rates_source']}): prefill "
+            f"{figures['exclusive_prefill_tokens_per_s']:,.0f} tokens/s, decode "
+            f"{figures['exclusive_decode_tokens_per_s']:,.1f} tokens/s per GPU"
+        )
+    if figures["engine"] == "exclusive" and figures["kv_bytes_per_token"] is None:
+        return lines  # nothing per pool to say: one request per GPU, no KV model
+    for arch_name, pools in figures["architectures"].items():
+        for pool, p in pools.items():
+            cap = p["kv_capacity_tokens"]
+            cap_text = "unlimited" if cap is None else f"{cap:,} tokens ({p['kv_capacity_source']})"
+            lines.append(
+                f"{arch_name}/{pool}: {p['instances']} instance(s) x {p['tensor_parallel']} "
+                f"GPU(s), KV capacity {cap_text}"
+            )
+    return lines

@@ -1,0 +1,662 @@
+"""The study spec: what a user writes in YAML, validated at the edge.
+
+A *study* is one YAML file. Its simulated part — seed, run length, workload, GPU speeds and the
+architectures — is a `Scenario`; study-level settings (name, baseline, replications, confidence,
+sweep) say how many scenarios to run and how to compare them. Every model forbids unknown fields,
+so a misspelt key is an error naming the key instead of a silently ignored setting.
+
+    name: default
+    seed: 2026
+    duration_s: 300
+    warmup_s: 30
+    workload:
+      arrival: {process: poisson, rate_rps: 2.0}
+      prompt_tokens: {dist: lognormal, mu: 6.0, sigma: 0.9, min: 8}
+      output_tokens: {dist: lognormal, mu: 6.0, sigma: 1.1, min: 16}
+    gpu: {prefill_tokens_per_s: 8000, decode_tokens_per_s: 2000}
+    architectures:
+      monolithic: {kind: monolithic, gpus: 4}
+      disaggregated: {kind: disaggregated, prefill_gpus: 2, decode_gpus: 2}
+    baseline: monolithic
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from distsim.errors import SpecError
+from distsim.sim import serving
+from distsim.spec.serving import (
+    DisaggregatedServing,
+    GoodputSearch,
+    Gpu,
+    ModelSpec,
+    MonolithicServing,
+    Slo,
+    StepTime,
+)
+from distsim.workload.trace_files import load_column, load_trace
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+# The largest token count a draw may take before rounding: beyond 2**53 a float no longer holds
+# every integer. No realistic distribution gets there; `max` is the documented way to cap sizes.
+TOKEN_CEILING = 2**53
+
+
+class StrictModel(BaseModel):
+    """Base of every spec model: unknown fields, NaN and infinity are errors; models are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# ---------------------------------------------------------------- token-count distributions
+
+
+class _TokenDistBase(StrictModel):
+    """A draw is rounded to the nearest integer, then clamped to [min, max]."""
+
+    min: PositiveInt = Field(1, le=TOKEN_CEILING)
+    max: PositiveInt | None = Field(None, le=TOKEN_CEILING)
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> _TokenDistBase:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Lognormal(_TokenDistBase):
+    """exp(N(mu, sigma^2)) tokens, before rounding and clamping."""
+
+    dist: Literal["lognormal"]
+    mu: float = Field(ge=-50, le=50)
+    sigma: PositiveFloat = Field(le=10)
+
+
+class Exponential(_TokenDistBase):
+    """Exponential with the given mean, before rounding and clamping."""
+
+    dist: Literal["exponential"]
+    mean: PositiveFloat = Field(le=1e12)
+
+
+class Constant(_TokenDistBase):
+    """Always `value` tokens (rounded and clamped like any other draw)."""
+
+    dist: Literal["constant"]
+    value: PositiveFloat = Field(le=1e12)
+
+
+class Uniform(_TokenDistBase):
+    """Uniform on [low, high), before rounding and clamping."""
+
+    dist: Literal["uniform"]
+    low: NonNegativeFloat
+    high: PositiveFloat = Field(le=1e12)
+
+    @model_validator(mode="after")
+    def _low_le_high(self) -> Uniform:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+        return self
+
+
+class Empirical(_TokenDistBase):
+    """Token counts drawn uniformly (with replacement) from one column of a CSV file, then clamped.
+
+    `path` is relative to the spec file. Rows with an empty or non-positive count are skipped and
+    counted (`distsim workload` shows how many); other non-numbers are errors.
+    """
+
+    dist: Literal["empirical"]
+    path: str = Field(min_length=1)
+    column: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _readable(self) -> Empirical:
+        load_column(self.path, self.column)  # DataError is a ValueError: reported at this field
+        return self
+
+
+TokenDist = Annotated[
+    Union[Lognormal, Exponential, Constant, Uniform, Empirical],  # noqa: UP007
+    Field(discriminator="dist"),
+]
+
+# ---------------------------------------------------------------- arrivals
+
+
+class PoissonArrival(StrictModel):
+    """Exponential inter-arrival gaps at `rate_rps` requests per second.
+
+    `rate_rps` may be left out only with a `resample` trace, which then supplies its mean rate.
+    """
+
+    process: Literal["poisson"]
+    rate_rps: PositiveFloat | None = Field(None, le=1e7)
+
+
+class GammaArrival(StrictModel):
+    """A renewal process with gamma gaps: mean 1/rate_rps, coefficient of variation `cv`.
+
+    cv = 1 is Poisson; cv > 1 is burstier, cv < 1 more regular.
+    """
+
+    process: Literal["gamma"]
+    rate_rps: PositiveFloat | None = Field(None, le=1e7)
+    cv: PositiveFloat = Field(le=100)
+
+
+Arrival = Annotated[Union[PoissonArrival, GammaArrival], Field(discriminator="process")]  # noqa: UP007
+
+
+class TraceWorkload(StrictModel):
+    """Requests taken from a recorded trace (CSV; see `distsim.workload.trace_files` for the
+    schemas).
+
+    - `window` (default): each replication takes a window of duration_s x rate_scale seconds of
+      trace, placed uniformly at random (from the replication's arrivals stream), arrivals and
+      sizes as recorded, shifted to start at 0: real burstiness, replications that differ.
+    - `resample`: (prompt, output) pairs drawn from the trace; arrivals from `workload.arrival`
+      (Poisson if absent) at its `rate_rps`, or the trace's mean rate if that is left out,
+      multiplied by rate_scale.
+    - `replay`: the trace from its start, as recorded; every replication is the same.
+    - `rate_scale` compresses (> 1) or stretches (< 1) time: 2.0 is twice the rate, same burst
+      shape, same sizes.
+
+    `path` is relative to the spec file.
+    """
+
+    path: str = Field(min_length=1)
+    mode: Literal["window", "resample", "replay"] = "window"
+    rate_scale: PositiveFloat = Field(1.0, le=1e6)
+
+    @field_validator("path")
+    @classmethod
+    def _readable(cls, path: str) -> str:
+        load_trace(path)  # DataError is a ValueError: reported as workload.trace.path
+        return path
+
+
+class MixClass(StrictModel):
+    """One request class of a mixture: its share of arrivals and its own size distributions."""
+
+    name: Name
+    weight: PositiveFloat = Field(le=1e12)
+    prompt_tokens: TokenDist
+    output_tokens: TokenDist
+
+
+class Workload(StrictModel):
+    """Who arrives when, with how many prompt tokens and how many tokens to generate.
+
+    Sizes come from exactly one source: `prompt_tokens` + `output_tokens`, a `mix` of request
+    classes (sharing `arrival`), or a `trace` (which also gives the arrivals unless its mode is
+    `resample`).
+    """
+
+    arrival: Arrival | None = None
+    prompt_tokens: TokenDist | None = None
+    output_tokens: TokenDist | None = None
+    mix: list[MixClass] | None = Field(None, min_length=1, max_length=1000)
+    trace: TraceWorkload | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Workload:
+        sizes = self.prompt_tokens is not None or self.output_tokens is not None
+        if self.trace is not None:
+            if sizes or self.mix is not None:
+                given = "mix" if self.mix is not None else "prompt_tokens/output_tokens"
+                raise ValueError(
+                    f"{given} cannot be combined with trace (sizes come from the trace)"
+                )
+            if self.trace.mode != "resample" and self.arrival is not None:
+                raise ValueError(
+                    f"arrival cannot be combined with trace mode '{self.trace.mode}' (arrivals "
+                    "come from the trace; use mode: resample to draw them from a process)"
+                )
+            return self
+        if self.arrival is None:
+            raise ValueError("arrival is missing (required unless a trace gives the arrivals)")
+        if self.arrival.rate_rps is None:
+            raise ValueError("arrival.rate_rps is missing (only a resample trace can supply it)")
+        if self.mix is not None:
+            if sizes:
+                raise ValueError(
+                    "prompt_tokens/output_tokens cannot be combined with mix "
+                    "(each class has its own)"
+                )
+            names = [c.name for c in self.mix]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"mix: class name(s) {', '.join(dup)} used more than once")
+            return self
+        for name in ("prompt_tokens", "output_tokens"):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} is missing (or give a mix or a trace)")
+        return self
+
+
+# `gpu`, `model`, `step_time`, `slo`, `goodput` and the batched-engine fields of the two
+# architectures are defined in distsim.spec.serving (the serving model's own module).
+
+
+# ---------------------------------------------------------------- architectures
+
+
+class Monolithic(StrictModel, MonolithicServing):
+    """`gpus` GPUs behind one FCFS queue; a request holds one GPU through prefill and decode."""
+
+    kind: Literal["monolithic"]
+    gpus: PositiveInt = Field(le=100_000)
+
+    def pools(self) -> dict[str, int]:
+        return {"gpu": self.gpus}
+
+
+class Disaggregated(StrictModel, DisaggregatedServing):
+    """A prefill pool and a decode pool, each FCFS.
+
+    `first_token: decode` (the seed's semantics): the first token appears one decode-token time
+    after decode starts, so TTFT includes the wait for a decode GPU. `first_token: prefill`
+    (DistServe's): it appears when prefill ends.
+    """
+
+    kind: Literal["disaggregated"]
+    prefill_gpus: PositiveInt = Field(le=100_000)
+    decode_gpus: PositiveInt = Field(le=100_000)
+    first_token: Literal["decode", "prefill"] = "decode"
+
+    def pools(self) -> dict[str, int]:
+        return {"prefill": self.prefill_gpus, "decode": self.decode_gpus}
+
+
+Architecture = Annotated[Union[Monolithic, Disaggregated], Field(discriminator="kind")]  # noqa: UP007
+
+# ---------------------------------------------------------------- scenario and study
+
+# Fields of a study that change what is simulated; everything else is study-level.
+SCENARIO_FIELDS = (
+    "seed", "duration_s", "warmup_s", "workload", "gpu", "architectures",
+    "engine", "model", "step_time", "slo",
+)  # fmt: skip
+
+
+class Scenario(StrictModel):
+    """Everything one replication needs: the simulated part of a study, sweep applied."""
+
+    seed: int = Field(ge=0, lt=2**63)
+    duration_s: PositiveFloat = Field(le=1e9)
+    # `auto`: `distsim run` resolves it per scenario from a pilot (MSER-5; see
+    # distsim.runner.warmup).
+    warmup_s: NonNegativeFloat | Literal["auto"] = 0.0
+    workload: Workload
+    gpu: Gpu
+    architectures: dict[Name, Architecture] = Field(min_length=1)
+    engine: Literal["exclusive", "batched"] = "exclusive"  # both architectures use it
+    model: ModelSpec | None = None
+    step_time: StepTime | None = None  # batched engine; default roofline
+    slo: Slo | None = None
+
+    @field_validator("warmup_s", mode="before")
+    @classmethod
+    def _warmup_value(cls, value: Any) -> Any:
+        """One clear message for a bad warm-up (the union would report each member)."""
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError("expected seconds (a number >= 0) or 'auto'")
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(f"expected seconds (a number >= 0) or 'auto', not {value!r}") from None
+        if not seconds >= 0 or seconds == float("inf"):
+            raise ValueError(f"expected seconds (a number >= 0) or 'auto', not {value!r}")
+        return seconds
+
+    @model_validator(mode="after")
+    def _warmup_before_end(self) -> Scenario:
+        if self.warmup_s != "auto" and self.warmup_s >= self.duration_s:
+            raise ValueError(
+                f"warmup_s ({self.warmup_s:g}) must be less than duration_s ({self.duration_s:g})"
+            )
+        trace = self.workload.trace
+        if trace is not None and trace.mode == "window":
+            span_s = load_trace(trace.path).span_s
+            needed_s = self.duration_s * trace.rate_scale
+            if needed_s > span_s:
+                raise ValueError(
+                    f"duration_s ({self.duration_s:g}) x workload.trace.rate_scale "
+                    f"({trace.rate_scale:g}) = {needed_s:g} s of trace, longer than the trace "
+                    f"({span_s:g} s): a window must fit; shorten duration_s"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _serving_complete(self) -> Scenario:
+        serving.check(self)  # what the engine needs: token rates, step model, KV capacity
+        return self
+
+
+PRECISION_METRICS = (
+    "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "e2e_mean_s", "e2e_p99_s",
+    "tpot_mean_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
+)  # fmt: skip
+PrecisionMetric = Literal[PRECISION_METRICS]  # type: ignore[valid-type]
+
+
+class Precision(StrictModel):
+    """Replicate until every scenario x architecture interval is narrow enough (or a cap).
+
+    After the study's `replications`, further waves (about one replication per CPU each) run
+    only for scenarios that still have a cell whose interval half-width on one of `metrics`
+    exceeds `rel_half_width` x |estimate|; each such scenario runs every architecture, so
+    replications stay paired. A scenario stops at `max_replications` (flag `precision_capped`).
+    """
+
+    rel_half_width: float = Field(gt=0, le=1)
+    metrics: list[PrecisionMetric] = Field(
+        default_factory=lambda: ["ttft_mean_s", "ttft_p99_s"], min_length=1
+    )
+    max_replications: int = Field(1000, ge=2, le=1_000_000)
+
+    @field_validator("metrics")
+    @classmethod
+    def _distinct(cls, metrics: list[str]) -> list[str]:
+        dup = sorted({m for m in metrics if metrics.count(m) > 1})
+        if dup:
+            raise ValueError(f"listed more than once: {', '.join(dup)}")
+        return metrics
+
+
+class Study(Scenario):
+    """A whole study file: the scenario plus how to replicate, sweep and compare it."""
+
+    name: Name
+    baseline: Name | None = None
+    replications: int = Field(30, ge=2, le=1_000_000)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    scenarios: list[dict[str, Any]] = Field(default_factory=list)
+    goodput: GoodputSearch | None = None
+    # All comparisons of a study form one family; `significant` uses the adjusted p-value.
+    multiple_comparisons: Literal["holm", "bonferroni", "bh", "none"] = "holm"
+    precision: Precision | None = None
+    # Intervals of pooled quantiles in summary.csv: sectioning (t over per-replication
+    # quantiles) or a BCa bootstrap over replications (distsim.stats.bootstrap).
+    quantile_intervals: Literal["sectioning", "bootstrap"] = "sectioning"
+
+    @model_validator(mode="after")
+    def _precision_cap(self) -> Study:
+        p = self.precision
+        if p is not None and p.max_replications < self.replications:
+            raise ValueError(
+                f"precision.max_replications: {p.max_replications} is less than replications "
+                f"({self.replications}), the initial count"
+            )
+        if p is not None and self.quantile_intervals == "bootstrap":
+            raise ValueError(
+                "quantile_intervals: bootstrap cannot be combined with precision (its stopping "
+                "rule re-evaluates every cell after each wave, with sectioning intervals)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _baseline_known(self) -> Study:
+        if self.baseline is None:
+            object.__setattr__(self, "baseline", next(iter(self.architectures)))
+        elif self.baseline not in self.architectures:
+            known = ", ".join(self.architectures)
+            raise ValueError(
+                f"baseline: '{self.baseline}' is not among the architectures ({known})"
+            )
+        for path, values in self.sweep.items():
+            if not values:
+                raise ValueError(f"sweep.{path}: needs at least one value")
+        return self
+
+    @model_validator(mode="after")
+    def _goodput_has_slo(self) -> Study:
+        if self.goodput is not None and self.slo is None:
+            raise ValueError("goodput: needs slo (attainment is measured against it)")
+        return self
+
+    def scenario(self) -> Scenario:
+        """The study's own scenario, without sweep or explicit points applied."""
+        return Scenario.model_validate(self.model_dump(include=set(SCENARIO_FIELDS)))
+
+
+# ---------------------------------------------------------------- loading and error messages
+
+_TAGS = {
+    "lognormal", "exponential", "constant", "uniform", "empirical", "poisson", "gamma",
+    "monolithic", "disaggregated", "roofline", "profile", "linear",
+}  # fmt: skip
+
+
+_PATH_MESSAGE = re.compile(r"^[A-Za-z_][\w.-]*: ")
+
+
+def _loc(error: dict[str, Any]) -> str:
+    """Dotted field path of a pydantic error, without the union tag pydantic inserts."""
+    loc = [str(part) for part in error["loc"]]
+    if not str(error["type"]).startswith("union_tag"):
+        for i in range(len(loc) - 1, -1, -1):
+            if loc[i] in _TAGS and i > 0:
+                del loc[i]
+                break
+    return ".".join(loc)
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line: `field.path: message` for the first problem, and how many more there are."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    path = _loc(first)
+    where = ".".join(p for p in (prefix, path) if p) or "spec"
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    if not path and _PATH_MESSAGE.match(msg):  # a cross-field check that names its own field
+        where, _, msg = msg.partition(": ")
+        where = ".".join(p for p in (prefix, where) if p)
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling)"
+    elif first["type"] == "missing":
+        msg = "required field is missing"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+# A spec is small. Bigger files, more values (YAML aliases can expand a short file into billions)
+# or deeper nesting are refused before anything walks the data.
+MAX_SPEC_BYTES = 16 * 1024 * 1024
+MAX_SPEC_VALUES = 1_000_000
+MAX_SPEC_DEPTH = 50
+
+
+def check_shape(data: Any, where: str) -> None:
+    """`SpecError` when `data`, aliases expanded, holds more than MAX_SPEC_VALUES values or nests
+    deeper than MAX_SPEC_DEPTH (stops counting at the limit, so it is fast on any input)."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_SPEC_VALUES:
+            raise SpecError(
+                f"{where}: more than {MAX_SPEC_VALUES:,} values (YAML aliases expanding?); "
+                "a spec is small"
+            )
+        if depth > MAX_SPEC_DEPTH:
+            raise SpecError(f"{where}: nested deeper than {MAX_SPEC_DEPTH} levels")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(node, list | tuple | set):
+            stack.extend((value, depth + 1) for value in node)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping at the top of a YAML file, read with the safe loader (never anything that
+    builds Python objects from tags), size- and depth-checked."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{p}: no such spec file")
+    try:
+        if p.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{p}: larger than {MAX_SPEC_BYTES // 2**20} MiB; a spec is small")
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise SpecError(f"{p}: invalid YAML: nested too deeply") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{p}: invalid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{p}: cannot read: {exc}") from None
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise SpecError(f"{p}: the spec must be a YAML mapping of fields, not {kind}")
+    check_shape(data, str(p))
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """A `--set PATH=VALUE` value, read as a YAML scalar or flow collection (safe loader)."""
+    try:
+        value = yaml.safe_load(text)
+    except RecursionError:
+        raise SpecError(f"--set value {text[:40]!r}...: nested too deeply") from None
+    except yaml.YAMLError:
+        return text
+    check_shape(value, "--set value")
+    return value
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set `a.b.c` in a nested dict in place; every segment must already exist."""
+    parts = path.split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(parts[: i + 1])
+            raise SpecError(f"{path}: no such field in the spec ('{where}' does not exist)")
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def validate_study(data: dict[str, Any]) -> Study:
+    """A validated `Study` from a plain mapping, or a one-line `SpecError`."""
+    try:
+        return Study.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc)) from None
+
+
+def apply_overrides(study: Study, overrides: dict[str, Any]) -> Study:
+    """The study with dotted-path overrides applied (paths must exist), validated again.
+
+    A relative data-file path given as an override (a key ending in `.path`, e.g. `--set
+    workload.trace.path=my.csv`) is relative to the working directory and stored absolute.
+    """
+    data = study.model_dump(mode="python")
+    data = copy.deepcopy(data)
+    cwd = Path.cwd()
+    for path, value in overrides.items():
+        set_path(data, path, _resolve(value, cwd) if path.endswith(".path") else value)
+    return validate_study(data)
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`["a.b=1", ...]` from the command line as a path -> value mapping."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        path, sep, text = item.partition("=")
+        if not sep or not path.strip():
+            raise SpecError(f"--set {item}: expected PATH=VALUE, e.g. workload.arrival.rate_rps=4")
+        out[path.strip()] = parse_value(text)
+    return out
+
+
+def _resolve(value: Any, base: Path) -> Any:
+    """A data-file path made absolute against `base`; anything else unchanged."""
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        try:
+            return str((base / value).resolve())
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte: reading the
+            return os.path.abspath(base / value)  # file reports it as a one-line error
+    return value
+
+
+def _resolve_dist(dist: Any, base: Path) -> None:
+    if isinstance(dist, dict) and dist.get("dist") == "empirical" and "path" in dist:
+        dist["path"] = _resolve(dist["path"], base)
+
+
+def resolve_data_paths(data: dict[str, Any], base: Path) -> None:
+    """Make every data-file path of a raw spec absolute, relative to `base`, in place.
+
+    Covers workload.trace.path, the `path` of every empirical distribution (also inside
+    workload.mix), and sweep values or explicit scenario points whose dotted path ends in
+    `.path`. After this the study no longer depends on the working directory.
+    """
+    workload = data.get("workload")
+    if isinstance(workload, dict):
+        trace = workload.get("trace")
+        if isinstance(trace, dict) and "path" in trace:
+            trace["path"] = _resolve(trace["path"], base)
+        for key in ("prompt_tokens", "output_tokens"):
+            _resolve_dist(workload.get(key), base)
+        mix = workload.get("mix")
+        if isinstance(mix, list):
+            for cls in mix:
+                if isinstance(cls, dict):
+                    for key in ("prompt_tokens", "output_tokens"):
+                        _resolve_dist(cls.get(key), base)
+    sweep = data.get("sweep")
+    if isinstance(sweep, dict):
+        for key, values in sweep.items():
+            if str(key).endswith(".path") and isinstance(values, list):
+                sweep[key] = [_resolve(v, base) for v in values]
+    points = data.get("scenarios")
+    if isinstance(points, list):
+        for point in points:
+            if isinstance(point, dict):
+                for key in point:
+                    if str(key).endswith(".path"):
+                        point[key] = _resolve(point[key], base)
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Study:
+    """Read, validate and override a study file; every problem is a one-line `SpecError`.
+
+    Data-file paths in the file (traces, empirical columns) are relative to the file's folder;
+    paths given as overrides (`--set workload.trace.path=...`) to the working directory. Both are
+    stored absolute.
+    """
+    data = read_yaml(path)
+    resolve_data_paths(data, Path(path).resolve().parent)
+    study = validate_study(data)
+    return apply_overrides(study, overrides) if overrides else study

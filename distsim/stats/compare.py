@@ -1,0 +1,82 @@
+"""The statistics the study runner calls: estimates with intervals, paired comparisons.
+
+Pure functions of per-replication values (index i of every array is replication i). They adapt
+`distsim.stats.intervals` (replication-level intervals and paired tests) to what a stored study
+holds:
+missing values (a failed or absent replication) are dropped pairwise, fewer than two values give
+an estimate without an interval instead of an exception, and identical inputs give a difference of
+0, interval [0, 0], p-value 1, never NaN.
+
+This is the single seam between aggregation and statistics: deepen the methods here (pooled
+quantiles, multiple-comparison adjustment) and `aggregate` follows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from distsim.stats import intervals
+from distsim.stats.intervals import Interval
+
+__all__ = ["Interval", "PairedDifference", "mean_interval", "paired_difference"]
+
+
+@dataclass(frozen=True)
+class PairedDifference(intervals.Comparison):
+    """`other - baseline` over the same replications (common random numbers).
+
+    The fields of `intervals.Comparison` (difference, relative difference, their intervals, the
+    p-value and the pair count `n`) plus `significant`: p_value < 1 - confidence, before any
+    multiple-comparison adjustment.
+    """
+
+    significant: bool = False
+
+    @classmethod
+    def of(cls, c: intervals.Comparison, confidence: float) -> PairedDifference:
+        """The runner's view of an `intervals.Comparison`."""
+        return cls(**dataclasses.asdict(c), significant=bool(c.p_value < 1.0 - confidence))
+
+
+def _finite(values: np.ndarray | list[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    return x[np.isfinite(x)]
+
+
+def mean_interval(values: np.ndarray | list[float], confidence: float) -> Interval:
+    """Mean of the finite values with a Student-t interval over replications.
+
+    One value gives the value with NaN ends (no spread to measure); none gives all NaN.
+    """
+    x = _finite(values)
+    if x.size >= 2:
+        return intervals.mean_interval(x, confidence)
+    if x.size == 1:
+        return Interval(float(x[0]), math.nan, math.nan, 1)
+    return Interval(math.nan, math.nan, math.nan, 0)
+
+
+def paired_difference(
+    baseline: np.ndarray | list[float], other: np.ndarray | list[float], confidence: float
+) -> PairedDifference:
+    """Paired-t comparison of `other` with `baseline`; pairs with a missing side are dropped."""
+    x = np.asarray(baseline, dtype=np.float64)
+    y = np.asarray(other, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in length ({x.size} vs {y.size})")
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    n = int(x.size)
+    if n >= 2:
+        return PairedDifference.of(intervals.paired_mean_comparison(x, y, confidence), confidence)
+    nan = math.nan
+    if n == 0:
+        return PairedDifference(nan, nan, nan, nan, nan, nan, nan, nan, 1.0, 0)
+    base, oth = float(x[0]), float(y[0])
+    diff = oth - base
+    rel = 0.0 if diff == 0.0 else (diff / abs(base) if base != 0.0 else nan)
+    return PairedDifference(base, oth, diff, nan, nan, rel, nan, nan, 1.0, 1)

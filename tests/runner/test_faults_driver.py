@@ -1,0 +1,171 @@
+"""Driver death: `distsim run` SIGKILLed several times at random points, rerun each time.
+
+The drivers are subprocesses (`python -m distsim run SPEC --address ...`) that join one Ray
+cluster started by this module (`ray.cluster_utils.Cluster`, loopback): a killed driver leaves
+the cluster running, as on a real cluster, and the next run joins it again. Each attempt is killed
+at a random (seeded) point of the remaining work — once its stored rows pass a random target,
+plus a random delay that lands between two writes or inside one — and a last attempt is killed
+while it writes its final files (consolidation, tables, report).
+
+At the end the results must equal an undisturbed run exactly, hold every (scenario,
+architecture, replication) exactly once, and every file in the folder must be whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from distsim_testkit import study_dict
+
+from distsim.runner.plan import plan_study
+from distsim.runner.store import KEY, read_rows
+from distsim.spec.study import validate_study
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE = "workload.arrival.rate_rps"
+KILLS = 3  # mid-study kills, then one more during the final writes
+SEED = 20261129  # the kill points; fixed so CI sees the same schedule every time
+
+
+def study() -> dict:
+    """~110-140k simulated requests per (scenario, replication), ~0.1 s each: a few seconds of
+    simulation in all, so parts land one task at a time and a kill can fall between them."""
+    return study_dict(name="driver", duration_s=1800.0, warmup_s=60.0, replications=30,
+                      sweep={RATE: [30.0, 40.0]})  # fmt: skip
+
+
+def frame(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values(KEY).reset_index(drop=True)
+
+
+def rows_on_disk(out: Path) -> int:
+    try:
+        rows, _, _ = read_rows(out)
+    except Exception:  # a file being renamed this instant: count again next poll
+        return -1
+    return len(rows)
+
+
+def start(spec: Path, out: Path, address: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "distsim", "run", str(spec), "--out", str(out),
+           "--address", address, "--quiet"]  # fmt: skip
+    return subprocess.Popen(
+        cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def sigkill(proc: subprocess.Popen) -> None:
+    """SIGKILL the driver and anything it started (its own process group, nothing else)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    if proc.stderr:
+        proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={"num_cpus": 2, "include_dashboard": False},
+    )
+    ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
+    try:
+        assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {"127.0.0.1"}
+    finally:
+        ray.shutdown()  # the drivers are the subprocesses
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "driver.yaml"
+    path.write_text(yaml.safe_dump(study(), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_a_driver_killed_at_random_points_resumes_to_the_undisturbed_result(
+    cluster, spec, tmp_path
+):
+    plan = plan_study(validate_study(study()))
+    rng = random.Random(SEED)
+
+    # The undisturbed run.
+    ref = start(spec, tmp_path / "ref", cluster.address)
+    _, err = ref.communicate(timeout=600)
+    assert ref.returncode == 0, err.decode()
+    reference = frame(pd.read_parquet(tmp_path / "ref" / "replications.parquet"))
+    assert len(reference) == plan.rows
+
+    out = tmp_path / "killed"
+    mid_study = 0
+    history: list[tuple[int, int, float, int]] = []  # rows before, target, delay, rows at kill
+    for attempt in range(KILLS + 1):
+        before = max(rows_on_disk(out), 0) if out.exists() else 0
+        if attempt < KILLS:  # a random point of the remaining work (at most half of it) ...
+            target = before + rng.randint(1, max(1, (plan.rows - before) // 2))
+        else:  # ... and, last, while the run writes its final files
+            target = plan.rows
+        proc = start(spec, out, cluster.address)
+        try:
+            deadline = time.monotonic() + 300
+            while proc.poll() is None and rows_on_disk(out) < target:
+                assert time.monotonic() < deadline, "no progress"
+                time.sleep(0.002)
+            delay = rng.uniform(0.0, 0.1)
+            time.sleep(delay)  # anywhere between two writes, or inside one
+            finished = proc.poll() is not None
+            at_kill = rows_on_disk(out)
+        finally:
+            sigkill(proc)
+        history.append((before, target, delay, at_kill))
+        print(  # shown with pytest -s
+            f"attempt {attempt}: rows {before} -> target {target}, +{delay:.2f} s, "
+            f"killed at {at_kill} rows" + (" (had finished)" if finished else "")
+        )
+        if finished:
+            break  # it completed before the kill
+        assert proc.returncode == -signal.SIGKILL
+        mid_study += 0 <= at_kill < plan.rows
+    assert mid_study >= 3, history
+
+    saved = rows_on_disk(out)
+    final = start(spec, out, cluster.address)
+    _, err = final.communicate(timeout=600)
+    assert final.returncode == 0, err.decode()
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "complete"
+    assert manifest["rows_reused"] == saved
+    assert manifest["rows_simulated"] == plan.rows - saved
+
+    rows = frame(pd.read_parquet(out / "replications.parquet"))
+    assert len(rows) == plan.rows and not rows.duplicated(KEY).any()  # each exactly once
+    pd.testing.assert_frame_equal(rows, reference, check_exact=True)
+
+    # No corrupt, temporary, set-aside or leftover part file.
+    assert not (out / "parts").exists()
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name or ".corrupt-" in p.name]
+    for p in out.rglob("*.parquet"):
+        pq.read_table(p, page_checksum_verification=True)
+    for p in out.glob("*.json"):
+        json.loads(p.read_text(encoding="utf-8"))
+    yaml.safe_load((out / "spec.yaml").read_text(encoding="utf-8"))
+    for p in out.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.read_bytes()[-8:-4] == b"IEND"

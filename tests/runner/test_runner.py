@@ -1,0 +1,450 @@
+"""The study runner end to end: determinism across workers and nodes, resume after SIGKILL,
+failures, retries, reuse of stored rows, the store's files, and cluster.yaml.
+
+One Ray cluster for the module: a two-node `ray.cluster_utils.Cluster` on 127.0.0.1. This process
+stays connected to it (one session, warm workers), so in-process `run_study` calls use it as an
+already-initialised session. `distsim run --address` in a subprocess joins the same cluster the
+way a user would (shipping distsim in the runtime env); `distsim run --workers N` subprocesses
+start their own local Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from distsim_testkit import study_dict
+
+from distsim.errors import StoreError
+from distsim.runner.plan import plan_study
+from distsim.runner.store import KEY, ResultStore, read_rows
+from distsim.runner.study import run_study
+from distsim.spec.study import validate_study
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE = "workload.arrival.rate_rps"
+
+
+def tiny(replications: int = 24, rates: tuple[float, ...] = (5.0, 7.0), **changes: Any) -> dict:
+    """Two scenarios, two architectures, short runs: ~150-210 requests per replication."""
+    base = {"name": "tiny", "duration_s": 30.0, "warmup_s": 2.0,
+            "replications": replications, "sweep": {RATE: list(rates)}}  # fmt: skip
+    return study_dict(**(base | changes))
+
+
+def write_spec(path: Path, spec: dict) -> Path:
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def metric_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by key, all columns; for exact comparison between runs."""
+    return df.sort_values(KEY).reset_index(drop=True)
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "distsim", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def stored(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out / "replications.parquet")
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
+    try:
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        assert len(nodes) == 2
+        assert {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def spec_path(tmp_path_factory) -> Path:
+    return write_spec(tmp_path_factory.mktemp("spec") / "tiny.yaml", tiny())
+
+
+@pytest.fixture(scope="module")
+def reference(spec_path, tmp_path_factory) -> pd.DataFrame:
+    """The study run once, uninterrupted, as a subprocess on a local 2-CPU Ray."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    proc = cli("run", str(spec_path), "--out", str(out), "--workers", "2", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["nodes"], manifest["cpus"]) == (1, 2)
+    return stored(out)
+
+
+# ---------------------------------------------------------------- determinism
+
+
+def test_same_numbers_on_1_worker_2_workers_and_a_two_node_cluster(
+    spec_path, reference, cluster, tmp_path
+):
+    proc = cli("run", str(spec_path), "--out", str(tmp_path / "one"), "--workers", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    one = stored(tmp_path / "one")
+    # Join the two-node cluster as a user would: the driver ships its distsim to the workers.
+    joined = cli("run", str(spec_path), "--out", str(tmp_path / "cl"), "--quiet",
+                 "--address", cluster.address)  # fmt: skip
+    assert joined.returncode == 0, joined.stderr
+    manifest = json.loads((tmp_path / "cl" / "manifest.json").read_text())
+    assert (manifest["nodes"], manifest["cpus"]) == (2, 2)
+    plan = plan_study(validate_study(tiny()))
+    assert len(reference) == plan.rows == 2 * 2 * 24
+    pd.testing.assert_frame_equal(metric_frame(one), metric_frame(reference), check_exact=True)
+    pd.testing.assert_frame_equal(
+        metric_frame(stored(tmp_path / "cl")), metric_frame(reference), check_exact=True
+    )
+
+
+def test_in_process_study_uses_the_running_session(cluster, tmp_path, reference):
+    result = run_study(tiny(), out_dir=tmp_path, workers=1, progress=False)
+    assert (result.nodes, result.cpus) == (2, 2)  # the session's cluster, not 1 worker
+    assert any("--workers does not apply" in n for n in result.notes)
+    pd.testing.assert_frame_equal(
+        metric_frame(result.replications), metric_frame(reference), check_exact=True
+    )
+
+
+def test_published_rows_layout_and_common_random_numbers(reference):
+    assert list(reference.columns[:5]) == [
+        "scenario_id", RATE, "architecture", "replication", "seed",
+    ]  # fmt: skip
+    assert {"n_requests", "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s"} <= set(
+        reference.columns
+    )
+    assert not reference.duplicated(KEY).any()
+    # Both architectures of a replication measured the same requests; replications differ.
+    wide = reference.pivot_table(
+        index=["scenario_id", "replication"], columns="architecture", values="n_requests"
+    )
+    assert (wide["monolithic"] == wide["disaggregated"]).all()
+    assert wide["monolithic"].nunique() > 5
+    # The swept parameter column holds each scenario's value.
+    by_rate = reference.groupby(RATE)["n_requests"].mean()
+    assert by_rate[7.0] > by_rate[5.0]
+
+
+# ---------------------------------------------------------------- resume after SIGKILL
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(spec_path, reference, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "distsim", "run", str(spec_path), "--out", str(out),
+           "--workers", "1", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not list((out / "parts").glob("part-*.parquet")):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no replication finished in time"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver dies mid-study
+        proc.wait(timeout=30)
+    finally:
+        # The driver's local Ray processes share its process group; clean them up too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.stderr:
+            proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "replications.parquet").exists()  # killed before the end
+    saved, _, _ = read_rows(out)
+    plan = plan_study(validate_study(tiny()))
+    assert 0 < len(saved) < plan.rows
+
+    again = cli("run", str(spec_path), "--out", str(out), "--workers", "1", "--quiet")
+    assert again.returncode == 0, again.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rows_reused"] == len(saved)
+    assert manifest["rows_simulated"] == plan.rows - len(saved)
+    assert manifest["status"] == "complete"
+    final = stored(out)
+    assert not final.duplicated(KEY).any() and len(final) == plan.rows
+    assert not (out / "parts").exists()
+    pd.testing.assert_frame_equal(metric_frame(final), metric_frame(reference), check_exact=True)
+
+
+# ---------------------------------------------------------------- failures and retries
+
+
+def test_a_failing_replication_is_reported_and_the_rest_completes(
+    cluster, tmp_path, monkeypatch, reference
+):
+    import distsim.runner.execute as execute
+
+    def faulty_batch(scenarios, units):  # runs on the workers (shipped by value)
+        import distsim.runner.task as task
+
+        real = task.simulate_requests
+
+        def boom(scenario, arch, replication, requests):
+            if arch == "disaggregated" and replication == 2:
+                raise RuntimeError("injected fault")
+            return real(scenario, arch, replication, requests)
+
+        task.simulate_requests = boom
+        try:
+            return task.run_batch(scenarios, units)
+        finally:
+            task.simulate_requests = real
+
+    spec = tiny()
+    monkeypatch.setattr(execute, "run_batch", faulty_batch)
+    first = run_study(spec, out_dir=tmp_path, progress=False)
+    plan = first.plan
+    assert sorted((f["scenario_id"], f["architecture"], f["replication"], f["seed"])
+                  for f in first.failures) == sorted(
+        (ps.id, "disaggregated", 2, 7) for ps in plan.scenarios
+    )  # fmt: skip
+    assert all("injected fault" in f["error"] for f in first.failures)
+    assert len(first.replications) == plan.rows - len(plan.scenarios)
+    assert not first.complete
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete" and len(manifest["failures"]) == 2
+    # Comparisons still use every replication both architectures have.
+    c = first.comparisons[first.comparisons["metric"] == "ttft_mean_s"]
+    assert len(c) == 2
+
+    monkeypatch.undo()
+    second = run_study(spec, out_dir=tmp_path, progress=False)
+    assert second.rows_simulated == len(plan.scenarios) and second.complete
+    assert not second.failures
+    pd.testing.assert_frame_equal(
+        metric_frame(second.replications), metric_frame(reference), check_exact=True
+    )
+
+
+def test_a_dead_worker_is_retried_by_ray(cluster, tmp_path, monkeypatch):
+    import distsim.runner.execute as execute
+
+    marker = str(tmp_path / "died-once")
+
+    def dies_once(scenarios, units):  # runs on the workers (shipped by value)
+        import os
+        import pathlib
+
+        from distsim.runner.task import run_batch
+
+        if not pathlib.Path(marker).exists():
+            pathlib.Path(marker).touch()
+            os._exit(1)  # the worker process dies mid-task
+        return run_batch(scenarios, units)
+
+    spec = tiny(replications=4)
+    monkeypatch.setattr(execute, "run_batch", dies_once)
+    result = run_study(spec, out_dir=tmp_path / "out", progress=False)
+    assert Path(marker).exists()
+    assert result.complete and not result.failures
+    monkeypatch.undo()
+    clean = run_study(spec, out_dir=tmp_path / "clean", progress=False)
+    pd.testing.assert_frame_equal(
+        metric_frame(result.replications), metric_frame(clean.replications), check_exact=True
+    )
+
+
+# ---------------------------------------------------------------- reuse of stored rows
+
+
+def test_more_replications_reuse_rows_and_changed_scenarios_do_not(cluster, tmp_path):
+    out = tmp_path / "out"
+    r4 = run_study(tiny(replications=4), out_dir=out, progress=False)
+    assert (r4.rows_reused, r4.rows_simulated) == (0, 16)
+    # Study-level changes (more replications, a new name) keep every stored row.
+    r6 = run_study(tiny(replications=6, name="renamed"), out_dir=out, progress=False)
+    assert (r6.rows_reused, r6.rows_simulated) == (16, 8)
+    old = metric_frame(r4.replications)
+    new = metric_frame(r6.replications[r6.replications["replication"] < 4])
+    pd.testing.assert_frame_equal(new, old, check_exact=True)
+    # Changing one scenario's rate: its rows are stale, the other scenario's are reused.
+    r_changed = run_study(tiny(replications=6, rates=(5.0, 9.0)), out_dir=out, progress=False)
+    assert (r_changed.rows_reused, r_changed.rows_simulated) == (12, 12)
+    final = stored(out)
+    assert sorted(final[RATE].unique()) == [5.0, 9.0]
+    assert set(final["scenario_id"]) == {ps.id for ps in r_changed.plan.scenarios}
+    assert any("do not belong" in n for n in r_changed.notes)
+    # Nothing left to do: no Ray at all.
+    again = run_study(tiny(replications=6, rates=(5.0, 9.0)), out_dir=out, progress=False)
+    assert (again.rows_reused, again.rows_simulated, again.tasks) == (24, 0, 0)
+
+
+# ---------------------------------------------------------------- store (no Ray)
+
+
+def _rows(sid: str, reps: range, value: float = 1.0) -> list[dict]:
+    return [
+        {"scenario_id": sid, "architecture": a, "replication": r, "seed": 7,
+         "n_requests": 10, "ttft_mean_s": value + r}
+        for r in reps for a in ("monolithic", "disaggregated")
+    ]  # fmt: skip
+
+
+def test_store_parts_consolidate_dedupe_and_drop_stale(tmp_path):
+    plan = plan_study(validate_study(tiny(replications=3, rates=(5.0,))))
+    sid = plan.scenarios[0].id
+    with ResultStore.open(tmp_path) as store:
+        store.append(_rows(sid, range(2)))
+        store.append(_rows(sid, range(1, 3)))  # replication 1 twice (a kill before cleanup)
+        store.append(_rows("stale00000", range(3)))
+        assert store.part_count() == 3
+        published = store.consolidate(plan)
+    assert len(published) == 6 and not published.duplicated(KEY).any()
+    assert list(published.columns[:5]) == ["scenario_id", RATE, "architecture",
+                                           "replication", "seed"]  # fmt: skip
+    assert (published[RATE] == 5.0).all()
+    assert not (tmp_path / "parts").exists()
+    # Reading back drops the parameter columns (they are re-derived from the plan).
+    back, notes, _ = read_rows(tmp_path)
+    assert RATE not in back.columns and not notes and len(back) == 6
+    meta = pq.read_schema(tmp_path / "replications.parquet").metadata
+    assert json.loads(meta[b"distsim.param_columns"]) == [RATE]
+
+
+def test_store_lock_corrupt_part_and_fresh(tmp_path):
+    with ResultStore.open(tmp_path) as store:
+        with pytest.raises(StoreError, match="another distsim run"):
+            ResultStore.open(tmp_path)
+        store.append(_rows("s", range(1)))
+    (tmp_path / "parts" / "part-zz-000001.parquet").write_bytes(b"not parquet")
+    rows, notes, read = read_rows(tmp_path)
+    assert len(rows) == 2 and len(notes) == 1 and "unreadable" in notes[0] and len(read) == 1
+    (tmp_path / "replications.parquet").write_bytes(b"garbage")
+    with pytest.raises(StoreError, match="replications.parquet: unreadable"):
+        read_rows(tmp_path)
+    (tmp_path / "mine.txt").write_text("user file")
+    with ResultStore.open(tmp_path, fresh=True):
+        pass
+    assert not (tmp_path / "replications.parquet").exists()
+    assert not (tmp_path / "parts").exists()
+    assert (tmp_path / "mine.txt").exists()  # --fresh deletes only distsim's files
+
+
+def test_bad_input_writes_nothing(tmp_path):
+    from distsim.errors import SpecError
+
+    out = tmp_path / "never"
+    with pytest.raises(SpecError):
+        run_study(tiny(sweep={RATE: [-1.0]}), out_dir=out, progress=False)
+    with pytest.raises(SpecError):
+        run_study(tiny(), out_dir=out, replications=1, progress=False)
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- aggregation vs scipy
+
+
+def test_summary_and_comparisons_match_an_independent_computation(reference):
+    from scipy import stats as sps
+
+    from distsim.runner.study import aggregate_rows
+
+    plan = plan_study(validate_study(tiny()))
+    summary, comparisons, _ = aggregate_rows(reference, plan)
+    ps = plan.scenarios[0]  # stable (rate 7 overloads the 2 decode GPUs: not tested)
+    cell = reference[(reference["scenario_id"] == ps.id)]
+    metric = "ttft_mean_s"  # a mean: Student t over replications, paired t between arms
+    mono = cell[cell["architecture"] == "monolithic"].sort_values("replication")[metric]
+    dis = cell[cell["architecture"] == "disaggregated"].sort_values("replication")[metric]
+    lo, hi = sps.t.interval(0.95, len(mono) - 1, loc=mono.mean(), scale=sps.sem(mono))
+    row = summary[(summary["scenario_id"] == ps.id) & (summary["architecture"] == "monolithic")
+                  & (summary["metric"] == metric)].iloc[0]  # fmt: skip
+    assert (row["estimate"], row["ci_low"], row["ci_high"], row["n"]) == (
+        pytest.approx(mono.mean()), pytest.approx(lo), pytest.approx(hi), 24,
+    )  # fmt: skip
+    t = sps.ttest_rel(dis.to_numpy(), mono.to_numpy())
+    c = comparisons[(comparisons["scenario_id"] == ps.id)
+                    & (comparisons["metric"] == metric)].iloc[0]  # fmt: skip
+    assert c["p_value"] == pytest.approx(t.pvalue, rel=1e-9)
+    assert c["diff"] == pytest.approx(dis.mean() - mono.mean())
+    assert c["rel_diff"] == pytest.approx(dis.mean() / mono.mean() - 1)
+    assert bool(c["significant"]) == (t.pvalue < 0.05)
+    # Identical metrics (n_requests under common random numbers) are "no difference".
+    n = comparisons[comparisons["metric"] == "n_requests"]
+    assert (n["diff"] == 0).all() and (n["p_value"] == 1).all() and not n["significant"].any()
+    assert not comparisons[["diff", "diff_ci_low", "diff_ci_high", "p_value"]].isna().any().any()
+
+
+# ---------------------------------------------------------------- cluster.yaml
+
+
+def _validate_cluster_config(config: dict) -> dict:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(copy.deepcopy(config))
+    validate_config(prepared)
+    return prepared
+
+
+def test_cluster_yaml_passes_rays_validation():
+    text = (ROOT / "cluster.yaml").read_text(encoding="utf-8")
+    config = yaml.safe_load(text)
+    assert config["provider"]["type"] == "local"
+    assert "available_node_types" not in config  # the local provider rejects it
+    prepared = _validate_cluster_config(config)
+    assert prepared["max_workers"] == len(config["provider"]["worker_ips"])
+    assert any("pip install -e ~/distsim" in c for c in config["setup_commands"])
+    assert all("RAY_AUTH_MODE=token" in " ".join(config[k])
+               for k in ("head_start_ray_commands", "worker_start_ray_commands"))  # fmt: skip
+
+    # The commented cloud variant (lines "# ..." after the marker) validates too.
+    lines = text.split("## Cloud variant", 1)[1].splitlines()
+    cloud = yaml.safe_load("\n".join(ln[2:] for ln in lines if ln.startswith("# ")))
+    variant = {k: v for k, v in config.items() if k not in ("provider", "auth")} | cloud
+    assert set(_validate_cluster_config(variant)["available_node_types"]) == {"head", "worker"}
+
+
+def test_cluster_validation_can_fail():
+    import jsonschema
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text(encoding="utf-8"))
+    config["setup_comands"] = ["typo"]
+    with pytest.raises(jsonschema.ValidationError):
+        _validate_cluster_config(config)
+
+
+def test_rows_never_carry_per_request_arrays(reference):
+    """Metrics are numbers; anything else a task returns is bounded text (e.g. a sketch)."""
+    for column in reference.columns[5:]:
+        values = reference[column]
+        if pd.api.types.is_numeric_dtype(values):
+            continue
+        assert all(isinstance(v, str) for v in values), column
+        assert values.str.len().max() < 200_000, column

@@ -1,0 +1,177 @@
+"""Do the intervals contain the truth as often as they claim? Coverage against closed forms.
+
+Each "study" is R = 10 replications of an M/M/c queue simulated by distsim (see mmc_truth.py for
+why TTFT is exactly the M/M/c sojourn time), summarised as a worker would: one quantile sketch
+per replication. Over 200 studies with independent seeds, a 95% interval must contain the true
+mean, P50, P90 and P99 in a fraction consistent with 0.95: a two-sided binomial test (as scipy's
+own bootstrap tests check coverage) must not reject at the 1% level. With 200 studies that
+rejects coverage below about 0.905 or above 0.985 (the test can fail). Seeds are fixed, so the
+outcome is deterministic.
+
+`python -m pytest tests/test_coverage.py -q -s` prints the measured rates (about 30 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from distsim_testkit import sketches
+from mmc_truth import mmc_scenario, sojourn_mean_s, sojourn_quantile_s
+from scipy.stats import binomtest
+
+from distsim.sim.replication import simulate_requests
+from distsim.stats.diagnostics import quantile_run_too_short
+from distsim.stats.intervals import (
+    adjust_p_values,
+    mean_interval,
+    paired_mean_comparison,
+    paired_quantile_comparison,
+    quantile_interval,
+)
+from distsim.stats.sketch import LogHistogram
+from distsim.workload.generate import generate
+
+R = 10
+STUDIES = 200
+QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
+
+
+def coverage(
+    rate_rps: float, service_s: float, gpus: int, duration_s: float, warmup_s: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Fraction of studies whose interval holds the truth, and whose run-too-short flag fires."""
+    truth = {"mean": sojourn_mean_s(gpus, rate_rps, service_s)}
+    truth |= {k: sojourn_quantile_s(q, gpus, rate_rps, service_s) for k, q in QUANTILES.items()}
+    hits = dict.fromkeys(truth, 0)
+    flagged = dict.fromkeys(QUANTILES, 0)
+    for study in range(STUDIES):
+        scenario = mmc_scenario(rate_rps, service_s, {"m": gpus}, duration_s, warmup_s, study)
+        reps = sketches(scenario, R)["m"]
+        iv = mean_interval([s.mean for s in reps])
+        hits["mean"] += iv.low <= truth["mean"] <= iv.high
+        for key, q in QUANTILES.items():
+            iv = quantile_interval(reps, q)
+            hits[key] += iv.low <= truth[key] <= iv.high
+            per_rep = [s.quantile(q) for s in reps]
+            flagged[key] += quantile_run_too_short(iv.estimate, per_rep, iv.half_width)
+    rates = {k: v / STUDIES for k, v in hits.items()}
+    print(
+        f"\ncoverage M/M/{gpus} rho={rate_rps * service_s / gpus:.2f} "
+        f"n/rep~{rate_rps * (duration_s - warmup_s):.0f}: {rates}, "
+        f"run_too_short rate: { {k: v / STUDIES for k, v in flagged.items()} }"
+    )
+    return rates, {k: v / STUDIES for k, v in flagged.items()}
+
+
+def assert_covers(rates: dict[str, float]) -> None:
+    for metric, rate in rates.items():
+        p = binomtest(round(rate * STUDIES), STUDIES, 0.95).pvalue
+        assert p > 0.01, f"{metric}: coverage {rate:.3f} over {STUDIES} studies (p = {p:.2g})"
+
+
+def test_coverage_mm1_moderate_load() -> None:
+    """M/M/1 at load 0.5, ~2,900 measured requests per replication."""
+    rates, flagged = coverage(rate_rps=5.0, service_s=0.1, gpus=1, duration_s=600, warmup_s=20)
+    assert_covers(rates)
+    assert max(flagged.values()) <= 0.05  # adequate runs are rarely called too short
+
+
+def test_coverage_mm4_erlang_c() -> None:
+    """M/M/4 at load 0.7 (Erlang C), ~8,300 measured requests per replication."""
+    rates, flagged = coverage(rate_rps=2.8, service_s=1.0, gpus=4, duration_s=3000, warmup_s=50)
+    assert_covers(rates)
+    assert max(flagged.values()) <= 0.05
+
+
+def test_short_runs_at_high_load_are_flagged() -> None:
+    """M/M/1 at load 0.8 for 100 s from empty (~800 requests): P99 intervals miss the truth far
+    too often, and the run-length warning says so in most studies."""
+    studies, hits, flagged = 60, 0, 0
+    truth = sojourn_quantile_s(0.99, 1, 8.0, 0.1)
+    for study in range(studies):
+        scenario = mmc_scenario(8.0, 0.1, {"m": 1}, 100, 0, 10_000 + study)
+        reps = sketches(scenario, R)["m"]
+        iv = quantile_interval(reps, 0.99)
+        hits += iv.low <= truth <= iv.high
+        flagged += quantile_run_too_short(
+            iv.estimate, [s.quantile(0.99) for s in reps], iv.half_width
+        )
+    print(
+        f"\nhigh load, short runs: P99 coverage {hits / studies:.3f}, "
+        f"run_too_short in {flagged / studies:.3f}"
+    )
+    assert hits / studies < 0.85  # the situation the warning exists for
+    assert flagged / studies >= 0.8
+
+
+def paired_study(seed: int, gpus: dict[str, int], duration_s: float = 1000) -> dict[str, float]:
+    """Holm-adjusted p-values of 'b' against 'a' for the mean and the three quantiles."""
+    scenario = mmc_scenario(2.8, 1.0, gpus, duration_s, 50, seed)
+    reps = sketches(scenario, R)
+    comps = {
+        "mean": paired_mean_comparison([s.mean for s in reps["a"]], [s.mean for s in reps["b"]])
+    }
+    for key, q in QUANTILES.items():
+        comps[key] = paired_quantile_comparison(reps["a"], reps["b"], q)
+    adjusted = adjust_p_values([c.p_value for c in comps.values()], "holm")
+    return (
+        dict(zip(comps, adjusted, strict=True))
+        | {f"{k}_diff": c.diff for k, c in comps.items()}
+        | {f"{k}_width": c.diff_high - c.diff_low for k, c in comps.items()}
+    )
+
+
+def test_power_mm4_vs_mm5_declared_different() -> None:
+    """One GPU more at the same arrival rate lowers every TTFT metric; each study says so."""
+    for seed in range(20):
+        result = paired_study(seed, {"a": 4, "b": 5})
+        for key in ("mean", *QUANTILES):
+            assert result[key] < 0.05, (seed, key, result)
+            assert result[f"{key}_diff"] < 0
+
+
+def test_identical_architectures_never_differ() -> None:
+    for seed in range(20):
+        result = paired_study(seed, {"a": 4, "b": 4}, duration_s=300)
+        for key in ("mean", *QUANTILES):
+            assert result[key] == 1.0
+            assert result[f"{key}_diff"] == 0.0 and result[f"{key}_width"] == 0.0
+
+
+def test_paired_difference_coverage_mm4_vs_mm5() -> None:
+    """The paired interval of M/M/5 minus M/M/4 (same arrivals) holds the closed-form difference."""
+    truth = {"mean": sojourn_mean_s(5, 2.8, 1.0) - sojourn_mean_s(4, 2.8, 1.0)}
+    truth |= {
+        k: sojourn_quantile_s(q, 5, 2.8, 1.0) - sojourn_quantile_s(q, 4, 2.8, 1.0)
+        for k, q in QUANTILES.items()
+    }
+    hits = dict.fromkeys(truth, 0)
+    for study in range(STUDIES):
+        scenario = mmc_scenario(2.8, 1.0, {"a": 4, "b": 5}, 3000, 50, 20_000 + study)
+        reps = sketches(scenario, R)
+        c = paired_mean_comparison([s.mean for s in reps["a"]], [s.mean for s in reps["b"]])
+        hits["mean"] += c.diff_low <= truth["mean"] <= c.diff_high
+        for key, q in QUANTILES.items():
+            c = paired_quantile_comparison(reps["a"], reps["b"], q)
+            hits[key] += c.diff_low <= truth[key] <= c.diff_high
+    rates = {k: v / STUDIES for k, v in hits.items()}
+    print(f"\npaired difference coverage M/M/5 - M/M/4: {rates}")
+    assert_covers(rates)
+
+
+def test_interval_is_not_request_level() -> None:
+    """The replication-level interval is much wider than a naive one treating requests as
+    independent (which would be the trap): at load 0.7 requests are strongly correlated."""
+    scenario = mmc_scenario(2.8, 1.0, {"m": 4}, 1000, 50, 1)
+    reps = sketches(scenario, R)["m"]
+    iv = mean_interval([s.mean for s in reps])
+    pooled = LogHistogram.merge(reps)
+    values = np.concatenate(
+        [
+            simulate_requests(
+                scenario, "m", r, generate(scenario.workload, scenario.duration_s, scenario.seed, r)
+            ).ttft_s
+            for r in range(R)
+        ]
+    )
+    naive_half_width = 1.96 * values.std(ddof=1) / np.sqrt(pooled.n)
+    assert iv.half_width > 1.5 * naive_half_width
