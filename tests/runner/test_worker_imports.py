@@ -82,11 +82,17 @@ def test_cdf_and_sf_equal_scipy_stats_bit_for_bit(dist) -> None:
 
 def test_the_driver_of_a_ray_run_imports_no_simulation_engine() -> None:
     """`distsim run` hands `run_batch` to Ray and aggregates; numba (~60 MB) stays out of it."""
+    engines = [
+        f"distsim.sim.{m}"
+        for m in ("replication", "jit", "fast_exclusive", "simpy_exclusive", "batched")
+        + ("batched_simpy", "fast_batched", "metrics", "timeline")
+    ]
     code = (
+        f"ENGINES = {engines!r}\n"
         "import sys, json\n"
         "import distsim, distsim.cli, distsim.runner.study, distsim.runner.execute, distsim.runner.warmup\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m == 'numba' or "
-        "m.startswith('distsim.sim'))))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'numba' or "
+        "m in ENGINES)))\n"
         "assert callable(distsim.simulate) and distsim.simulate.__name__ == 'simulate'\n"
         "import distsim.sim.replication\n"  # loading the engine module changes nothing
         "assert callable(distsim.simulate) and distsim.Replication.__name__ == 'Replication'\n"
