@@ -20,7 +20,6 @@ sys.path.insert(0, str(GOLDEN))
 
 import make_golden  # noqa: E402
 
-
 # Scenario ids of studies that read a data file hash the file's absolute path (issue: results that
 # move between machines), so the reference, written in another checkout, differs there only.
 PATH_DEPENDENT_IDS = {"studies/azure_code_batched.yaml"}
