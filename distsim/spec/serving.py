@@ -20,8 +20,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from distsim.spec.base import (
+    BoundedCount,
+    BoundedPositiveFloat,
+    BoundedSeconds,
+    Fraction,
+    ParallelDegree,
+    StrictModel,
+)
 from distsim.spec.hardware import (
     GPU_PRESETS,
     MODEL_PRESETS,
@@ -29,11 +37,6 @@ from distsim.spec.hardware import (
     ModelShape,
     with_overrides,
 )
-
-_Pos = Annotated[float, Field(gt=0, le=1e12)]
-_NonNeg = Annotated[float, Field(ge=0, le=1e6)]
-_Frac = Annotated[float, Field(gt=0, le=1)]
-_PosInt = Annotated[int, Field(gt=0, le=1_000_000)]
 
 ModelPreset = Literal[
     "opt-13b", "opt-66b", "llama-2-7b", "llama-2-13b", "llama-3-8b", "llama-3-70b"
@@ -43,20 +46,22 @@ assert set(ModelPreset.__args__) == set(MODEL_PRESETS)  # type: ignore[attr-defi
 assert set(GpuPreset.__args__) == set(GPU_PRESETS)  # type: ignore[attr-defined]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     """The served model: a preset, explicit shape fields, or a preset with fields overridden."""
 
-    preset: ModelPreset | None = None
-    params_b: _Pos | None = None
-    layers: _PosInt | None = None
-    kv_heads: _PosInt | None = None
-    head_dim: _PosInt | None = None
-    hidden: _PosInt | None = None
-    bytes_per_param: Annotated[float, Field(gt=0, le=8)] | None = None
+    preset: ModelPreset | None = Field(
+        None, description="A shipped model; explicit fields below override its figures."
+    )
+    params_b: BoundedPositiveFloat | None = Field(None, description="Parameters, in billions.")
+    layers: BoundedCount | None = Field(None, description="Transformer layers.")
+    kv_heads: BoundedCount | None = Field(
+        None, description="Key/value heads (fewer than query heads with grouped-query attention)."
+    )
+    head_dim: BoundedCount | None = Field(None, description="Width of one attention head.")
+    hidden: BoundedCount | None = Field(None, description="Model width (query heads x head_dim).")
+    bytes_per_param: Annotated[float, Field(gt=0, le=8)] | None = Field(
+        None, description="Bytes per weight and per KV-cache element (default 2: fp16/bf16)."
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> ModelSpec:
@@ -81,21 +86,45 @@ class ModelSpec(_Strict):
 _HARDWARE_ASSUMPTIONS = GPU_PRESETS["a100-80gb"]  # efficiencies used when no preset is named
 
 
-class Gpu(_Strict):
+class Gpu(StrictModel):
     """One GPU: a hardware preset or fields, and/or the exclusive engine's token rates."""
 
-    preset: GpuPreset | None = None
-    peak_tflops: _Pos | None = None
-    hbm_gb: _Pos | None = None
-    hbm_gb_s: _Pos | None = None
-    mfu: _Frac | None = None
-    mbu: _Frac | None = None
-    step_overhead_s: _NonNeg | None = None
-    interconnect_gb_s: _Pos | None = None
-    allreduce_latency_s: _NonNeg | None = None
-    memory_fraction: _Frac = 0.9  # share of HBM for weights + KV cache (the rest: activations)
-    prefill_tokens_per_s: _Pos | None = None  # exclusive engine; derived from hardware if absent
-    decode_tokens_per_s: _Pos | None = None
+    preset: GpuPreset | None = Field(
+        None, description="A shipped GPU; explicit fields below override its figures."
+    )
+    peak_tflops: BoundedPositiveFloat | None = Field(
+        None, description="Dense BF16/FP16 peak, TFLOPS."
+    )
+    hbm_gb: BoundedPositiveFloat | None = Field(None, description="Memory capacity, GB.")
+    hbm_gb_s: BoundedPositiveFloat | None = Field(None, description="Memory bandwidth, GB/s.")
+    mfu: Fraction | None = Field(
+        None, description="Share of peak FLOPS a step achieves (an assumption; preset 0.7)."
+    )
+    mbu: Fraction | None = Field(
+        None, description="Share of memory bandwidth a step achieves (an assumption; preset 0.7)."
+    )
+    step_overhead_s: BoundedSeconds | None = Field(
+        None, description="Fixed time per step: scheduling and kernel launches (preset 4 ms)."
+    )
+    interconnect_gb_s: BoundedPositiveFloat | None = Field(
+        None, description="GPU-to-GPU bandwidth for tensor-parallel all-reduces, GB/s."
+    )
+    allreduce_latency_s: BoundedSeconds | None = Field(
+        None, description="Latency of one all-reduce (preset 10 us)."
+    )
+    memory_fraction: Fraction = Field(
+        0.9, description="Share of HBM for weights and KV cache (the rest holds activations)."
+    )
+    prefill_tokens_per_s: BoundedPositiveFloat | None = Field(
+        None,
+        description="Exclusive engine: prompt tokens per second of one GPU "
+        "(derived from model and hardware when absent).",
+    )
+    decode_tokens_per_s: BoundedPositiveFloat | None = Field(
+        None,
+        description="Exclusive engine: output tokens per second of one GPU, one sequence "
+        "(give both rates or neither).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Gpu:
@@ -125,33 +154,47 @@ class Gpu(_Strict):
 # ---------------------------------------------------------------- step-time models
 
 
-class RooflineStepTime(_Strict):
+class RooflineStepTime(StrictModel):
     """Compute/memory roofline from `model` and `gpu` (see `distsim.sim.step_time.Roofline`)."""
 
-    model: Literal["roofline"]
+    model: Literal["roofline"] = Field(description="Selects the roofline model.")
 
 
 Triple = tuple[float, float, float]
 
 
-class ProfileCoefficients(_Strict):
+class ProfileCoefficients(StrictModel):
     """One tensor-parallel degree of a measured profile, DistServe's JSON form, milliseconds."""
 
-    prefill: Triple
-    decoding_smallbs: Triple
-    decoding_largebs: Triple
-    decoding_large_small_bs_threshold: _PosInt
+    prefill: Triple = Field(
+        description="Prefill step, ms: [a, b, c] in a + b x prompt tokens + c x sum of squared "
+        "prompt lengths."
+    )
+    decoding_smallbs: Triple = Field(
+        description="Decode step of B sequences reading K cached tokens, ms: [a, b, c] in "
+        "a + b x K + c x B, for B below the threshold."
+    )
+    decoding_largebs: Triple = Field(
+        description="The same decode fit for B at or above the threshold."
+    )
+    decoding_large_small_bs_threshold: BoundedCount = Field(
+        description="Batch size at which the large-batch decode fit takes over."
+    )
 
 
-class ProfileStepTime(_Strict):
+class ProfileStepTime(StrictModel):
     """Measured step-time fits: a shipped preset (A100-80GB, OPT-13B/66B) or your own.
 
     `coefficients` maps tensor-parallel degree -> fits; every pool's degree must be present.
     """
 
-    model: Literal["profile"]
-    preset: Literal["distserve", "vllm"] | None = None
-    coefficients: dict[Annotated[int, Field(gt=0, le=1024)], ProfileCoefficients] | None = None
+    model: Literal["profile"] = Field(description="Selects measured step-time fits.")
+    preset: Literal["distserve", "vllm"] | None = Field(
+        None, description="DistServe's A100-80GB measurements of its own or vLLM's engine."
+    )
+    coefficients: dict[ParallelDegree, ProfileCoefficients] | None = Field(
+        None, description="Your own fits, by tensor-parallel degree (instead of a preset)."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ProfileStepTime:
@@ -162,16 +205,18 @@ class ProfileStepTime(_Strict):
         return self
 
 
-class LinearStepTime(_Strict):
+class LinearStepTime(StrictModel):
     """overhead_s + P/prefill_tokens_per_s + [D>0](decode_base_s + decode_per_seq_s*D +
     kv_token_s*K); the same for every tensor-parallel degree."""
 
-    model: Literal["linear"]
-    overhead_s: _NonNeg = 0.0
-    prefill_tokens_per_s: _Pos
-    decode_base_s: _NonNeg
-    decode_per_seq_s: _NonNeg = 0.0
-    kv_token_s: _NonNeg = 0.0
+    model: Literal["linear"] = Field(description="Selects the linear model.")
+    overhead_s: BoundedSeconds = Field(0.0, description="Fixed time of every step.")
+    prefill_tokens_per_s: BoundedPositiveFloat = Field(
+        description="Prompt tokens processed per second."
+    )
+    decode_base_s: BoundedSeconds = Field(description="Added once to a step that decodes.")
+    decode_per_seq_s: BoundedSeconds = Field(0.0, description="Added per decoding sequence.")
+    kv_token_s: BoundedSeconds = Field(0.0, description="Added per cached token read.")
 
 
 StepTime = Annotated[
@@ -182,12 +227,16 @@ StepTime = Annotated[
 # ---------------------------------------------------------------- targets
 
 
-class Slo(_Strict):
+class Slo(StrictModel):
     """Latency targets: a measured request meets the SLO when its TTFT <= ttft_s and its TPOT <=
     tpot_s (a request of one output token has no TPOT and meets that half)."""
 
-    ttft_s: _Pos | None = None
-    tpot_s: _Pos | None = None
+    ttft_s: BoundedPositiveFloat | None = Field(
+        None, description="Time-to-first-token target, seconds."
+    )
+    tpot_s: BoundedPositiveFloat | None = Field(
+        None, description="Time-per-output-token target, seconds."
+    )
 
     @model_validator(mode="after")
     def _some_target(self) -> Slo:
@@ -196,17 +245,24 @@ class Slo(_Strict):
         return self
 
 
-class GoodputSearch(_Strict):
+class GoodputSearch(StrictModel):
     """Search: the highest of `rates_rps` (total arrival rate) at which SLO attainment >= target."""
 
-    rates_rps: list[_Pos] = Field(min_length=1, max_length=1000)
-    attainment: _Frac = 0.9
+    rates_rps: list[BoundedPositiveFloat] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Total arrival rates to try, requests/s (each becomes a sweep point of "
+        "workload.arrival.rate_rps).",
+    )
+    attainment: Fraction = Field(
+        0.9, description="Share of requests that must meet the SLO at a rate that counts."
+    )
 
 
 # ---------------------------------------------------------- batched-engine architecture fields
 
 
-class MonolithicServing(_Strict):
+class MonolithicServing(StrictModel):
     """Batched-engine fields of a monolithic architecture (ignored by the exclusive engine).
 
     Instances of `tensor_parallel` GPUs each run continuous batching of at most `max_batch_size`
@@ -214,9 +270,15 @@ class MonolithicServing(_Strict):
     with it, every step carries all running decodes plus prompt chunks up to that many tokens.
     """
 
-    tensor_parallel: Annotated[int, Field(gt=0, le=1024)] = 1
-    max_batch_size: _PosInt = 256
-    chunked_prefill_tokens: _PosInt | None = None
+    tensor_parallel: ParallelDegree = Field(
+        1, description="GPUs per instance (gpus must be a multiple)."
+    )
+    max_batch_size: BoundedCount = Field(256, description="Most sequences in one step.")
+    chunked_prefill_tokens: BoundedCount | None = Field(
+        None,
+        description="Chunked prefill: most tokens per step, decodes included "
+        "(absent: prompts are prefilled whole, ahead of decodes).",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> MonolithicServing:
@@ -234,7 +296,7 @@ class MonolithicServing(_Strict):
         return self
 
 
-class DisaggregatedServing(_Strict):
+class DisaggregatedServing(StrictModel):
     """Batched-engine fields of a disaggregated architecture (ignored by the exclusive engine).
 
     Prefill instances (`prefill_tensor_parallel` GPUs each) batch whole prompts up to
@@ -243,12 +305,22 @@ class DisaggregatedServing(_Strict):
     (`decode_tensor_parallel` GPUs) batch up to `max_batch_size` running sequences.
     """
 
-    prefill_tensor_parallel: Annotated[int, Field(gt=0, le=1024)] = 1
-    decode_tensor_parallel: Annotated[int, Field(gt=0, le=1024)] = 1
-    max_batch_size: _PosInt = 256
-    prefill_token_budget: _PosInt = 4096
+    prefill_tensor_parallel: ParallelDegree = Field(
+        1, description="GPUs per prefill instance (prefill_gpus must be a multiple)."
+    )
+    decode_tensor_parallel: ParallelDegree = Field(
+        1, description="GPUs per decode instance (decode_gpus must be a multiple)."
+    )
+    max_batch_size: BoundedCount = Field(
+        256, description="Most prompts in a prefill step and most sequences in a decode step."
+    )
+    prefill_token_budget: BoundedCount = Field(
+        4096, description="Most prompt tokens in one prefill step (a longer prompt runs alone)."
+    )
     # 25 GB/s: one 200 Gb/s (HDR InfiniBand class) link per decode instance.
-    kv_link_gb_s: _Pos = 25.0
+    kv_link_gb_s: BoundedPositiveFloat = Field(
+        25.0, description="Bandwidth of each decode instance's KV-transfer link, GB/s."
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> DisaggregatedServing:

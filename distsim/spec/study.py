@@ -30,10 +30,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -41,6 +38,7 @@ from pydantic import (
 
 from distsim.errors import SpecError
 from distsim.sim import serving
+from distsim.spec.base import Name, NonNegativeFloat, PositiveFloat, PositiveInt, StrictModel
 from distsim.spec.serving import (
     DisaggregatedServing,
     GoodputSearch,
@@ -52,20 +50,9 @@ from distsim.spec.serving import (
 )
 from distsim.workload.trace_files import load_column, load_trace
 
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
-PositiveInt = Annotated[int, Field(gt=0)]
-
 # The largest token count a draw may take before rounding: beyond 2**53 a float no longer holds
 # every integer. No realistic distribution gets there; `max` is the documented way to cap sizes.
 TOKEN_CEILING = 2**53
-
-
-class StrictModel(BaseModel):
-    """Base of every spec model: unknown fields, NaN and infinity are errors; models are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- token-count distributions
@@ -74,8 +61,10 @@ class StrictModel(BaseModel):
 class _TokenDistBase(StrictModel):
     """A draw is rounded to the nearest integer, then clamped to [min, max]."""
 
-    min: PositiveInt = Field(1, le=TOKEN_CEILING)
-    max: PositiveInt | None = Field(None, le=TOKEN_CEILING)
+    min: PositiveInt = Field(1, le=TOKEN_CEILING, description="Smallest count (after rounding).")
+    max: PositiveInt | None = Field(
+        None, le=TOKEN_CEILING, description="Largest count (after rounding); none by default."
+    )
 
     @model_validator(mode="after")
     def _min_le_max(self) -> _TokenDistBase:
@@ -87,31 +76,33 @@ class _TokenDistBase(StrictModel):
 class Lognormal(_TokenDistBase):
     """exp(N(mu, sigma^2)) tokens, before rounding and clamping."""
 
-    dist: Literal["lognormal"]
-    mu: float = Field(ge=-50, le=50)
-    sigma: PositiveFloat = Field(le=10)
+    dist: Literal["lognormal"] = Field(description="Selects this distribution.")
+    mu: float = Field(ge=-50, le=50, description="Mean of the underlying normal (log tokens).")
+    sigma: PositiveFloat = Field(
+        le=10, description="Standard deviation of the underlying normal (log tokens)."
+    )
 
 
 class Exponential(_TokenDistBase):
     """Exponential with the given mean, before rounding and clamping."""
 
-    dist: Literal["exponential"]
-    mean: PositiveFloat = Field(le=1e12)
+    dist: Literal["exponential"] = Field(description="Selects this distribution.")
+    mean: PositiveFloat = Field(le=1e12, description="Mean tokens before rounding and clamping.")
 
 
 class Constant(_TokenDistBase):
     """Always `value` tokens (rounded and clamped like any other draw)."""
 
-    dist: Literal["constant"]
-    value: PositiveFloat = Field(le=1e12)
+    dist: Literal["constant"] = Field(description="Selects this distribution.")
+    value: PositiveFloat = Field(le=1e12, description="The token count.")
 
 
 class Uniform(_TokenDistBase):
     """Uniform on [low, high), before rounding and clamping."""
 
-    dist: Literal["uniform"]
-    low: NonNegativeFloat
-    high: PositiveFloat = Field(le=1e12)
+    dist: Literal["uniform"] = Field(description="Selects this distribution.")
+    low: NonNegativeFloat = Field(description="Lower end (included).")
+    high: PositiveFloat = Field(le=1e12, description="Upper end (excluded); at least low.")
 
     @model_validator(mode="after")
     def _low_le_high(self) -> Uniform:
@@ -127,9 +118,9 @@ class Empirical(_TokenDistBase):
     counted (`distsim workload` shows how many); other non-numbers are errors.
     """
 
-    dist: Literal["empirical"]
-    path: str = Field(min_length=1)
-    column: str = Field(min_length=1)
+    dist: Literal["empirical"] = Field(description="Selects this distribution.")
+    path: str = Field(min_length=1, description="CSV file, relative to the spec file.")
+    column: str = Field(min_length=1, description="Column of token counts (by header name).")
 
     @model_validator(mode="after")
     def _readable(self) -> Empirical:
@@ -151,8 +142,10 @@ class PoissonArrival(StrictModel):
     `rate_rps` may be left out only with a `resample` trace, which then supplies its mean rate.
     """
 
-    process: Literal["poisson"]
-    rate_rps: PositiveFloat | None = Field(None, le=1e7)
+    process: Literal["poisson"] = Field(description="Selects Poisson arrivals.")
+    rate_rps: PositiveFloat | None = Field(
+        None, le=1e7, description="Mean arrival rate, requests per second."
+    )
 
 
 class GammaArrival(StrictModel):
@@ -161,9 +154,13 @@ class GammaArrival(StrictModel):
     cv = 1 is Poisson; cv > 1 is burstier, cv < 1 more regular.
     """
 
-    process: Literal["gamma"]
-    rate_rps: PositiveFloat | None = Field(None, le=1e7)
-    cv: PositiveFloat = Field(le=100)
+    process: Literal["gamma"] = Field(description="Selects gamma-renewal arrivals.")
+    rate_rps: PositiveFloat | None = Field(
+        None, le=1e7, description="Mean arrival rate, requests per second."
+    )
+    cv: PositiveFloat = Field(
+        le=100, description="Coefficient of variation of the gaps (1: Poisson; > 1: burstier)."
+    )
 
 
 Arrival = Annotated[Union[PoissonArrival, GammaArrival], Field(discriminator="process")]  # noqa: UP007
@@ -186,9 +183,15 @@ class TraceWorkload(StrictModel):
     `path` is relative to the spec file.
     """
 
-    path: str = Field(min_length=1)
-    mode: Literal["window", "resample", "replay"] = "window"
-    rate_scale: PositiveFloat = Field(1.0, le=1e6)
+    path: str = Field(min_length=1, description="Trace CSV file, relative to the spec file.")
+    mode: Literal["window", "resample", "replay"] = Field(
+        "window",
+        description="window: a random window per replication; resample: sizes drawn from the "
+        "trace, arrivals from workload.arrival; replay: the trace from its start.",
+    )
+    rate_scale: PositiveFloat = Field(
+        1.0, le=1e6, description="Time compression: 2.0 replays the trace at twice its rate."
+    )
 
     @field_validator("path")
     @classmethod
@@ -200,10 +203,12 @@ class TraceWorkload(StrictModel):
 class MixClass(StrictModel):
     """One request class of a mixture: its share of arrivals and its own size distributions."""
 
-    name: Name
-    weight: PositiveFloat = Field(le=1e12)
-    prompt_tokens: TokenDist
-    output_tokens: TokenDist
+    name: Name = Field(description="Class name (metrics get a `_class_<name>` suffix).")
+    weight: PositiveFloat = Field(
+        le=1e12, description="Relative share of arrivals (weights need not sum to 1)."
+    )
+    prompt_tokens: TokenDist = Field(description="Prompt sizes of this class.")
+    output_tokens: TokenDist = Field(description="Output sizes of this class.")
 
 
 class Workload(StrictModel):
@@ -214,11 +219,20 @@ class Workload(StrictModel):
     `resample`).
     """
 
-    arrival: Arrival | None = None
-    prompt_tokens: TokenDist | None = None
-    output_tokens: TokenDist | None = None
-    mix: list[MixClass] | None = Field(None, min_length=1, max_length=1000)
-    trace: TraceWorkload | None = None
+    arrival: Arrival | None = Field(
+        None, description="The arrival process (required unless a trace gives the arrivals)."
+    )
+    prompt_tokens: TokenDist | None = Field(None, description="Prompt sizes, tokens.")
+    output_tokens: TokenDist | None = Field(
+        None, description="Output sizes: tokens to generate, the first included."
+    )
+    mix: list[MixClass] | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="Request classes with their own sizes, instead of prompt_tokens/output_tokens.",
+    )
+    trace: TraceWorkload | None = Field(None, description="A recorded trace (sizes and arrivals).")
 
     @model_validator(mode="after")
     def _one_source(self) -> Workload:
@@ -263,17 +277,17 @@ class Workload(StrictModel):
 # ---------------------------------------------------------------- architectures
 
 
-class Monolithic(StrictModel, MonolithicServing):
+class Monolithic(MonolithicServing):
     """`gpus` GPUs behind one FCFS queue; a request holds one GPU through prefill and decode."""
 
-    kind: Literal["monolithic"]
-    gpus: PositiveInt = Field(le=100_000)
+    kind: Literal["monolithic"] = Field(description="Selects one pool doing both phases.")
+    gpus: PositiveInt = Field(le=100_000, description="GPUs in the pool.")
 
     def pools(self) -> dict[str, int]:
         return {"gpu": self.gpus}
 
 
-class Disaggregated(StrictModel, DisaggregatedServing):
+class Disaggregated(DisaggregatedServing):
     """A prefill pool and a decode pool, each FCFS.
 
     `first_token: decode` (the seed's semantics): the first token appears one decode-token time
@@ -281,10 +295,14 @@ class Disaggregated(StrictModel, DisaggregatedServing):
     (DistServe's): it appears when prefill ends.
     """
 
-    kind: Literal["disaggregated"]
-    prefill_gpus: PositiveInt = Field(le=100_000)
-    decode_gpus: PositiveInt = Field(le=100_000)
-    first_token: Literal["decode", "prefill"] = "decode"
+    kind: Literal["disaggregated"] = Field(description="Selects separate prefill and decode pools.")
+    prefill_gpus: PositiveInt = Field(le=100_000, description="GPUs in the prefill pool.")
+    decode_gpus: PositiveInt = Field(le=100_000, description="GPUs in the decode pool.")
+    first_token: Literal["decode", "prefill"] = Field(
+        "decode",
+        description="When the first token counts: after the first decode iteration (decode) or "
+        "at the end of prefill (prefill, as DistServe).",
+    )
 
     def pools(self) -> dict[str, int]:
         return {"prefill": self.prefill_gpus, "decode": self.decode_gpus}
@@ -304,18 +322,34 @@ SCENARIO_FIELDS = (
 class Scenario(StrictModel):
     """Everything one replication needs: the simulated part of a study, sweep applied."""
 
-    seed: int = Field(ge=0, lt=2**63)
-    duration_s: PositiveFloat = Field(le=1e9)
+    seed: int = Field(
+        ge=0, lt=2**63, description="Root of every random stream: same seed, same requests."
+    )
+    duration_s: PositiveFloat = Field(
+        le=1e9, description="Simulated time of one replication, seconds (arrivals stop here)."
+    )
     # `auto`: `distsim run` resolves it per scenario from a pilot (MSER-5; see
     # distsim.runner.warmup).
-    warmup_s: NonNegativeFloat | Literal["auto"] = 0.0
-    workload: Workload
-    gpu: Gpu
-    architectures: dict[Name, Architecture] = Field(min_length=1)
-    engine: Literal["exclusive", "batched"] = "exclusive"  # both architectures use it
-    model: ModelSpec | None = None
-    step_time: StepTime | None = None  # batched engine; default roofline
-    slo: Slo | None = None
+    warmup_s: NonNegativeFloat | Literal["auto"] = Field(
+        0.0,
+        description="Requests arriving before this many seconds are not measured; auto: chosen "
+        "per scenario by a pilot (MSER-5).",
+    )
+    workload: Workload = Field(description="What arrives: arrival process and request sizes.")
+    gpu: Gpu = Field(description="One GPU: hardware (preset or figures) or token rates.")
+    architectures: dict[Name, Architecture] = Field(
+        min_length=1, description="The architectures to compare, by name."
+    )
+    engine: Literal["exclusive", "batched"] = Field(
+        "exclusive",
+        description="exclusive: a request holds a whole GPU; batched: continuous batching with "
+        "a KV cache. Every architecture uses it.",
+    )
+    model: ModelSpec | None = Field(None, description="The served model (batched engine).")
+    step_time: StepTime | None = Field(
+        None, description="How long a batched step takes (default: roofline)."
+    )
+    slo: Slo | None = Field(None, description="Latency targets; adds slo_attainment.")
 
     @field_validator("warmup_s", mode="before")
     @classmethod
@@ -373,11 +407,17 @@ class Precision(StrictModel):
     replications stay paired. A scenario stops at `max_replications` (flag `precision_capped`).
     """
 
-    rel_half_width: float = Field(gt=0, le=1)
-    metrics: list[PrecisionMetric] = Field(
-        default_factory=lambda: ["ttft_mean_s", "ttft_p99_s"], min_length=1
+    rel_half_width: float = Field(
+        gt=0, le=1, description="Target interval half-width relative to |estimate| (0.05: 5%)."
     )
-    max_replications: int = Field(1000, ge=2, le=1_000_000)
+    metrics: list[PrecisionMetric] = Field(
+        default_factory=lambda: ["ttft_mean_s", "ttft_p99_s"],
+        min_length=1,
+        description="The metrics whose intervals must meet the target.",
+    )
+    max_replications: int = Field(
+        1000, ge=2, le=1_000_000, description="Cap per scenario (at least replications)."
+    )
 
     @field_validator("metrics")
     @classmethod
@@ -391,19 +431,39 @@ class Precision(StrictModel):
 class Study(Scenario):
     """A whole study file: the scenario plus how to replicate, sweep and compare it."""
 
-    name: Name
-    baseline: Name | None = None
-    replications: int = Field(30, ge=2, le=1_000_000)
-    confidence: float = Field(0.95, gt=0, lt=1)
-    sweep: dict[str, list[Any]] = Field(default_factory=dict)
-    scenarios: list[dict[str, Any]] = Field(default_factory=list)
-    goodput: GoodputSearch | None = None
+    name: Name = Field(description="The study's name (default output folder results/<name>).")
+    baseline: Name | None = Field(
+        None, description="The architecture others are compared with (default: the first)."
+    )
+    replications: int = Field(
+        30, ge=2, le=1_000_000, description="Replications per scenario x architecture."
+    )
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of every interval.")
+    sweep: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="Dotted path -> values; every combination is a scenario.",
+    )
+    scenarios: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Explicit points (dotted path -> value), each crossed with the sweep.",
+    )
+    goodput: GoodputSearch | None = Field(
+        None, description="Find the highest rate per GPU that meets the SLO (needs slo)."
+    )
     # All comparisons of a study form one family; `significant` uses the adjusted p-value.
-    multiple_comparisons: Literal["holm", "bonferroni", "bh", "none"] = "holm"
-    precision: Precision | None = None
+    multiple_comparisons: Literal["holm", "bonferroni", "bh", "none"] = Field(
+        "holm", description="p-value adjustment over all comparisons of the study."
+    )
+    precision: Precision | None = Field(
+        None, description="Replicate until intervals are this narrow, instead of a fixed count."
+    )
     # Intervals of pooled quantiles in summary.csv: sectioning (t over per-replication
     # quantiles) or a BCa bootstrap over replications (distsim.stats.bootstrap).
-    quantile_intervals: Literal["sectioning", "bootstrap"] = "sectioning"
+    quantile_intervals: Literal["sectioning", "bootstrap"] = Field(
+        "sectioning",
+        description="Intervals of pooled quantiles: sectioning (t over per-replication "
+        "quantiles) or a BCa bootstrap over replications (use with >= 20 replications).",
+    )
 
     @model_validator(mode="after")
     def _precision_cap(self) -> Study:
