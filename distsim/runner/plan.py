@@ -116,12 +116,37 @@ def expected_cost_per_unit(scenario: Scenario) -> float:
     return expected_requests_per_unit(scenario) * weight
 
 
+# Fields that do not change what is simulated (price and power enter at aggregation), and fields
+# added later whose default reproduces the earlier model: left out of the id, so a study stored
+# before they existed keeps its ids and its finished replications.
+_NOT_SIMULATED = ("usd_per_hour", "power_w")
+_LATER_DEFAULTS = {"routing": "central", "gpu": None, "prefill_gpu": None, "decode_gpu": None}
+
+
+def _gpu_for_id(gpu: Any) -> Any:
+    if isinstance(gpu, dict):
+        return {k: v for k, v in gpu.items() if k not in _NOT_SIMULATED}
+    return gpu
+
+
+def _dump_for_id(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as JSON data, without the fields `_NOT_SIMULATED` and `_LATER_DEFAULTS`."""
+    data = scenario.model_dump(mode="json")
+    data["gpu"] = _gpu_for_id(data["gpu"])
+    if isinstance(data.get("model"), dict) and data["model"].get("active_params_b") is None:
+        data["model"].pop("active_params_b", None)
+    for name, arch in data["architectures"].items():
+        kept = {k: v for k, v in arch.items() if _LATER_DEFAULTS.get(k, object()) != v}
+        data["architectures"][name] = {k: _gpu_for_id(v) for k, v in kept.items()}
+    return data
+
+
 def scenario_id(scenario: Scenario) -> str:
     """A 10-hex-digit hash of the resolved scenario (key order does not matter), and of the
     contents of the data files it reads (a trace edited in place is a new scenario)."""
     payload: dict[str, Any] = {
         "model_version": MODEL_VERSION,
-        "scenario": scenario.model_dump(mode="json"),
+        "scenario": _dump_for_id(scenario),
     }
     digests = data_digests(scenario.workload)
     if digests:

@@ -168,25 +168,180 @@ def _decode_kernel(
     return wait, start, done
 
 
+# ------------------------------------------------------------- routed pools (one queue per GPU)
+
+ROUTING_CODES = {"round_robin": 0, "random": 1, "least_loaded": 2}
+
+
+@njit
+def _arrival_clock(arrival_s: np.ndarray) -> np.ndarray:
+    """SimPy's clock when each request joins: its source wakes at now + (t - now)."""
+    n = arrival_s.shape[0]
+    out = np.empty(n)
+    now = 0.0
+    for i in range(n):
+        t = arrival_s[i]
+        if t > now:
+            now = now + (t - now)
+        out[i] = now
+    return out
+
+
+@njit
+def _routed_kernel(
+    clock: np.ndarray,
+    since: np.ndarray,
+    order: np.ndarray,
+    first_s: np.ndarray,
+    then_s: np.ndarray,
+    tokens: np.ndarray,
+    gpus: int,
+    mode: int,
+    u: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A pool whose requests are routed to one GPU each when they join (in `order`, request i
+    at `clock[i]`); every GPU serves its own FCFS queue, a request holding it for first_s then
+    then_s (SimPy's successive timeouts: (start + first) + then).
+
+    Returns (wait since `since`, start, start + first, end). Least loaded: outstanding tokens
+    of a GPU are the `tokens` of the requests routed to it whose end is after the join time;
+    each GPU's ends increase in routing order, so a linked list per GPU drops finished ones from
+    its front.
+    """
+    n = clock.shape[0]
+    wait = np.empty(n)
+    start = np.empty(n)
+    mid = np.empty(n)
+    end = np.empty(n)
+    free = np.zeros(gpus)
+    load = np.zeros(gpus, dtype=np.int64)
+    head = np.full(gpus, -1, dtype=np.int64)
+    tail = np.full(gpus, -1, dtype=np.int64)
+    nxt = np.full(n, -1, dtype=np.int64)
+    for k in range(n):
+        i = order[k]
+        now = clock[i]
+        if mode == 0:
+            g = k % gpus
+        elif mode == 1:
+            g = min(int(u[i] * gpus), gpus - 1)
+        else:
+            g = 0
+            best = np.int64(-1)
+            for q in range(gpus):
+                h = head[q]
+                while h >= 0 and end[h] <= now:
+                    load[q] -= tokens[h]
+                    h = nxt[h]
+                head[q] = h
+                if h < 0:
+                    tail[q] = -1
+                if best < 0 or load[q] < best:
+                    best = load[q]
+                    g = q
+            if tail[g] >= 0:
+                nxt[tail[g]] = i
+            else:
+                head[g] = i
+            tail[g] = i
+            load[g] += tokens[i]
+        f = free[g]
+        s = now if now > f else f
+        m = s + first_s[i]
+        e = m + then_s[i]
+        wait[i] = s - since[i]
+        start[i] = s
+        mid[i] = m
+        end[i] = e
+        free[g] = e
+    return wait, start, mid, end
+
+
+def _route_u(route_u: np.ndarray | None, n: int, column: int, routing: str) -> np.ndarray:
+    if routing != "random":
+        return np.zeros(n)
+    if route_u is None:
+        raise ValueError("routing: random needs the replication's routing draws (route_u)")
+    return _f64(route_u[:, column])
+
+
+def decode_join_order(ready_s: np.ndarray, start_s: np.ndarray) -> np.ndarray:
+    """Order in which routed prefills join the decode pool: by completion time, then start
+    time (the earlier-started prefill's timeout was created first), then request index."""
+    index = np.arange(ready_s.size)
+    return np.lexsort((index, start_s, ready_s)).astype(np.int64)
+
+
 def _f64(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
-def run_monolithic(requests: Requests, arch: Monolithic, service: ServiceTimes) -> Timeline:
-    """Simulate the monolithic pool to completion of every request (same result as SimPy)."""
+def run_monolithic(
+    requests: Requests,
+    arch: Monolithic,
+    service: ServiceTimes,
+    route_u: np.ndarray | None = None,
+) -> Timeline:
+    """Simulate the monolithic pool to completion of every request (same result as SimPy).
+
+    `route_u`: per request, uniforms on [0, 1) (column 0: this pool) for `routing: random`."""
     arrival = _f64(requests.arrival_s)
-    wait, first, done = _monolithic_kernel(
-        arrival, _f64(service.prefill_s), _f64(service.decode_s), arch.gpus
-    )
     busy = service.prefill_s + service.decode_s
+    if arch.routing == "central":
+        wait, first, done = _monolithic_kernel(
+            arrival, _f64(service.prefill_s), _f64(service.decode_s), arch.gpus
+        )
+    else:
+        n = arrival.size
+        tokens = (requests.prompt_tokens + requests.output_tokens).astype(np.int64)
+        wait, _, first, done = _routed_kernel(
+            _arrival_clock(arrival), arrival, np.arange(n, dtype=np.int64),
+            _f64(service.prefill_s), _f64(service.decode_s), tokens, arch.gpus,
+            ROUTING_CODES[arch.routing], _route_u(route_u, n, 0, arch.routing),
+        )  # fmt: skip
     return Timeline(first, done, {"gpu": PoolTimeline(arch.gpus, wait, busy)})
 
 
-def run_disaggregated(requests: Requests, arch: Disaggregated, service: ServiceTimes) -> Timeline:
-    """Simulate the prefill and decode pools to completion of every request (same as SimPy)."""
+def _routed_disaggregated(
+    requests: Requests, arch: Disaggregated, service: ServiceTimes, route_u: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(prefill wait, ready, decode wait, decode start, done) with both pools routed."""
     arrival = _f64(requests.arrival_s)
-    wait_p, ready, order = _prefill_kernel(arrival, _f64(service.prefill_s), arch.prefill_gpus)
-    wait_d, start_d, done = _decode_kernel(ready, _f64(service.decode_s), order, arch.decode_gpus)
+    n = arrival.size
+    mode = ROUTING_CODES[arch.routing]
+    zeros = np.zeros(n)
+    wait_p, start_p, ready, _ = _routed_kernel(
+        _arrival_clock(arrival), arrival, np.arange(n, dtype=np.int64), _f64(service.prefill_s),
+        zeros, requests.prompt_tokens.astype(np.int64), arch.prefill_gpus, mode,
+        _route_u(route_u, n, 0, arch.routing),
+    )  # fmt: skip
+    wait_d, start_d, done, _ = _routed_kernel(
+        ready, ready, decode_join_order(ready, start_p), _f64(service.decode_s), zeros,
+        requests.output_tokens.astype(np.int64), arch.decode_gpus, mode,
+        _route_u(route_u, n, 1, arch.routing),
+    )  # fmt: skip
+    return wait_p, ready, wait_d, start_d, done
+
+
+def run_disaggregated(
+    requests: Requests,
+    arch: Disaggregated,
+    service: ServiceTimes,
+    route_u: np.ndarray | None = None,
+) -> Timeline:
+    """Simulate the prefill and decode pools to completion of every request (same as SimPy).
+
+    `route_u`: per request, uniforms on [0, 1) (column 0: prefill, 1: decode) for `random`."""
+    arrival = _f64(requests.arrival_s)
+    if arch.routing == "central":
+        wait_p, ready, order = _prefill_kernel(arrival, _f64(service.prefill_s), arch.prefill_gpus)
+        wait_d, start_d, done = _decode_kernel(
+            ready, _f64(service.decode_s), order, arch.decode_gpus
+        )
+    else:
+        wait_p, ready, wait_d, start_d, done = _routed_disaggregated(
+            requests, arch, service, route_u
+        )
     if arch.first_token == "prefill":
         first = ready
     else:
@@ -213,3 +368,4 @@ def load_kernels() -> None:
     _monolithic_kernel(one, one, one, 1)
     _, ready, order = _prefill_kernel(one, one, 1)
     _decode_kernel(ready, one, order, 1)
+    _routed_kernel(_arrival_clock(one), one, order, one, one, order, 1, 2, one)

@@ -100,18 +100,25 @@ class ReplicationResult:
 
 
 def offered_load(
-    workload: Workload, gpu: Gpu, arch: Architecture, duration_s: float | None = None
+    workload: Workload,
+    gpu: Gpu | dict[str, Gpu],
+    arch: Architecture,
+    duration_s: float | None = None,
 ) -> dict[str, float]:
     """Pool name -> arrival rate x mean service time / GPUs, from the spec alone.
 
-    Rate and mean sizes are the exact expectations of what is generated (`expected_means`): for a
-    trace window or replay they depend on the run length, so pass `duration_s` (without it the
-    whole trace's long-run figures are used).
+    `gpu` holds the token rates of one GPU: one for every pool, or pool name -> rates when the
+    pools run on different GPUs. Rate and mean sizes are the exact expectations of what is
+    generated (`expected_means`): for a trace window or replay they depend on the run length, so
+    pass `duration_s` (without it the whole trace's long-run figures are used).
     """
     means = expected_means(workload, duration_s)
     rate = means.rate_rps
-    prefill_s = means.prompt_tokens / gpu.prefill_tokens_per_s
-    decode_s = means.output_tokens / gpu.decode_tokens_per_s
+    pools = gpu if isinstance(gpu, dict) else None
+    first = pools.get("prefill", pools.get("gpu")) if pools else gpu
+    second = pools.get("decode", pools.get("gpu")) if pools else gpu
+    prefill_s = means.prompt_tokens / first.prefill_tokens_per_s
+    decode_s = means.output_tokens / second.decode_tokens_per_s
     if isinstance(arch, Monolithic):
         return {"gpu": rate * (prefill_s + decode_s) / arch.gpus}
     if isinstance(arch, Disaggregated):

@@ -14,12 +14,13 @@ import numpy as np
 from distsim.errors import SpecError
 from distsim.sim import batched, fast_exclusive, simpy_exclusive
 from distsim.sim.metrics import ReplicationResult, measured_mask, offered_load, summarize
-from distsim.sim.serving import ServingConfig, token_rates
+from distsim.sim.serving import ServingConfig, pool_rates
 from distsim.sim.serving import configure as configure_serving
 from distsim.sim.timeline import ServiceTimes, Timeline
 from distsim.spec.hardware import ExclusiveRates
 from distsim.spec.study import Architecture, Disaggregated, Gpu, Monolithic, Scenario
 from distsim.workload.generate import Requests, generate
+from distsim.workload.streams import ROUTING, stream
 
 
 @dataclass(frozen=True)
@@ -54,21 +55,37 @@ _IMPLEMENTATIONS = {"fast": fast_exclusive, "simpy": simpy_exclusive}
 def run_engine(
     requests: Requests,
     arch: Architecture,
-    gpu: Gpu | ExclusiveRates,
+    gpu: Gpu | ExclusiveRates | dict[str, Gpu | ExclusiveRates],
     implementation: Implementation = "fast",
     plan: ServingConfig | None = None,
+    route_u: np.ndarray | None = None,
 ) -> Timeline:
     """Simulate one architecture on given requests: the exclusive engine, or the batched engine
-    when a serving `plan` (`distsim.sim.serving.configure`, for `engine: batched`) is given."""
+    when a serving `plan` (`distsim.sim.serving.configure`, for `engine: batched`) is given.
+
+    `gpu`: token rates of one GPU, or pool name -> rates when pools differ. `route_u`: the
+    replication's routing draws (`routing_draws`), needed by `routing: random`."""
     if plan is not None:
         return batched.run(requests, plan, implementation=implementation)
-    service = ServiceTimes.of(requests, gpu)
+    if isinstance(gpu, dict):
+        service = ServiceTimes.of(
+            requests, gpu.get("prefill", gpu.get("gpu")), gpu.get("decode", gpu.get("gpu"))
+        )
+    else:
+        service = ServiceTimes.of(requests, gpu)
     impl = _IMPLEMENTATIONS[implementation]
     if isinstance(arch, Monolithic):
-        return impl.run_monolithic(requests, arch, service)
+        return impl.run_monolithic(requests, arch, service, route_u=route_u)
     if isinstance(arch, Disaggregated):
-        return impl.run_disaggregated(requests, arch, service)
+        return impl.run_disaggregated(requests, arch, service, route_u=route_u)
     raise TypeError(f"unknown architecture {arch!r}")  # pragma: no cover
+
+
+def routing_draws(seed: int, replication: int, n: int) -> np.ndarray:
+    """Uniforms on [0, 1), one row per request (column 0: the first pool, 1: the decode pool),
+    from the replication's own `routing` stream: every architecture of replication r routes
+    with the same draws, and the arrivals and sizes streams are untouched."""
+    return stream(seed, replication, ROUTING).random((n, 2))
 
 
 def architecture_of(scenario: Scenario, name: str) -> Architecture:
@@ -88,9 +105,12 @@ def simulate_requests(
 ) -> Replication:
     """Simulate given (already generated) requests; lets callers share one workload."""
     arch = architecture_of(scenario, architecture)
-    rates = token_rates(scenario)  # given in `gpu`, or derived from model + GPU hardware
+    rates = pool_rates(scenario, arch)  # each pool's GPU: given rates, or model + hardware
     plan = configure_serving(scenario, arch) if scenario.engine == "batched" else None
-    trace = run_engine(requests, arch, rates, implementation, plan)
+    route_u = None
+    if arch.routing == "random":
+        route_u = routing_draws(scenario.seed, replication, len(requests))
+    trace = run_engine(requests, arch, rates, implementation, plan, route_u)
     load = offered_load(scenario.workload, rates, arch, scenario.duration_s)
     result = summarize(requests, trace, scenario.warmup_s, load, scenario.slo)
     return Replication(

@@ -74,19 +74,62 @@ def model_shape(sc: Any) -> ModelShape | None:
     return sc.model.shape() if sc.model is not None else None
 
 
-def hardware(sc: Any) -> GpuHardware | None:
-    return sc.gpu.hardware()
+def hardware(sc: Any, gpu: Any = None) -> GpuHardware | None:
+    """Hardware figures of `gpu` (a pool's block), or of the study's `gpu` when None."""
+    return (sc.gpu if gpu is None else gpu).hardware()
 
 
-def token_rates(sc: Any) -> ExclusiveRates | None:
-    """The exclusive engine's token rates of one GPU, or None if the spec cannot give them."""
-    g = sc.gpu
+def pool_gpu(sc: Any, arch: Any, pool: str) -> Any:
+    """The `Gpu` block a pool runs on: its own (`gpu`, `prefill_gpu`, `decode_gpu` of the
+    architecture) when given, else the study's `gpu`."""
+    own = arch.pool_gpus()[pool]
+    return sc.gpu if own is None else own
+
+
+def token_rates(sc: Any, gpu: Any = None) -> ExclusiveRates | None:
+    """The exclusive engine's token rates of one GPU (`gpu`, or the study's `gpu` when None), or
+    None if the spec cannot give them."""
+    g = sc.gpu if gpu is None else gpu
     if g.prefill_tokens_per_s is not None and g.decode_tokens_per_s is not None:
         return ExclusiveRates(g.prefill_tokens_per_s, g.decode_tokens_per_s)
-    m, hw = model_shape(sc), hardware(sc)
+    m, hw = model_shape(sc), g.hardware()
     if m is None or hw is None:
         return None
     return exclusive_rates(m, hw)
+
+
+def pool_rates(sc: Any, arch: Any) -> dict[str, ExclusiveRates]:
+    """Pool name -> the exclusive engine's token rates of one GPU of that pool (spec checked)."""
+    out = {}
+    for pool in arch.pools():
+        rates = token_rates(sc, pool_gpu(sc, arch, pool))
+        assert rates is not None, "checked by serving.check"
+        out[pool] = rates
+    return out
+
+
+@dataclass(frozen=True)
+class Economics:
+    """What an architecture's GPUs cost per hour and draw at rated power (None: unknown)."""
+
+    cost_usd_per_hour: float | None  # all its GPUs
+    power_w: float | None  # all its GPUs at their rated power
+    gpu_labels: dict[str, str]  # pool -> the GPU it runs on
+
+
+def economics(sc: Any, arch: Any) -> Economics:
+    """Price and rated power of all of an architecture's GPUs: sum over pools of GPUs x the
+    pool GPU's `usd_per_hour` (`power_w`); None when any pool's figure is unknown."""
+    cost: float | None = 0.0
+    power: float | None = 0.0
+    labels = {}
+    for pool, gpus in arch.pools().items():
+        g = pool_gpu(sc, arch, pool)
+        labels[pool] = g.label()
+        usd, watts = g.usd_per_hour_resolved(), g.power_w_resolved()
+        cost = None if cost is None or usd is None else cost + gpus * usd
+        power = None if power is None or watts is None else power + gpus * watts
+    return Economics(cost_usd_per_hour=cost, power_w=power, gpu_labels=labels)
 
 
 def tensor_parallel_degrees(arch: Any) -> dict[str, tuple[int, int]]:
@@ -101,11 +144,11 @@ def tensor_parallel_degrees(arch: Any) -> dict[str, tuple[int, int]]:
     raise TypeError(f"unknown architecture {arch!r}")  # pragma: no cover
 
 
-def step_model(sc: Any, tp: int) -> StepTimeModel:
-    """The step-time model of one instance of `tp` GPUs (spec already checked)."""
+def step_model(sc: Any, tp: int, gpu: Any = None) -> StepTimeModel:
+    """The step-time model of one instance of `tp` GPUs of `gpu` (default: the study's `gpu`)."""
     st = sc.step_time
     if st is None or isinstance(st, RooflineStepTime):
-        m, hw = model_shape(sc), hardware(sc)
+        m, hw = model_shape(sc), hardware(sc, gpu)
         if m is None or hw is None:
             raise ValueError(
                 "step_time: the roofline needs a model and GPU hardware (presets or fields)"
@@ -142,18 +185,20 @@ def step_model(sc: Any, tp: int) -> StepTimeModel:
     raise TypeError(f"unknown step_time {st!r}")  # pragma: no cover
 
 
-def kv_capacity(sc: Any, tp: int) -> tuple[float, str]:
-    """KV capacity in tokens of one instance of `tp` GPUs, and where the figure comes from."""
+def kv_capacity(sc: Any, tp: int, gpu: Any = None) -> tuple[float, str]:
+    """KV capacity in tokens of one instance of `tp` GPUs of `gpu` (default: the study's), and
+    where the figure comes from."""
+    g = sc.gpu if gpu is None else gpu
     st = sc.step_time
     if isinstance(st, ProfileStepTime) and st.preset is not None and sc.model is not None:
         table = profile_kv_capacity()
         key = (sc.model.preset, tp)
         if key in table:
             return float(table[key]), "DistServe measured table (max_num_tokens.csv)"
-    m, hw = model_shape(sc), hardware(sc)
+    m, hw = model_shape(sc), g.hardware()
     if m is None or hw is None:
         return UNLIMITED, "unlimited (no model and GPU hardware)"
-    return float(kv_capacity_tokens(m, hw, tp, sc.gpu.memory_fraction)), "memory formula"
+    return float(kv_capacity_tokens(m, hw, tp, g.memory_fraction)), "memory formula"
 
 
 def configure(sc: Any, arch: Any) -> ServingConfig:
@@ -172,8 +217,8 @@ def configure(sc: Any, arch: Any) -> ServingConfig:
             tensor_parallel=tp,
             instances=gpus // tp,
             max_batch_size=arch.max_batch_size,
-            kv_capacity_tokens=kv_capacity(sc, tp)[0],
-            step=step_model(sc, tp),
+            kv_capacity_tokens=kv_capacity(sc, tp, pool_gpu(sc, arch, name))[0],
+            step=step_model(sc, tp, pool_gpu(sc, arch, name)),
             token_budget=budget,
         )
     m = model_shape(sc)
@@ -186,6 +231,16 @@ def configure(sc: Any, arch: Any) -> ServingConfig:
     )
 
 
+_POOL_FIELD = {"gpu": "gpu", "prefill": "prefill_gpu", "decode": "decode_gpu"}
+
+
+def _gpu_path(arch_name: str, arch: Any, pool: str) -> str:
+    """The spec path of the GPU block a pool uses (its own, or the study's `gpu`)."""
+    if arch.pool_gpus()[pool] is None:
+        return "gpu"
+    return f"architectures.{arch_name}.{_POOL_FIELD[pool]}"
+
+
 def check(sc: Any) -> None:
     """Raise ValueError('path: problem') if the engine cannot run this scenario as specified."""
     if token_rates(sc) is None:
@@ -193,28 +248,41 @@ def check(sc: Any) -> None:
             "gpu: give prefill_tokens_per_s and decode_tokens_per_s, or a model and GPU hardware "
             "(presets or fields) to derive them"
         )
+    for arch_name, arch in sc.architectures.items():
+        for pool in arch.pools():
+            if token_rates(sc, pool_gpu(sc, arch, pool)) is None:
+                raise ValueError(
+                    f"{_gpu_path(arch_name, arch, pool)}: give prefill_tokens_per_s and "
+                    "decode_tokens_per_s, or a model and GPU hardware (presets or fields)"
+                )
     if getattr(sc, "engine", "exclusive") != "batched":
         return
     st = sc.step_time
-    if (
-        isinstance(st, ProfileStepTime)
-        and st.preset is not None
-        and sc.gpu.preset not in (None, PROFILE_GPU)
-    ):
-        raise ValueError(
-            f"step_time.preset: the {st.preset} profile was measured on {PROFILE_GPU}, "
-            f"not gpu.preset {sc.gpu.preset}"
-        )
     for arch_name, arch in sc.architectures.items():
+        if arch.routing != "central":
+            raise ValueError(
+                f"architectures.{arch_name}.routing: '{arch.routing}' is implemented for the "
+                "exclusive engine only so far; the batched engine serves each pool centrally"
+            )
         for pool, (_gpus, tp) in tensor_parallel_degrees(arch).items():
-            step_model(sc, tp)
-            cap, _ = kv_capacity(sc, tp)
+            g = pool_gpu(sc, arch, pool)
+            if (
+                isinstance(st, ProfileStepTime)
+                and st.preset is not None
+                and g.preset not in (None, PROFILE_GPU)
+            ):
+                raise ValueError(
+                    f"step_time.preset: the {st.preset} profile was measured on {PROFILE_GPU}, "
+                    f"not {_gpu_path(arch_name, arch, pool)}.preset {g.preset}"
+                )
+            step_model(sc, tp, g)
+            cap, _ = kv_capacity(sc, tp, g)
             if cap <= 0:
                 m = model_shape(sc)
                 raise ValueError(
                     f"architectures.{arch_name}: the model's weights ({m.weight_bytes / 1e9:.1f} "
                     f"GB) leave no KV cache on {tp} GPU(s) of the {pool} pool; raise the "
-                    "tensor-parallel degree or gpu.memory_fraction"
+                    f"tensor-parallel degree or {_gpu_path(arch_name, arch, pool)}.memory_fraction"
                 )
 
 
@@ -237,8 +305,15 @@ def derived_figures(sc: Any) -> dict[str, Any]:
     for arch_name, arch in sc.architectures.items():
         pools = {}
         for pool, (gpus, tp) in tensor_parallel_degrees(arch).items():
-            cap, source = kv_capacity(sc, tp)
+            g = pool_gpu(sc, arch, pool)
+            cap, source = kv_capacity(sc, tp, g)
+            rates_p = token_rates(sc, g)
             pools[pool] = {
+                "gpu": g.label(),
+                "usd_per_hour": g.usd_per_hour_resolved(),
+                "power_w": g.power_w_resolved(),
+                "prefill_tokens_per_s": rates_p.prefill_tokens_per_s if rates_p else None,
+                "decode_tokens_per_s": rates_p.decode_tokens_per_s if rates_p else None,
                 "gpus": gpus,
                 "tensor_parallel": tp,
                 "instances": gpus // tp,
@@ -263,14 +338,21 @@ def format_derived(figures: dict[str, Any]) -> list[str]:
             f"{figures['exclusive_prefill_tokens_per_s']:,.0f} tokens/s, decode "
             f"{figures['exclusive_decode_tokens_per_s']:,.1f} tokens/s per GPU"
         )
-    if figures["engine"] == "exclusive" and figures["kv_bytes_per_token"] is None:
-        return lines  # nothing per pool to say: one request per GPU, no KV model
     for arch_name, pools in figures["architectures"].items():
         for pool, p in pools.items():
+            price = "" if p["usd_per_hour"] is None else f", ${p['usd_per_hour']:g}/GPU-h"
+            power = "" if p["power_w"] is None else f", {p['power_w']:g} W"
+            lines.append(
+                f"{arch_name}/{pool}: {p['gpus']} x {p['gpu']}{price}{power}; exclusive rates "
+                f"prefill {p['prefill_tokens_per_s']:,.0f}, decode "
+                f"{p['decode_tokens_per_s']:,.1f} tokens/s per GPU"
+            )
+            if figures["engine"] == "exclusive" and figures["kv_bytes_per_token"] is None:
+                continue  # one request per GPU, no KV model
             cap = p["kv_capacity_tokens"]
             cap_text = "unlimited" if cap is None else f"{cap:,} tokens ({p['kv_capacity_source']})"
             lines.append(
-                f"{arch_name}/{pool}: {p['instances']} instance(s) x {p['tensor_parallel']} "
+                f"  {p['instances']} instance(s) x {p['tensor_parallel']} "
                 f"GPU(s), KV capacity {cap_text}"
             )
     return lines

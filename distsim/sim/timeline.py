@@ -59,9 +59,12 @@ class ServiceTimes:
     decode_token_s: float  # time to generate one output token
 
     @classmethod
-    def of(cls, requests: Requests, gpu: Gpu) -> ServiceTimes:
+    def of(cls, requests: Requests, gpu: Gpu, decode_gpu: Gpu | None = None) -> ServiceTimes:
+        """Prefill at `gpu`'s rate; decode at `decode_gpu`'s (a disaggregated architecture's
+        decode pool on its own GPU type), or `gpu`'s when None."""
+        dec = gpu if decode_gpu is None else decode_gpu
         return cls(
             prefill_s=requests.prompt_tokens / gpu.prefill_tokens_per_s,
-            decode_s=requests.output_tokens / gpu.decode_tokens_per_s,
-            decode_token_s=1.0 / gpu.decode_tokens_per_s,
+            decode_s=requests.output_tokens / dec.decode_tokens_per_s,
+            decode_token_s=1.0 / dec.decode_tokens_per_s,
         )

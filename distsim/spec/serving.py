@@ -31,6 +31,7 @@ from distsim.spec.base import (
     StrictModel,
 )
 from distsim.spec.hardware import (
+    GPU_ECONOMICS,
     GPU_PRESETS,
     MODEL_PRESETS,
     GpuHardware,
@@ -39,11 +40,13 @@ from distsim.spec.hardware import (
 )
 
 ModelPreset = Literal[
-    "opt-13b", "opt-66b", "llama-2-7b", "llama-2-13b", "llama-3-8b", "llama-3-70b"
-]
-GpuPreset = Literal["a100-80gb", "h100-sxm", "l40s"]
+    "opt-13b", "opt-66b", "llama-2-7b", "llama-2-13b", "llama-3-8b", "llama-3-70b",
+    "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "qwen2.5-7b", "qwen2.5-72b",
+    "mistral-7b", "mixtral-8x7b",
+]  # fmt: skip
+GpuPreset = Literal["a100-80gb", "a100-40gb", "h100-sxm", "h200", "b200", "l40s", "l4", "mi300x"]
 assert set(ModelPreset.__args__) == set(MODEL_PRESETS)  # type: ignore[attr-defined]
-assert set(GpuPreset.__args__) == set(GPU_PRESETS)  # type: ignore[attr-defined]
+assert set(GpuPreset.__args__) == set(GPU_PRESETS) == set(GPU_ECONOMICS)  # type: ignore[attr-defined]
 
 
 class ModelSpec(StrictModel):
@@ -62,6 +65,11 @@ class ModelSpec(StrictModel):
     bytes_per_param: Annotated[float, Field(gt=0, le=8)] | None = Field(
         None, description="Bytes per weight and per KV-cache element (default 2: fp16/bf16)."
     )
+    active_params_b: BoundedPositiveFloat | None = Field(
+        None,
+        description="Mixture of experts: parameters (billions) one token passes through; the "
+        "roofline computes with these and reads all params_b. Dense models leave it out.",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> ModelSpec:
@@ -74,6 +82,12 @@ class ModelSpec(StrictModel):
                 raise ValueError(
                     f"give a preset or all shape fields (missing: {', '.join(missing)})"
                 )
+        shape = self.shape()
+        if shape.active_params_b is not None and shape.active_params_b > shape.params_b:
+            raise ValueError(
+                f"active_params_b ({shape.active_params_b:g}) exceeds params_b "
+                f"({shape.params_b:g}): a token cannot use more parameters than the model has"
+            )
         return self
 
     def shape(self) -> ModelShape:
@@ -125,6 +139,16 @@ class Gpu(StrictModel):
         description="Exclusive engine: output tokens per second of one GPU, one sequence "
         "(give both rates or neither).",
     )
+    usd_per_hour: Annotated[float, Field(ge=0, le=1e6)] | None = Field(
+        None,
+        description="Price of one GPU per hour in US dollars (default: the preset's documented "
+        "on-demand price; none without a preset). Sets cost_usd_per_hour and goodput per dollar.",
+    )
+    power_w: Annotated[float, Field(gt=0, le=1e6)] | None = Field(
+        None,
+        description="Rated power of one GPU in watts (default: the preset's TDP). Sets the "
+        "energy figures (goodput_requests_per_kwh), an upper bound at full power.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Gpu:
@@ -142,13 +166,36 @@ class Gpu(StrictModel):
     def hardware(self) -> GpuHardware | None:
         """The GPU's hardware figures, or None when the spec gives token rates only."""
         fields = self.model_dump(
-            exclude={"preset", "memory_fraction", "prefill_tokens_per_s", "decode_tokens_per_s"}
-        )
+            exclude={
+                "preset", "memory_fraction", "prefill_tokens_per_s", "decode_tokens_per_s",
+                "usd_per_hour", "power_w",
+            }
+        )  # fmt: skip
         if self.preset is not None:
             return with_overrides(GPU_PRESETS[self.preset], **fields)
         if self.peak_tflops is None:
             return None
         return with_overrides(_HARDWARE_ASSUMPTIONS, **fields)
+
+    def usd_per_hour_resolved(self) -> float | None:
+        """Price per GPU-hour: the spec's, else the preset's default, else None (unknown)."""
+        if self.usd_per_hour is not None:
+            return self.usd_per_hour
+        return GPU_ECONOMICS[self.preset].usd_per_hour if self.preset is not None else None
+
+    def power_w_resolved(self) -> float | None:
+        """Rated power per GPU: the spec's, else the preset's default, else None (unknown)."""
+        if self.power_w is not None:
+            return self.power_w
+        return GPU_ECONOMICS[self.preset].power_w if self.preset is not None else None
+
+    def label(self) -> str:
+        """How reports name this GPU: the preset, 'custom hardware', or the token rates."""
+        if self.preset is not None:
+            return self.preset
+        if self.peak_tflops is not None:
+            return "custom hardware"
+        return f"{self.prefill_tokens_per_s:g}/{self.decode_tokens_per_s:g} tokens/s"
 
 
 # ---------------------------------------------------------------- step-time models

@@ -277,11 +277,35 @@ class Workload(StrictModel):
 # ---------------------------------------------------------------- architectures
 
 
+# How a pool hands requests to its instances. `central`: one FCFS queue that any free instance
+# serves (the seed's model). The others route each request to one instance when it joins the
+# pool, and every instance serves its own FCFS queue: `round_robin` cycles through the instances
+# in join order; `random` picks one uniformly from the replication's `routing` stream (the same
+# draws for every architecture: common random numbers); `least_loaded` picks the instance with
+# the fewest outstanding tokens (routed to it and not finished), ties to the lowest index.
+Routing = Literal["central", "random", "round_robin", "least_loaded"]
+_ROUTING_HELP = (
+    "How each pool hands requests to its instances: central (one FCFS queue, any free instance; "
+    "default), round_robin, random (own random stream) or least_loaded (fewest outstanding "
+    "tokens, ties to the lowest index), each instance then serving its own FCFS queue."
+)
+_POOL_GPU_HELP = (
+    "This pool's GPU, with the schema of the study's `gpu`; when given it replaces the study's "
+    "`gpu` for this pool (token rates, step time, KV capacity, price and power)."
+)
+
+
 class Monolithic(MonolithicServing):
     """`gpus` GPUs behind one FCFS queue; a request holds one GPU through prefill and decode."""
 
     kind: Literal["monolithic"] = Field(description="Selects one pool doing both phases.")
     gpus: PositiveInt = Field(le=100_000, description="GPUs in the pool.")
+    gpu: Gpu | None = Field(None, description=_POOL_GPU_HELP)
+    routing: Routing = Field("central", description=_ROUTING_HELP)
+
+    def pool_gpus(self) -> dict[str, Gpu | None]:
+        """Pool name -> its own GPU block (None: the study's `gpu`)."""
+        return {"gpu": self.gpu}
 
     def pools(self) -> dict[str, int]:
         return {"gpu": self.gpus}
@@ -303,6 +327,13 @@ class Disaggregated(DisaggregatedServing):
         description="When the first token counts: after the first decode iteration (decode) or "
         "at the end of prefill (prefill, as DistServe).",
     )
+    prefill_gpu: Gpu | None = Field(None, description=_POOL_GPU_HELP)
+    decode_gpu: Gpu | None = Field(None, description=_POOL_GPU_HELP)
+    routing: Routing = Field("central", description=_ROUTING_HELP)
+
+    def pool_gpus(self) -> dict[str, Gpu | None]:
+        """Pool name -> its own GPU block (None: the study's `gpu`)."""
+        return {"prefill": self.prefill_gpu, "decode": self.decode_gpu}
 
     def pools(self) -> dict[str, int]:
         return {"prefill": self.prefill_gpus, "decode": self.decode_gpus}

@@ -16,6 +16,7 @@ ARRIVALS = "arrivals"
 PROMPT_TOKENS = "prompt_tokens"
 OUTPUT_TOKENS = "output_tokens"
 CLASSES = "classes"  # which class of a mixture each request belongs to
+ROUTING = "routing"  # `routing: random`: which instance each request is sent to
 
 
 def stream_key(name: str) -> int:
