@@ -33,6 +33,8 @@ from distsim.runner import precision
 from distsim.runner.payload import SKETCH_COLUMNS
 from distsim.runner.plan import Plan
 from distsim.runner.store import atomic_write_bytes, atomic_write_text
+from distsim.stats.cost import hardware_lines
+from distsim.stats.cost import report_lines as cost_lines
 from distsim.stats.sketch import LogHistogram, from_json
 
 REPORT_FILE = "report.md"
@@ -232,9 +234,15 @@ def write_report(
         lines += [f"## Scenario `{ps.id}` ({params})", ""]
         if ps.warmup_auto is not None:
             lines += [auto_warmup_text(ps.warmup_auto) + ".", ""]
+        lines += [f"- hardware {h}" for h in hardware_lines(ps.scenario, list(plan.architectures))]
+        lines.append("")
         s = summary[summary["scenario_id"] == ps.id] if len(summary) else summary
         if len(s):
-            s = s[s["metric"].str.startswith(("ttft_", "e2e_", "offered_load_", "n_requests"))]
+            s = s[
+                s["metric"].str.startswith(
+                    ("ttft_", "e2e_", "offered_load_", "n_requests", "cost_usd_per_hour")
+                )
+            ]
             lines += _table(
                 s, ["architecture", "metric", "estimate", "ci_low", "ci_high", "n", "flags"]
             )
@@ -279,6 +287,9 @@ def write_report(
         if ps.id in files["cdf"]:
             lines += ["", f"![TTFT distribution]({files['cdf'][ps.id]})"]
         lines.append("")
+    money = cost_lines(plan, summary)
+    if money:
+        lines += ["## Goodput per dollar and per kWh", "", "```text", *money[1:], "```", ""]
     if "forest" in files:
         lines += ["## Relative differences", "", f"![forest plot]({FOREST_FILE})", ""]
     for name in files["sweep"]:

@@ -22,6 +22,8 @@ from rich.table import Table
 
 from distsim.runner import precision
 from distsim.runner.plan import Plan
+from distsim.stats.cost import hardware_lines
+from distsim.stats.cost import report_lines as cost_lines
 from distsim.stats.goodput import report_lines as goodput_lines
 
 # What each name of summary.csv's `flags` column means (terminal, report.md, summary.json).
@@ -42,6 +44,7 @@ FLAG_TEXT = {
 VERDICT_PREFIXES = ("ttft_", "e2e_", "tpot_")
 
 _LABELS = {
+    "cost_usd_per_hour": "cost (USD/h, all GPUs)",
     "n_requests": "measured requests",
     "slo_attainment": "SLO attainment",
     "preemptions": "preemptions",
@@ -270,6 +273,8 @@ def render(
         console.print(f"scenario {ps.label()} · {reps}", style="bold", highlight=False)
         if ps.warmup_auto is not None:
             console.print("  " + auto_warmup_text(ps.warmup_auto), highlight=False, soft_wrap=True)
+        for line in hardware_lines(ps.scenario, list(plan.architectures)):
+            console.print(f"  hardware {line}", highlight=False, soft_wrap=True)
         for line in (workloads or {}).get(ps.id, ()):
             console.print(f"  workload {line}", highlight=False, soft_wrap=True)
         if s.empty:
@@ -285,7 +290,7 @@ def render(
             for _, row in c.iterrows():
                 if str(row["metric"]).startswith(VERDICT_PREFIXES):
                     console.print("  " + verdict(row), highlight=False)
-    for line in goodput_lines(plan, summary):
+    for line in goodput_lines(plan, summary) + cost_lines(plan, summary):
         console.print(line, highlight=False, soft_wrap=True)
     used = used_flags(summary)
     if used:

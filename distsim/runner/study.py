@@ -41,7 +41,7 @@ from distsim.runner.store import (
 )
 from distsim.runner.task import BatchResult, Unit
 from distsim.spec.study import Study, apply_overrides, load_study, validate_study
-from distsim.stats import diagnostics, goodput
+from distsim.stats import cost, diagnostics, goodput
 
 # Merge part files into replications.parquet after this many, so a long run keeps few files.
 CONSOLIDATE_EVERY_PARTS = 512
@@ -190,9 +190,13 @@ def aggregate_rows(
     diag = aggregate.diagnose(rows, plan, parsed) if not rows.empty else None
     summary = aggregate.summarize(rows, plan, diag=diag, parsed=parsed)
     summary = precision.add_flags(summary, plan)
+    costs = cost.cost_rows(summary, plan)  # price of every architecture whose GPUs have one
+    if not costs.empty:
+        summary = pd.concat([summary, costs], ignore_index=True)
     extra = goodput.summary_rows(rows, plan)  # `goodput`: rows spanning the swept rates
     if not extra.empty:
-        summary = pd.concat([summary, extra], ignore_index=True)
+        per_usd = cost.goodput_cost_rows(extra, plan)  # requests per dollar and per kWh
+        summary = pd.concat([summary, extra, per_usd], ignore_index=True)
     detail = aggregate.compare(rows, plan, detail=True, diag=diag, parsed=parsed)
     return summary, aggregate.public_comparisons(detail, plan), detail
 

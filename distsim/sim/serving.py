@@ -35,12 +35,15 @@ from distsim.spec.hardware import (
     exclusive_rates,
     kv_capacity_tokens,
 )
-from distsim.spec.serving import (
+from distsim.spec.serving import (  # noqa: F401  (Economics, economics: re-exported)
     DisaggregatedServing,
+    Economics,
     LinearStepTime,
     MonolithicServing,
     ProfileStepTime,
     RooflineStepTime,
+    economics,
+    pool_gpu,
 )
 
 UNLIMITED = math.inf
@@ -79,13 +82,6 @@ def hardware(sc: Any, gpu: Any = None) -> GpuHardware | None:
     return (sc.gpu if gpu is None else gpu).hardware()
 
 
-def pool_gpu(sc: Any, arch: Any, pool: str) -> Any:
-    """The `Gpu` block a pool runs on: its own (`gpu`, `prefill_gpu`, `decode_gpu` of the
-    architecture) when given, else the study's `gpu`."""
-    own = arch.pool_gpus()[pool]
-    return sc.gpu if own is None else own
-
-
 def token_rates(sc: Any, gpu: Any = None) -> ExclusiveRates | None:
     """The exclusive engine's token rates of one GPU (`gpu`, or the study's `gpu` when None), or
     None if the spec cannot give them."""
@@ -106,30 +102,6 @@ def pool_rates(sc: Any, arch: Any) -> dict[str, ExclusiveRates]:
         assert rates is not None, "checked by serving.check"
         out[pool] = rates
     return out
-
-
-@dataclass(frozen=True)
-class Economics:
-    """What an architecture's GPUs cost per hour and draw at rated power (None: unknown)."""
-
-    cost_usd_per_hour: float | None  # all its GPUs
-    power_w: float | None  # all its GPUs at their rated power
-    gpu_labels: dict[str, str]  # pool -> the GPU it runs on
-
-
-def economics(sc: Any, arch: Any) -> Economics:
-    """Price and rated power of all of an architecture's GPUs: sum over pools of GPUs x the
-    pool GPU's `usd_per_hour` (`power_w`); None when any pool's figure is unknown."""
-    cost: float | None = 0.0
-    power: float | None = 0.0
-    labels = {}
-    for pool, gpus in arch.pools().items():
-        g = pool_gpu(sc, arch, pool)
-        labels[pool] = g.label()
-        usd, watts = g.usd_per_hour_resolved(), g.power_w_resolved()
-        cost = None if cost is None or usd is None else cost + gpus * usd
-        power = None if power is None or watts is None else power + gpus * watts
-    return Economics(cost_usd_per_hour=cost, power_w=power, gpu_labels=labels)
 
 
 def tensor_parallel_degrees(arch: Any) -> dict[str, tuple[int, int]]:
@@ -342,11 +314,13 @@ def format_derived(figures: dict[str, Any]) -> list[str]:
         for pool, p in pools.items():
             price = "" if p["usd_per_hour"] is None else f", ${p['usd_per_hour']:g}/GPU-h"
             power = "" if p["power_w"] is None else f", {p['power_w']:g} W"
-            lines.append(
-                f"{arch_name}/{pool}: {p['gpus']} x {p['gpu']}{price}{power}; exclusive rates "
-                f"prefill {p['prefill_tokens_per_s']:,.0f}, decode "
-                f"{p['decode_tokens_per_s']:,.1f} tokens/s per GPU"
-            )
+            rates = ""
+            if figures["engine"] == "exclusive":
+                rates = (
+                    f"; prefill {p['prefill_tokens_per_s']:,.0f}, decode "
+                    f"{p['decode_tokens_per_s']:,.1f} tokens/s per GPU"
+                )
+            lines.append(f"{arch_name}/{pool}: {p['gpus']} x {p['gpu']}{price}{power}{rates}")
             if figures["engine"] == "exclusive" and figures["kv_bytes_per_token"] is None:
                 continue  # one request per GPU, no KV model
             cap = p["kv_capacity_tokens"]

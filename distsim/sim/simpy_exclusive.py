@@ -155,7 +155,20 @@ def run_disaggregated(
     wait_d = np.zeros(n)
     first = np.zeros(n)
     done = np.zeros(n)
+    start_p = np.zeros(n)
     token_at_prefill = arch.first_token == "prefill"
+    ready_now: list[int] = []  # routed: prefills finished at this instant, not yet dispatched
+    dispatched: dict[int, simpy.Event] = {}
+
+    def dispatch() -> Generator[simpy.Event, None, None]:
+        """Routed decode pool: once every prefill finishing at this instant has reported (their
+        timeouts were all created before this zero delay), route them to decode instances in
+        the documented order: prefill start, then request index."""
+        yield env.timeout(0)
+        batch = sorted(ready_now, key=lambda j: (start_p[j], j))
+        ready_now.clear()
+        for j in batch:
+            dispatched.pop(j).succeed(r_dec.choose(j))
 
     def request(i: int) -> Generator[simpy.Event, None, None]:
         resource = prefill if r_pre is None else r_pre.choose(i)
@@ -163,12 +176,20 @@ def run_disaggregated(
             yield grant
             if r_pre is not None:
                 r_pre.planned_end[i] = env.now + service.prefill_s[i]
+            start_p[i] = env.now
             wait_p[i] = env.now - arrival[i]
             yield env.timeout(service.prefill_s[i])
         ready = env.now
         if token_at_prefill:
             first[i] = ready
-        resource = decode if r_dec is None else r_dec.choose(i)
+        if r_dec is None:
+            resource = decode
+        else:
+            dispatched[i] = env.event()
+            if not ready_now:
+                env.process(dispatch())
+            ready_now.append(i)
+            resource = yield dispatched[i]
         with resource.request() as grant:
             yield grant
             if r_dec is not None:

@@ -6,9 +6,10 @@ This module holds those numbers (as presets a spec names, or explicit values) an
 arithmetic on them: KV bytes per token, weight bytes, KV capacity of an instance and the
 token rates the exclusive engine uses when a spec names hardware instead of rates.
 
-Every preset figure carries the public document it comes from. Efficiency factors (`mfu`, `mbu`),
-per-step overhead and all-reduce latency are *assumptions*, not datasheet figures; they are
-marked as such and a spec may override them.
+Every preset figure carries the public document it comes from (`MODEL_SOURCES`, `GPU_SOURCES`,
+and for the default price and rated power of each GPU, `GPU_ECONOMICS`). Efficiency factors
+(`mfu`, `mbu`), per-step overhead and all-reduce latency are *assumptions*, not datasheet
+figures; they are marked as such and a spec may override them, as it may the price and power.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ Cross-section checks (what each engine needs) live in `distsim.sim.serving.check
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -97,6 +98,7 @@ class ModelSpec(StrictModel):
         return ModelShape(**{k: v for k, v in fields.items() if v is not None})
 
 
+RATES_ONLY = "GPU at given token rates"  # how reports name a GPU given by its rates alone
 _HARDWARE_ASSUMPTIONS = GPU_PRESETS["a100-80gb"]  # efficiencies used when no preset is named
 
 
@@ -195,7 +197,7 @@ class Gpu(StrictModel):
             return self.preset
         if self.peak_tflops is not None:
             return "custom hardware"
-        return f"{self.prefill_tokens_per_s:g}/{self.decode_tokens_per_s:g} tokens/s"
+        return RATES_ONLY
 
 
 # ---------------------------------------------------------------- step-time models
@@ -379,3 +381,37 @@ class DisaggregatedServing(StrictModel):
                     f"{pool}_gpus ({gpus}) must be a multiple of {pool}_tensor_parallel ({tp})"
                 )
         return self
+
+
+# ---------------------------------------------------------------- a GPU per pool, and its price
+
+
+def pool_gpu(sc: Any, arch: Any, pool: str) -> Any:
+    """The `Gpu` block a pool runs on: its own (`gpu`, `prefill_gpu`, `decode_gpu` of the
+    architecture) when given, else the study's `gpu`."""
+    own = arch.pool_gpus()[pool]
+    return sc.gpu if own is None else own
+
+
+@dataclass(frozen=True)
+class Economics:
+    """What an architecture's GPUs cost per hour and draw at rated power (None: unknown)."""
+
+    cost_usd_per_hour: float | None  # all its GPUs
+    power_w: float | None  # all its GPUs at their rated power
+    gpu_labels: dict[str, str]  # pool -> the GPU it runs on
+
+
+def economics(sc: Any, arch: Any) -> Economics:
+    """Price and rated power of all of an architecture's GPUs: sum over pools of GPUs x the
+    pool GPU's `usd_per_hour` (`power_w`); None when any pool's figure is unknown."""
+    cost: float | None = 0.0
+    power: float | None = 0.0
+    labels = {}
+    for pool, gpus in arch.pools().items():
+        g = pool_gpu(sc, arch, pool)
+        labels[pool] = g.label()
+        usd, watts = g.usd_per_hour_resolved(), g.power_w_resolved()
+        cost = None if cost is None or usd is None else cost + gpus * usd
+        power = None if power is None or watts is None else power + gpus * watts
+    return Economics(cost_usd_per_hour=cost, power_w=power, gpu_labels=labels)

@@ -186,3 +186,31 @@ def test_random_routing_uses_its_own_stream() -> None:
     assert not np.array_equal(a.trace.done_s, b.trace.done_s)
     plain = make_scenario(architectures={"central": arch}, baseline="central")
     np.testing.assert_array_equal(simulate(plain, "central", 1).trace.done_s, a.trace.done_s)
+
+
+@pytest.mark.parametrize("routing", ROUTED)
+def test_small_tied_cases_identical_to_simpy(routing: str) -> None:
+    """100 small cases on a 0.5 s grid with sizes of 0.5, 1 or 1.5 s of service: arrivals,
+    prefill completions and GPU releases coincide all the time, on 1-3 GPUs per pool."""
+    gpu = Gpu(prefill_tokens_per_s=10, decode_tokens_per_s=10)
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(1, 40))
+        req = Requests(
+            arrival_s=np.sort(rng.integers(0, 30, n) * 0.5),
+            prompt_tokens=rng.choice([5, 10, 15], n),
+            output_tokens=rng.choice([1, 5, 10], n),
+        )
+        service = ServiceTimes.of(req, gpu)
+        u = rng.random((n, 2))
+        m = mono(int(rng.integers(1, 4)), routing)
+        d = disagg(int(rng.integers(1, 4)), int(rng.integers(1, 4)), routing,
+                   str(rng.choice(["decode", "prefill"])))  # fmt: skip
+        assert_identical(
+            fast_exclusive.run_monolithic(req, m, service, route_u=u),
+            simpy_exclusive.run_monolithic(req, m, service, route_u=u),
+        )
+        assert_identical(
+            fast_exclusive.run_disaggregated(req, d, service, route_u=u),
+            simpy_exclusive.run_disaggregated(req, d, service, route_u=u),
+        )
