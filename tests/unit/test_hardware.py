@@ -167,3 +167,36 @@ def test_batched_kv_capacity_follows_the_pool_gpu() -> None:
     assert plan.pools["decode"].kv_capacity_tokens == (80e9 * 0.9 - w) // 131072
     assert plan.pools["prefill"].step.gpu == GPU_PRESETS["h200"]
     assert plan.pools["decode"].step.gpu == GPU_PRESETS["a100-80gb"]
+
+
+@pytest.mark.parametrize("implementation", ["fast", "simpy"])
+def test_batched_engine_steps_each_pool_on_its_own_gpu(implementation: str) -> None:
+    """One request (1,000 prompt tokens, 50 output tokens) alone in a disaggregated batched
+    architecture, prefill on an H100, decode on the study's A100: its first token comes one H100
+    prefill step after arrival; then its KV crosses the 25 GB/s link (1,000 x 131,072 bytes) and
+    it decodes 50 single-sequence A100 steps reading 1,000 + i cached tokens."""
+    import numpy as np
+
+    from distsim.sim import batched
+    from distsim.workload.generate import Requests
+
+    data = hetero()
+    data["engine"] = "batched"
+    data["architectures"]["split"] = {
+        "kind": "disaggregated", "prefill_gpus": 1, "decode_gpus": 1, "first_token": "prefill",
+        "prefill_gpu": {"preset": "h100-sxm"}, "kv_link_gb_s": 25,
+    }  # fmt: skip
+    study = validate_study(data)
+    plan = serving.configure(study, study.architectures["split"])
+    req = Requests(
+        arrival_s=np.array([1.0]), prompt_tokens=np.array([1000]), output_tokens=np.array([50])
+    )
+    timeline = batched.run(req, plan, implementation=implementation)
+    m = MODEL_PRESETS["llama-3.1-8b"]
+    prefill_s = Roofline(m, GPU_PRESETS["h100-sxm"]).step_s(1000, 1000.0**2, 0, 0, 0)
+    decode = Roofline(m, GPU_PRESETS["a100-80gb"])
+    done_s = 1.0 + prefill_s + 1000 * 131_072 / 25e9
+    for i in range(50):
+        done_s += decode.step_s(0, 0.0, 0, 1, 1000 + i)
+    assert timeline.first_token_s[0] == pytest.approx(1.0 + prefill_s, rel=1e-12)
+    assert timeline.done_s[0] == pytest.approx(done_s, rel=1e-12)
