@@ -429,6 +429,72 @@ def report(
         )
 
 
+@app.command("select")
+def select_command(
+    spec: SpecArg,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Output folder (default: results/<name>-select).", show_default=False
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="CPUs of the local Ray instance.", show_default=False
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Join this Ray cluster (default: RAY_ADDRESS, else start Ray on this machine).",
+            show_default=False,
+        ),
+    ] = None,
+    overrides: SetOpt = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Delete earlier results in the folder first.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Choose the best architecture of a spec with a `select` block, with a probability of
+    correct selection of at least the study's confidence (docs/selection.md).
+
+    Prints the answer first, then the ranking; writes selection.json and report.md. Resumes
+    from stored rows like `run`. Exit code 0, 2 on bad input, 130 when interrupted."""
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    from distsim.runner.selection import select_study
+
+    try:
+        result = select_study(
+            spec,
+            out_dir=out,
+            address=address,
+            workers=workers,
+            overrides=parse_overrides(overrides),
+            fresh=fresh,
+            progress=not quiet,
+            force=force,
+        )
+    except DistsimError as exc:
+        fail(str(exc))
+        return
+    except KeyboardInterrupt:
+        typer.echo(
+            "interrupted: every finished replication is saved; run the same command to resume",
+            err=True,
+        )
+        raise typer.Exit(code=130) from None
+    typer.echo(result.report())
+    _print_notes(result.notes)
+    typer.echo(
+        f"results: {result.out_dir}/ (selection.json, report.md, replications.parquet) · "
+        f"{result.rows_simulated} rows simulated, {result.rows_reused} reused"
+    )
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of a study spec (for editor completion and validation)."""

@@ -69,10 +69,14 @@ class Plan:
 
     @property
     def max_replications(self) -> int:
-        """The most replications a scenario may get: `precision.max_replications`, else
-        `replications`. Stored rows beyond it do not belong to the plan."""
+        """The most replications a scenario may get: `precision.max_replications` (or
+        `select.max_replications`), else `replications`. Stored rows beyond it do not belong
+        to the plan."""
         precision = getattr(self.study, "precision", None)
-        return precision.max_replications if precision is not None else self.replications
+        if precision is not None:
+            return precision.max_replications
+        select = getattr(self.study, "select", None)
+        return select.max_replications if select is not None else self.replications
 
     def scenario(self, scenario_id: str) -> PlannedScenario:
         for s in self.scenarios:

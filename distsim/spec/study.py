@@ -39,6 +39,7 @@ from pydantic import (
 from distsim.errors import SpecError
 from distsim.sim import serving
 from distsim.spec.base import Name, NonNegativeFloat, PositiveFloat, PositiveInt, StrictModel
+from distsim.spec.selection import Candidates, Select, with_candidates
 from distsim.spec.serving import (
     DisaggregatedServing,
     GoodputSearch,
@@ -495,6 +496,39 @@ class Study(Scenario):
         description="Intervals of pooled quantiles: sectioning (t over per-replication "
         "quantiles) or a BCa bootstrap over replications (use with >= 20 replications).",
     )
+    # `distsim select`: the candidates are the architectures (see distsim.spec.selection).
+    select: Select | None = Field(
+        None,
+        description="Choose the best architecture with a stated probability (distsim "
+        "select; docs/selection.md).",
+    )
+    candidates: Candidates | None = Field(
+        None, description="Generate architectures, e.g. every prefill+decode split of N GPUs."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_candidates(cls, data: Any) -> Any:
+        return with_candidates(data)
+
+    @model_validator(mode="after")
+    def _select_needs(self) -> Study:
+        s = self.select
+        if s is None:
+            return self
+        uses_slo = [c.metric for c in s.subject_to if c.metric == "slo_attainment"]
+        if (s.searched or s.objective == "slo_attainment" or uses_slo) and self.slo is None:
+            raise ValueError("select: needs slo (attainment is measured against it)")
+        if s.max_replications < self.replications:
+            raise ValueError(
+                f"select.max_replications: {s.max_replications} is less than replications "
+                f"({self.replications}), the first stage"
+            )
+        if self.precision is not None:
+            raise ValueError("select: cannot be combined with precision (select decides itself)")
+        if s.searched and self.goodput is not None:
+            raise ValueError("select: a goodput objective is searched; remove the goodput grid")
+        return self
 
     @model_validator(mode="after")
     def _precision_cap(self) -> Study:

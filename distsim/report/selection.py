@@ -1,0 +1,214 @@
+"""The answer of `distsim select`: a one-line answer, the ranking table, report.md and its plot.
+
+    best: d44 — mean E2E 0.959 s [0.951, 0.967]; d35 is 3.0% [2.1%, 3.9%] worse; d62
+    overloaded; P(correct selection) >= 0.99 within 2%
+
+The first line is the answer (per scenario when there is a sweep); the table below it lists
+every candidate with its estimate, interval, replications and status.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distsim.report.markdown import REPORT_FILE, _plt, _save
+from distsim.runner.store import atomic_write_text
+from distsim.spec.selection import OBJECTIVES
+
+RANKING_PLOT = "selection_{index}.png"
+STATUS_COLOUR = {
+    "best": "tab:green",
+    "tied": "tab:olive",
+    "eliminated": "tab:blue",
+    "infeasible": "tab:orange",
+    "unstable": "tab:red",
+}
+
+
+def _num(x: float, unit: str = "") -> str:
+    if not math.isfinite(x):
+        return "—"
+    text = f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+    return f"{text} {unit}".rstrip()
+
+
+def _iv(lo: float, hi: float) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "[—]"
+    return f"[{lo:.3g}, {hi:.3g}]"
+
+
+def _pct(x: float) -> str:
+    return "—" if not math.isfinite(x) else f"{x * 100:.1f}%"
+
+
+def _worse(r: Any) -> str:
+    return f"{_pct(r.rel_worse)} [{_pct(r.rel_low)}, {_pct(r.rel_high)}]"
+
+
+def answer_line(sel: Any) -> str:
+    """The one-line answer for one scenario."""
+    obj = OBJECTIVES[sel.objective]
+    parts: list[str] = []
+    by = {s: [r for r in sel.ranking if r.status == s] for s in STATUS_COLOUR}
+    if by["best"]:
+        b = by["best"][0]
+        parts.append(
+            f"best: {b.architecture} — {obj.label} {_num(b.estimate, obj.unit)} "
+            f"{_iv(b.ci_low, b.ci_high)}"
+        )
+    else:
+        parts.append("no candidate can be chosen")
+    for r in by["tied"]:
+        parts.append(f"{r.architecture} tied (within {sel.indifference:.0%}: {_worse(r)})")
+    if by["eliminated"]:
+        r = by["eliminated"][0]
+        direction = "worse"
+        parts.append(f"{r.architecture} is {_worse(r)} {direction}")
+        more = len(by["eliminated"]) - 1
+        if more:
+            parts.append(f"{more} more eliminated")
+    if by["unstable"]:
+        parts.append(f"{', '.join(r.architecture for r in by['unstable'])} overloaded")
+    if by["infeasible"]:
+        names = ", ".join(f"{r.architecture} ({r.note})" for r in by["infeasible"])
+        parts.append(f"infeasible: {names}")
+    if sel.decision is not None and sel.decision.capped:
+        parts.append("stopped at the replication cap: no guarantee")
+    else:
+        parts.append(
+            f"P(correct selection) >= {sel.confidence:g} within {sel.indifference * 100:g}%"
+        )
+    head = parts[0] + (" — " if not by["best"] else "; ")
+    return head + "; ".join(parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def table_lines(sel: Any) -> list[str]:
+    obj = OBJECTIVES[sel.objective]
+    unit = f" ({obj.unit})" if obj.unit else ""
+    head = (
+        f"  {'architecture':<14} {'estimate' + unit:>14} {'interval':>20} {'reps':>5}  "
+        f"{'status':<10}  worse than best"
+    )
+    lines = [head]
+    for r in sel.ranking:
+        worse = _worse(r) if math.isfinite(r.rel_worse) else ""
+        if r.status == "infeasible":
+            worse = f"violates {r.note}"
+        elif r.status == "unstable":
+            worse = "offered load >= 1"
+        lines.append(
+            f"  {r.architecture:<14} {_num(r.estimate):>14} {_iv(r.ci_low, r.ci_high):>20} "
+            f"{r.replications:>5}  {r.status:<10}  {worse}"
+        )
+    return lines
+
+
+def terminal_lines(result: Any) -> list[str]:
+    """Answer lines first (one per scenario), then each scenario's table and notes."""
+    many = len(result.scenarios) > 1
+    lines = []
+    for sel in result.scenarios:
+        prefix = f"scenario {sel.scenario.label()}: " if many else ""
+        lines.append(prefix + answer_line(sel))
+    for sel in result.scenarios:
+        obj = OBJECTIVES[sel.objective]
+        lines.append("")
+        lines.append(
+            f"{result.study.name} · scenario {sel.scenario.label()} · {sel.goal} "
+            f"{obj.label} · indifference {sel.indifference:.0%} · confidence "
+            f"{sel.confidence:g} · {sel.replications_used} replications"
+        )
+        lines.extend(table_lines(sel))
+        for c in sel.constraints:
+            if c["decision"] != "met":
+                lines.append(
+                    f"  constraint {c['architecture']}: {c['metric']} {c['bound']} "
+                    f"{c['threshold']:g}: {_num(c['estimate'])} {_iv(c['ci_low'], c['ci_high'])}"
+                    f" ({c['replications']} reps): {c['decision']}"
+                )
+        lines.extend(f"  note: {n}" for n in sel.notes)
+    lines.append("")
+    lines.append(
+        "intervals: mean over replications, t interval at the study's confidence; 'worse than "
+        "best': geometric-mean ratio over common replications, simultaneous interval"
+    )
+    return lines
+
+
+def ranking_plot(sel: Any, path: Path) -> bool:
+    """Each candidate's estimate and interval, coloured by status, with the indifference zone
+    around the best shaded."""
+    rows = [r for r in sel.ranking if math.isfinite(r.estimate)]
+    if not rows:
+        return False
+    obj = OBJECTIVES[sel.objective]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.38 * len(rows) + 1.4))
+    y = np.arange(len(rows))[::-1]
+    for yi, r in zip(y, rows, strict=True):
+        colour = STATUS_COLOUR[r.status]
+        if math.isfinite(r.ci_low) and math.isfinite(r.ci_high):
+            ax.plot([r.ci_low, r.ci_high], [yi, yi], color=colour, lw=2)
+        ax.scatter([r.estimate], [yi], color=colour, zorder=3, s=22)
+    best = next((r for r in rows if r.status == "best"), None)
+    if best is not None:
+        rho = sel.indifference
+        edge = best.estimate * (1 + rho) if sel.goal == "minimize" else best.estimate / (1 + rho)
+        ax.axvspan(min(best.estimate, edge), max(best.estimate, edge), color="tab:green",
+                   alpha=0.12, label=f"within {rho:.0%} of the best")  # fmt: skip
+        ax.legend(loc="best", fontsize=7)
+    ax.set_yticks(y, [f"{r.architecture} ({r.status}, n={r.replications})" for r in rows],
+                  fontsize=8)  # fmt: skip
+    unit = f" ({obj.unit})" if obj.unit else ""
+    ax.set_xlabel(f"{obj.label}{unit}: mean with {sel.confidence:.0%} interval")
+    ax.set_title(f"{sel.goal} {obj.label}: ranking", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def markdown_lines(result: Any) -> list[str]:
+    """The selection section of report.md (plots are written next to it)."""
+    lines = ["## Selection", ""]
+    for sel in result.scenarios:
+        lines.append(f"**{answer_line(sel)}**")
+        lines.append("")
+    for i, sel in enumerate(result.scenarios):
+        obj = OBJECTIVES[sel.objective]
+        lines += [
+            f"### Scenario {sel.scenario.label()}",
+            "",
+            f"Objective: {sel.goal} {obj.label}; indifference {sel.indifference:.0%} "
+            f"(relative); confidence {sel.confidence:g}; {sel.replications_used} replications "
+            "in all. Procedure: KN (Kim & Nelson 2001) on log values with common random "
+            "numbers; see docs/selection.md.",
+            "",
+            "| architecture | estimate | interval | replications | status | worse than best |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in sel.ranking:
+            worse = _worse(r) if math.isfinite(r.rel_worse) else (r.note or "")
+            lines.append(
+                f"| {r.architecture} | {_num(r.estimate, obj.unit)} | "
+                f"{_iv(r.ci_low, r.ci_high)} | {r.replications} | {r.status} | {worse} |"
+            )
+        lines.append("")
+        plot = RANKING_PLOT.format(index=i)
+        if ranking_plot(sel, result.out_dir / plot):
+            lines += [f"![ranking]({plot})", ""]
+        lines += [f"- {n}" for n in sel.notes]
+    return lines
+
+
+def write_report(result: Any) -> Path:
+    """report.md of a selection: the selection section with its plots."""
+    text = "\n".join([f"# {result.study.name}: which deployment?", "", *markdown_lines(result)])
+    path = result.out_dir / REPORT_FILE
+    atomic_write_text(path, text + "\n")
+    return path
