@@ -1,0 +1,77 @@
+"""The sequential loop of `distsim select` (runner.selection.drive): decisions depend only on the
+stored rows, so an interrupted selection resumes to the same answer and a finished one reruns
+nothing. In-process simulation, no Ray."""
+
+from __future__ import annotations
+
+import pytest
+from distsim_testkit import study_dict
+
+from distsim.runner.plan import plan_study
+from distsim.runner.selection import Rows, drive, local_simulator
+from distsim.spec.study import Study
+
+
+def close_study() -> Study:
+    data = study_dict(
+        replications=4,
+        duration_s=40.0,
+        architectures=None,
+        baseline=None,
+        candidates={"disaggregated_splits": {"gpus": 4}},
+        select={"objective": "e2e_mean_s", "indifference": 0.01, "stage_replications": 2},
+    )
+    data["workload"]["arrival"]["rate_rps"] = 5.0
+    return Study.model_validate({k: v for k, v in data.items() if v is not None})
+
+
+def summary(sel) -> list[tuple]:
+    return [(r.architecture, r.status, r.replications, r.estimate) for r in sel.ranking]
+
+
+def test_interrupted_selection_resumes_to_the_same_answer_and_then_reruns_nothing():
+    plan = plan_study(close_study())
+    whole = Rows()
+    [expected] = drive(plan, whole, local_simulator(plan, whole))
+    assert expected.replications_used > 4 * len(plan.architectures)  # waves after the first
+
+    kept = Rows()
+    inner = local_simulator(plan, kept)
+    calls = []
+
+    def interrupted(units):
+        calls.append(len(units))
+        if len(calls) == 2:
+            inner(units[: len(units) // 2])  # half a wave is stored, then Ctrl-C
+            raise KeyboardInterrupt
+        inner(units)
+
+    with pytest.raises(KeyboardInterrupt):
+        drive(plan, kept, interrupted)
+    [resumed] = drive(plan, kept, local_simulator(plan, kept))
+    assert summary(resumed) == summary(expected)
+
+    def nothing(units):
+        raise AssertionError(f"simulated {len(units)} units again")
+
+    [again] = drive(plan, kept, nothing)
+    assert summary(again) == summary(expected)
+
+
+def test_spec_errors_are_one_line():
+    from distsim.errors import SpecError
+    from distsim.runner.selection import select_study
+
+    with pytest.raises(SpecError, match="^select: the spec has no select block"):
+        select_study(study_dict())
+    bad = study_dict(select={"objective": "nope"})
+    with pytest.raises(SpecError, match="^select.objective"):
+        select_study(bad)
+    bad = study_dict(
+        select={
+            "objective": "e2e_mean_s",
+            "subject_to": [{"metric": "slo_attainment", "at_least": 0.9}],
+        }
+    )
+    with pytest.raises(SpecError, match="needs slo"):
+        select_study(bad)
