@@ -150,8 +150,18 @@ def ranking_plot(sel: Any, path: Path) -> bool:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 0.38 * len(rows) + 1.4))
     y = np.arange(len(rows))[::-1]
+    ranked = [r for r in rows if r.status != "unstable"] or rows
+    ends = [v for r in ranked for v in (r.estimate, r.ci_low, r.ci_high) if math.isfinite(v)]
+    lo, hi = min(ends), max(ends)
+    pad = 0.08 * (hi - lo) or 0.05 * abs(hi) or 1.0
+    ax.set_xlim(lo - pad, hi + 3 * pad)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
     for yi, r in zip(y, rows, strict=True):
         colour = STATUS_COLOUR[r.status]
+        if r.status == "unstable" and r not in ranked:
+            ax.annotate(f"overloaded: {_num(r.estimate, obj.unit)} →", (hi + 2.9 * pad, yi),
+                        ha="right", va="center", fontsize=7, color=colour)  # fmt: skip
+            continue
         if math.isfinite(r.ci_low) and math.isfinite(r.ci_high):
             ax.plot([r.ci_low, r.ci_high], [yi, yi], color=colour, lw=2)
         ax.scatter([r.estimate], [yi], color=colour, zorder=3, s=22)
@@ -161,7 +171,7 @@ def ranking_plot(sel: Any, path: Path) -> bool:
         edge = best.estimate * (1 + rho) if sel.goal == "minimize" else best.estimate / (1 + rho)
         ax.axvspan(min(best.estimate, edge), max(best.estimate, edge), color="tab:green",
                    alpha=0.12, label=f"within {rho:.0%} of the best")  # fmt: skip
-        ax.legend(loc="best", fontsize=7)
+        ax.legend(loc="upper right", fontsize=7)
     ax.set_yticks(y, [f"{r.architecture} ({r.status}, n={r.replications})" for r in rows],
                   fontsize=8)  # fmt: skip
     unit = f" ({obj.unit})" if obj.unit else ""
