@@ -7,7 +7,7 @@ candidate run as long as the best was, plus the same first stage for the overloa
 a fixed-precision run would cost (every stable candidate to a relative half-width of
 indifference / 2 on the objective, the count read from the first stage's spread).
 
-    python benchmarks/bench_selection.py [SPEC] [--seeds 10]
+    python benchmarks/bench_selection.py [SPEC] [--seeds 10] [--set select.indifference=0.005]
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ from scipy import stats
 
 from distsim.runner.plan import plan_study
 from distsim.runner.selection import Rows, drive, local_simulator
-from distsim.spec.study import apply_overrides, load_study
+from distsim.spec.study import apply_overrides, load_study, parse_overrides
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("spec", nargs="?", default="studies/select_split.yaml")
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--set", action="append", default=[], help="PATH=VALUE override")
     args = ap.parse_args()
-    base = load_study(args.spec)
+    base = load_study(args.spec, parse_overrides(args.set))
     sel_spec = base.select
     assert sel_spec is not None
     print(f"{args.spec}: objective {sel_spec.objective}, indifference {sel_spec.indifference}, "

@@ -1,0 +1,76 @@
+"""`distsim select`: the answer on the first line, selection.json, report.md and its plot, a rerun
+that simulates nothing; bad input is one line and exit 2. One local Ray session (loopback)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from distsim_testkit import study_dict
+from typer.testing import CliRunner
+
+from distsim.cli import app
+
+runner = CliRunner()
+
+
+def spec_file(tmp_path, **changes):
+    data = study_dict(duration_s=40.0, replications=4, **changes)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_spec_without_select_is_one_line_and_exit_2(tmp_path):
+    result = runner.invoke(app, ["select", str(spec_file(tmp_path)), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: select: the spec has no select block (objective, indifference, ...)"
+    ]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)  # fmt: skip
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_select_prints_the_answer_first_and_writes_its_files(tmp_path, ray_session):
+    spec = spec_file(
+        tmp_path,
+        architectures=None,
+        baseline=None,
+        candidates={"disaggregated_splits": {"gpus": 4}},
+        select={"objective": "e2e_mean_s", "indifference": 0.02},
+    )
+    data = yaml.safe_load(spec.read_text())
+    data = {k: v for k, v in data.items() if v is not None}
+    spec.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["select", str(spec), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("best: ") and "P(correct selection) >= 0.95 within 2%" in first
+    doc = json.loads((out / "selection.json").read_text())
+    [sc] = doc["scenarios"]
+    assert set(sc) >= {"scenario_id", "objective", "goal", "confidence", "indifference", "best",
+                       "tied", "ranking"}  # fmt: skip
+    assert {r["status"] for r in sc["ranking"]} <= {"best", "tied", "eliminated", "unstable",
+                                                    "infeasible"}  # fmt: skip
+    assert set(sc["ranking"][0]) >= {"architecture", "estimate", "ci_low", "ci_high",
+                                     "replications", "status"}  # fmt: skip
+    report = (out / "report.md").read_text()
+    assert "## Selection" in report and (out / "selection_0.png").is_file()
+    again = runner.invoke(app, ["select", str(spec), "--out", str(out), "--quiet"])
+    assert again.exit_code == 0
+    assert again.output.splitlines()[0] == first
+    assert "0 rows simulated" in again.output
