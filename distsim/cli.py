@@ -463,7 +463,8 @@ def select_command(
     correct selection of at least the study's confidence (docs/selection.md).
 
     Prints the answer first, then the ranking; writes selection.json and report.md. Resumes
-    from stored rows like `run`. Exit code 0, 2 on bad input, 130 when interrupted."""
+    from stored rows like `run`. Exit code 0, 1 when some replications failed, 2 on bad input,
+    130 when interrupted."""
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     from distsim.runner.selection import select_study
 
@@ -493,6 +494,14 @@ def select_command(
         f"results: {result.out_dir}/ (selection.json, report.md, replications.parquet) · "
         f"{result.rows_simulated} rows simulated, {result.rows_reused} reused"
     )
+    for f in result.failures[:20]:
+        typer.echo(
+            f"error: scenario {f['scenario_id']} · {f['architecture']} · replication "
+            f"{f['replication']}: {one_line(str(f['error']), 300)}",
+            err=True,
+        )
+    if result.failures:
+        raise typer.Exit(code=1)
 
 
 @app.command()

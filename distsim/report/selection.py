@@ -29,17 +29,26 @@ STATUS_COLOUR = {
 }
 
 
-def _num(x: float, unit: str = "") -> str:
+def _decimals(x: float) -> int:
+    """Decimals that show three significant digits of `x` (none at 100 and above)."""
+    if not math.isfinite(x) or x == 0:
+        return 3
+    return max(0, 2 - math.floor(math.log10(abs(x))))
+
+
+def _num(x: float, unit: str = "", like: float | None = None) -> str:
     if not math.isfinite(x):
         return "—"
-    text = f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+    d = _decimals(x if like is None else like)
+    text = f"{x:,.{d}f}"
     return f"{text} {unit}".rstrip()
 
 
-def _iv(lo: float, hi: float) -> str:
+def _iv(lo: float, hi: float, like: float | None = None) -> str:
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "[—]"
-    return f"[{lo:.3g}, {hi:.3g}]"
+    ref = like if like is not None and math.isfinite(like) else max(abs(lo), abs(hi))
+    return f"[{_num(lo, like=ref)}, {_num(hi, like=ref)}]"
 
 
 def _pct(x: float) -> str:
@@ -59,7 +68,7 @@ def answer_line(sel: Any) -> str:
         b = by["best"][0]
         parts.append(
             f"best: {b.architecture} — {obj.label} {_num(b.estimate, obj.unit)} "
-            f"{_iv(b.ci_low, b.ci_high)}"
+            f"{_iv(b.ci_low, b.ci_high, b.estimate)}"
         )
     else:
         parts.append("no candidate can be chosen")
@@ -77,7 +86,9 @@ def answer_line(sel: Any) -> str:
     if by["infeasible"]:
         names = ", ".join(f"{r.architecture} ({r.note})" for r in by["infeasible"])
         parts.append(f"infeasible: {names}")
-    if sel.decision is not None and sel.decision.capped:
+    if not by["best"]:
+        pass  # nothing was selected: no probability to state
+    elif sel.decision is not None and sel.decision.capped:
         parts.append("stopped at the replication cap: no guarantee")
     else:
         parts.append(
@@ -102,7 +113,8 @@ def table_lines(sel: Any) -> list[str]:
         elif r.status == "unstable":
             worse = "offered load >= 1"
         lines.append(
-            f"  {r.architecture:<14} {_num(r.estimate):>14} {_iv(r.ci_low, r.ci_high):>20} "
+            f"  {r.architecture:<14} {_num(r.estimate):>14} "
+            f"{_iv(r.ci_low, r.ci_high, r.estimate):>20} "
             f"{r.replications:>5}  {r.status:<10}  {worse}"
         )
     return lines
@@ -128,7 +140,8 @@ def terminal_lines(result: Any) -> list[str]:
             if c["decision"] != "met":
                 lines.append(
                     f"  constraint {c['architecture']}: {c['metric']} {c['bound']} "
-                    f"{c['threshold']:g}: {_num(c['estimate'])} {_iv(c['ci_low'], c['ci_high'])}"
+                    f"{c['threshold']:g}: {_num(c['estimate'])} "
+                    f"{_iv(c['ci_low'], c['ci_high'], c['estimate'])}"
                     f" ({c['replications']} reps): {c['decision']}"
                 )
         lines.extend(f"  note: {n}" for n in sel.notes)
@@ -206,7 +219,8 @@ def markdown_lines(result: Any) -> list[str]:
             worse = _worse(r) if math.isfinite(r.rel_worse) else (r.note or "")
             lines.append(
                 f"| {r.architecture} | {_num(r.estimate, obj.unit)} | "
-                f"{_iv(r.ci_low, r.ci_high)} | {r.replications} | {r.status} | {worse} |"
+                f"{_iv(r.ci_low, r.ci_high, r.estimate)} | {r.replications} | {r.status} | "
+                f"{worse} |"
             )
         lines.append("")
         plot = RANKING_PLOT.format(index=i)
