@@ -133,6 +133,10 @@ def with_rate_sweep(study: Any) -> Any:
     the study has no `goodput`); sweeping that path as well is an error."""
     if study.goodput is None:
         return study
+    rates = [float(r) for r in study.goodput.rates_rps]
+    swept = study.sweep.get(RATE_PATH)
+    if swept is not None and [float(r) for r in swept] == rates:
+        return study  # already applied: the resolved spec an output folder stores (spec.yaml)
     if RATE_PATH in study.sweep or any(RATE_PATH in p for p in study.scenarios):
         raise SpecError(
             f"goodput: rates come from goodput.rates_rps; do not also sweep or set {RATE_PATH}"

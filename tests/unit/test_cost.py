@@ -93,3 +93,27 @@ def test_hardware_lines_name_each_pool_gpu() -> None:
     assert (
         lines[1] == "split: prefill 1 x h100-sxm + decode 2 x a100-80gb · $7.35/h · 1.50 kW rated"
     )
+
+
+def test_report_lines_flag_a_censored_goodput_and_the_ratio_verdict() -> None:
+    """mono meets the SLO at the top rate (1.5 req/s/GPU x 2 GPUs = 3 = max(rates_rps)): its
+    per-dollar figures are lower bounds. The split/mono per-GPU goodput ratio [0.3, 0.5] times
+    (3 / 7.348) / (2 / 6.696) = 1.367 gives [0.41, 0.68] per dollar, below 1: fewer per dollar."""
+    plan = small_plan()
+    base = {"scenario_id": GOODPUT_SCENARIO, RATE_PATH: np.nan, "n": 20}
+    goodput_rows = pd.DataFrame(
+        [
+            {**base, "architecture": "mono", "metric": GOODPUT_METRIC,
+             "estimate": 1.5, "ci_low": 1.2, "ci_high": 1.5},
+            {**base, "architecture": "split", "metric": GOODPUT_METRIC,
+             "estimate": 0.5, "ci_low": 0.4, "ci_high": 0.6},
+            {**base, "architecture": "split", "metric": RATIO_METRIC,
+             "estimate": 1.0 / 3.0, "ci_low": 0.3, "ci_high": 0.5},
+        ]
+    )  # fmt: skip
+    summary = pd.concat([goodput_rows, cost.goodput_cost_rows(goodput_rows, plan)])
+    lines = cost.report_lines(plan, summary)
+    mono = next(line for line in lines if line.strip().startswith("mono "))
+    split = next(line for line in lines if line.strip().startswith("split "))
+    assert "lower bounds" in mono and "lower bounds" not in split
+    assert lines[-1] == "    split / mono per dollar: 0.46x [0.41, 0.68] (fewer per dollar)"

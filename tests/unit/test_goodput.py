@@ -138,3 +138,20 @@ def test_goodput_rates_cannot_also_be_swept() -> None:
 
     with pytest.raises(SpecError, match="goodput"):
         plan_study(goodput_study(sweep={goodput.RATE_PATH: [1.0, 2.0]}))
+
+
+def test_rate_sweep_applied_once_is_accepted_again() -> None:
+    """An output folder stores the resolved study, rate sweep included (spec.yaml); reading it
+    back (`distsim report`) applies `with_rate_sweep` again: same sweep, no error. A different
+    sweep of the rate is still an error."""
+    from distsim.errors import SpecError
+    from distsim.spec.study import validate_study
+
+    data = study_dict(slo={"ttft_s": 1.0}, goodput={"rates_rps": [1, 2, 4]})
+    once = goodput.with_rate_sweep(validate_study(data))
+    assert once.sweep[goodput.RATE_PATH] == [1.0, 2.0, 4.0]
+    again = goodput.with_rate_sweep(validate_study(once.model_dump(mode="json")))
+    assert again.sweep == once.sweep
+    data["sweep"] = {goodput.RATE_PATH: [1, 3]}
+    with pytest.raises(SpecError, match="do not also sweep"):
+        goodput.with_rate_sweep(validate_study(data))
