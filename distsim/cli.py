@@ -5,33 +5,86 @@ Every `DistsimError` becomes one line on stderr and exit code 2; no traceback re
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from distsim.errors import DistsimError
 from distsim.spec.study import load_study, parse_overrides
 
+
+def _reflow(text: str | None) -> str | None:
+    """Help text with each paragraph on one line, so the terminal wraps it at word boundaries
+    (Typer keeps the docstring's line breaks after the first paragraph)."""
+    if text is None:
+        return None
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
+def _conventional(command: click.Command) -> None:
+    """Help reflowed; flags (`--fresh`, `--help`) shown without a `<bool>` value placeholder."""
+    command.help = _reflow(command.help)
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _conventional(self)
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Group(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _conventional(self)
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Monte Carlo studies of disaggregated vs monolithic LLM serving, with confidence "
     "intervals and significance tests.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+command = partial(app.command, cls=_Command)
 
 SpecArg = Annotated[
-    Path, typer.Argument(help="Study spec (YAML), e.g. studies/default.yaml.", show_default=False)
+    Path,
+    typer.Argument(
+        metavar="SPEC", help="Study spec (YAML), e.g. studies/default.yaml.", show_default=False
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--set",
+        metavar="PATH=VALUE",
         help="Override a spec field by dotted path, e.g. --set workload.arrival.rate_rps=4. "
         "Repeatable.",
         show_default=False,
@@ -39,16 +92,24 @@ SetOpt = Annotated[
 ]
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    """Monte Carlo studies of disaggregated vs monolithic LLM serving."""
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from distsim import __version__
 
         typer.echo(f"distsim {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Monte Carlo studies of disaggregated vs monolithic LLM serving."""
 
 
 # An error is one line, at most this long (a value quoted from the input can be huge).
@@ -72,18 +133,24 @@ def _fmt(x: float) -> str:
     return "nan" if math.isnan(x) else f"{x:.4f}"
 
 
-@app.command()
+@command()
 def simulate(
     spec: SpecArg,
-    arch: Annotated[str, typer.Option("--arch", help="Architecture name from the spec.")],
+    arch: Annotated[
+        str, typer.Option("--arch", metavar="NAME", help="Architecture name from the spec.")
+    ],
     replication: Annotated[
-        int, typer.Option("--replication", "-r", min=0, help="Replication index (random streams).")
+        int,
+        typer.Option(
+            "--replication", "-r", min=0, metavar="R", help="Replication index (random streams)."
+        ),
     ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     scenario: Annotated[
         str | None,
         typer.Option(
             "--scenario",
+            metavar="ID",
             help="Scenario id of the plan (see `distsim validate`); default: the first.",
             show_default=False,
         ),
@@ -153,7 +220,7 @@ def simulate(
     typer.echo("  (one replication: run `distsim run` for estimates with confidence intervals)")
 
 
-@app.command()
+@command()
 def workload(
     spec: SpecArg,
     replications: Annotated[
@@ -162,6 +229,7 @@ def workload(
             "--replications",
             "-n",
             min=1,
+            metavar="N",
             help="Replications to generate and pool (default: the spec's, at most 100).",
             show_default=False,
         ),
@@ -203,12 +271,15 @@ def workload(
 
 OutOpt = Annotated[
     Path | None,
-    typer.Option("--out", help="Output folder (default: results/<name>).", show_default=False),
+    typer.Option(
+        "--out", metavar="DIR", help="Output folder (default: results/<name>).", show_default=False
+    ),
 ]
 ReplicationsOpt = Annotated[
     int | None,
     typer.Option(
         "--replications",
+        metavar="N",
         help="Replications per scenario x architecture (overrides the spec's).",
         show_default=False,
     ),
@@ -229,7 +300,7 @@ def _print_notes(notes: list[str]) -> None:
         typer.echo(f"note: {note}", err=True)
 
 
-@app.command()
+@command()
 def run(
     spec: SpecArg,
     out: OutOpt = None,
@@ -237,6 +308,7 @@ def run(
         str | None,
         typer.Option(
             "--address",
+            metavar="ADDRESS",
             help="Join this Ray cluster (e.g. 10.0.0.5:6379 or auto); default: RAY_ADDRESS, "
             "else start Ray on this machine.",
             show_default=False,
@@ -247,6 +319,7 @@ def run(
         typer.Option(
             "--workers",
             min=1,
+            metavar="N",
             help="CPUs of the local Ray instance (default: all cores, fewer for a study too "
             "small to keep them busy).",
             show_default=False,
@@ -320,7 +393,7 @@ def run(
         raise typer.Exit(code=1)
 
 
-@app.command()
+@command()
 def validate(
     spec: SpecArg,
     replications: ReplicationsOpt = None,
@@ -398,10 +471,13 @@ def _echo_derived(plan: Any) -> None:
             typer.echo(f"    {line}")
 
 
-@app.command()
+@command()
 def report(
     out_dir: Annotated[
-        Path, typer.Argument(help="A results folder written by `distsim run`.", show_default=False)
+        Path,
+        typer.Argument(
+            metavar="DIR", help="A results folder written by `distsim run`.", show_default=False
+        ),
     ],
 ) -> None:
     """Print the tables of a stored study again and rebuild summary.csv, comparisons.csv,
@@ -429,25 +505,33 @@ def report(
         )
 
 
-@app.command("select")
+@command("select")
 def select_command(
     spec: SpecArg,
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Output folder (default: results/<name>-select).", show_default=False
+            "--out",
+            metavar="DIR",
+            help="Output folder (default: results/<name>-select).",
+            show_default=False,
         ),
     ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", min=1, help="CPUs of the local Ray instance.", show_default=False
+            "--workers",
+            min=1,
+            metavar="N",
+            help="CPUs of the local Ray instance.",
+            show_default=False,
         ),
     ] = None,
     address: Annotated[
         str | None,
         typer.Option(
             "--address",
+            metavar="ADDRESS",
             help="Join this Ray cluster (default: RAY_ADDRESS, else start Ray on this machine).",
             show_default=False,
         ),
@@ -504,7 +588,7 @@ def select_command(
         raise typer.Exit(code=1)
 
 
-@app.command()
+@command()
 def schema() -> None:
     """Print the JSON Schema of a study spec (for editor completion and validation)."""
     from distsim.spec.study import Study

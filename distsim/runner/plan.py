@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from distsim.errors import SpecError
+from distsim.sim import serving
 from distsim.spec.study import SCENARIO_FIELDS, Scenario, Study, format_validation_error, set_path
 from distsim.stats.goodput import with_rate_sweep
 from distsim.workload.generate import arrival_rate_rps, data_digests
@@ -246,7 +247,13 @@ def _resolve(study: Study, base: dict[str, Any], origin: str, overrides: dict[st
     try:
         resolved = Study.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_value_error(study, origin, overrides, exc)) from None
+        raise SpecError(
+            _value_error(study, origin, overrides, format_validation_error(exc))
+        ) from None
+    try:
+        serving.check(resolved)  # what the engine needs: token rates, step model, KV capacity
+    except ValueError as exc:
+        raise SpecError(_value_error(study, origin, overrides, str(exc))) from None
     if tuple(resolved.architectures) != tuple(study.architectures):
         point = ", ".join(f"{k}={_short(v)}" for k, v in overrides.items())
         raise SpecError(
@@ -256,8 +263,10 @@ def _resolve(study: Study, base: dict[str, Any], origin: str, overrides: dict[st
     return resolved
 
 
-def _value_error(study: Study, origin: str, overrides: dict[str, Any], exc: ValidationError) -> str:
-    message = format_validation_error(exc)
+def _value_error(study: Study, origin: str, overrides: dict[str, Any], message: str) -> str:
+    """`message` (`field.path: problem`) said of the swept or explicit value that caused it."""
+    if not overrides:
+        return message
     loc, _, problem = message.partition(": ")
     for path, value in overrides.items():
         if loc == path or loc.startswith(path + "."):

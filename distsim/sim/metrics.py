@@ -13,7 +13,8 @@ import numpy as np
 
 from distsim.sim.timeline import Timeline
 from distsim.spec.serving import Slo
-from distsim.spec.study import Architecture, Disaggregated, Gpu, Monolithic, Workload
+from distsim.spec.study import Architecture, Disaggregated, Gpu, Monolithic
+from distsim.spec.workload import Workload
 from distsim.workload.generate import Requests, expected_means
 
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}

@@ -1,10 +1,10 @@
 """From a scenario's serving sections to what the engines need, and the figures `validate` shows.
 
-Pure functions of the spec sections (`engine`, `model`, `gpu`, `step_time`, an architecture).
-They take any object with those attributes, so `distsim.spec.study` can call `check` from its own
-validator without an import cycle.
+Pure functions of a validated scenario's sections (`engine`, `model`, `gpu`, `step_time`, an
+architecture). `check` is what the engine needs beyond each field's own validation; the study
+runner's plan calls it for every scenario (`distsim.runner.plan`), so the spec imports no engine.
 
-Resolution rules (documented in the README):
+Resolution rules (documented in docs/serving-model.md):
 - exclusive token rates: `gpu.prefill_tokens_per_s` / `decode_tokens_per_s` when given, else
   derived from `model` and the GPU hardware (`distsim.spec.hardware.exclusive_rates`);
 - step time: `step_time` when given, else the roofline (needs `model` and GPU hardware);
@@ -36,15 +36,15 @@ from distsim.spec.hardware import (
     kv_capacity_tokens,
 )
 from distsim.spec.serving import (  # noqa: F401  (Economics, economics: re-exported)
-    DisaggregatedServing,
     Economics,
+    Gpu,
     LinearStepTime,
-    MonolithicServing,
     ProfileStepTime,
     RooflineStepTime,
     economics,
     pool_gpu,
 )
+from distsim.spec.study import Architecture, Disaggregated, Monolithic, Scenario
 
 UNLIMITED = math.inf
 
@@ -73,16 +73,16 @@ class ServingConfig:
     first_token: str  # prefill | decode
 
 
-def model_shape(sc: Any) -> ModelShape | None:
+def model_shape(sc: Scenario) -> ModelShape | None:
     return sc.model.shape() if sc.model is not None else None
 
 
-def hardware(sc: Any, gpu: Any = None) -> GpuHardware | None:
+def hardware(sc: Scenario, gpu: Gpu | None = None) -> GpuHardware | None:
     """Hardware figures of `gpu` (a pool's block), or of the study's `gpu` when None."""
     return (sc.gpu if gpu is None else gpu).hardware()
 
 
-def token_rates(sc: Any, gpu: Any = None) -> ExclusiveRates | None:
+def token_rates(sc: Scenario, gpu: Gpu | None = None) -> ExclusiveRates | None:
     """The exclusive engine's token rates of one GPU (`gpu`, or the study's `gpu` when None), or
     None if the spec cannot give them."""
     g = sc.gpu if gpu is None else gpu
@@ -94,7 +94,7 @@ def token_rates(sc: Any, gpu: Any = None) -> ExclusiveRates | None:
     return exclusive_rates(m, hw)
 
 
-def pool_rates(sc: Any, arch: Any) -> dict[str, ExclusiveRates]:
+def pool_rates(sc: Scenario, arch: Architecture) -> dict[str, ExclusiveRates]:
     """Pool name -> the exclusive engine's token rates of one GPU of that pool (spec checked)."""
     out = {}
     for pool in arch.pools():
@@ -104,19 +104,19 @@ def pool_rates(sc: Any, arch: Any) -> dict[str, ExclusiveRates]:
     return out
 
 
-def tensor_parallel_degrees(arch: Any) -> dict[str, tuple[int, int]]:
+def tensor_parallel_degrees(arch: Architecture) -> dict[str, tuple[int, int]]:
     """Pool name -> (GPUs, tensor-parallel degree)."""
-    if isinstance(arch, MonolithicServing):
-        return {"gpu": (arch.gpus, arch.tensor_parallel)}  # type: ignore[attr-defined]
-    if isinstance(arch, DisaggregatedServing):
+    if isinstance(arch, Monolithic):
+        return {"gpu": (arch.gpus, arch.tensor_parallel)}
+    if isinstance(arch, Disaggregated):
         return {
-            "prefill": (arch.prefill_gpus, arch.prefill_tensor_parallel),  # type: ignore[attr-defined]
-            "decode": (arch.decode_gpus, arch.decode_tensor_parallel),  # type: ignore[attr-defined]
+            "prefill": (arch.prefill_gpus, arch.prefill_tensor_parallel),
+            "decode": (arch.decode_gpus, arch.decode_tensor_parallel),
         }
     raise TypeError(f"unknown architecture {arch!r}")  # pragma: no cover
 
 
-def step_model(sc: Any, tp: int, gpu: Any = None) -> StepTimeModel:
+def step_model(sc: Scenario, tp: int, gpu: Gpu | None = None) -> StepTimeModel:
     """The step-time model of one instance of `tp` GPUs of `gpu` (default: the study's `gpu`)."""
     st = sc.step_time
     if st is None or isinstance(st, RooflineStepTime):
@@ -157,7 +157,7 @@ def step_model(sc: Any, tp: int, gpu: Any = None) -> StepTimeModel:
     raise TypeError(f"unknown step_time {st!r}")  # pragma: no cover
 
 
-def kv_capacity(sc: Any, tp: int, gpu: Any = None) -> tuple[float, str]:
+def kv_capacity(sc: Scenario, tp: int, gpu: Gpu | None = None) -> tuple[float, str]:
     """KV capacity in tokens of one instance of `tp` GPUs of `gpu` (default: the study's), and
     where the figure comes from."""
     g = sc.gpu if gpu is None else gpu
@@ -173,16 +173,15 @@ def kv_capacity(sc: Any, tp: int, gpu: Any = None) -> tuple[float, str]:
     return float(kv_capacity_tokens(m, hw, tp, g.memory_fraction)), "memory formula"
 
 
-def configure(sc: Any, arch: Any) -> ServingConfig:
+def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
     """The batched engine's plan for one architecture of a (validated) scenario."""
     pools: dict[str, PoolConfig] = {}
     for name, (gpus, tp) in tensor_parallel_degrees(arch).items():
-        if name == "gpu":
+        budget: int | None = None
+        if isinstance(arch, Monolithic):
             budget = arch.chunked_prefill_tokens
         elif name == "prefill":
             budget = arch.prefill_token_budget
-        else:
-            budget = None
         pools[name] = PoolConfig(
             name=name,
             gpus=gpus,
@@ -194,26 +193,25 @@ def configure(sc: Any, arch: Any) -> ServingConfig:
             token_budget=budget,
         )
     m = model_shape(sc)
-    disagg = isinstance(arch, DisaggregatedServing)
     return ServingConfig(
         pools=pools,
         kv_bytes_per_token=m.kv_bytes_per_token if m is not None else 0.0,
-        kv_link_gb_s=arch.kv_link_gb_s if disagg else None,
-        first_token=getattr(arch, "first_token", "prefill") if disagg else "prefill",
+        kv_link_gb_s=arch.kv_link_gb_s if isinstance(arch, Disaggregated) else None,
+        first_token=arch.first_token if isinstance(arch, Disaggregated) else "prefill",
     )
 
 
 _POOL_FIELD = {"gpu": "gpu", "prefill": "prefill_gpu", "decode": "decode_gpu"}
 
 
-def _gpu_path(arch_name: str, arch: Any, pool: str) -> str:
+def _gpu_path(arch_name: str, arch: Architecture, pool: str) -> str:
     """The spec path of the GPU block a pool uses (its own, or the study's `gpu`)."""
     if arch.pool_gpus()[pool] is None:
         return "gpu"
     return f"architectures.{arch_name}.{_POOL_FIELD[pool]}"
 
 
-def check(sc: Any) -> None:
+def check(sc: Scenario) -> None:
     """Raise ValueError('path: problem') if the engine cannot run this scenario as specified."""
     if token_rates(sc) is None:
         raise ValueError(
@@ -227,7 +225,7 @@ def check(sc: Any) -> None:
                     f"{_gpu_path(arch_name, arch, pool)}: give prefill_tokens_per_s and "
                     "decode_tokens_per_s, or a model and GPU hardware (presets or fields)"
                 )
-    if getattr(sc, "engine", "exclusive") != "batched":
+    if sc.engine != "batched":
         return
     st = sc.step_time
     for arch_name, arch in sc.architectures.items():
@@ -258,13 +256,13 @@ def check(sc: Any) -> None:
                 )
 
 
-def derived_figures(sc: Any) -> dict[str, Any]:
+def derived_figures(sc: Scenario) -> dict[str, Any]:
     """What the spec implies, for `distsim validate`: KV bytes per token, exclusive token rates,
     and per architecture and pool the instances, tensor parallel and KV capacity per instance."""
     m = model_shape(sc)
     rates = token_rates(sc)
     out: dict[str, Any] = {
-        "engine": getattr(sc, "engine", "exclusive"),
+        "engine": sc.engine,
         "kv_bytes_per_token": m.kv_bytes_per_token if m is not None else None,
         "weight_bytes": m.weight_bytes if m is not None else None,
         "exclusive_prefill_tokens_per_s": rates.prefill_tokens_per_s if rates else None,

@@ -13,7 +13,8 @@ batched-engine fields of the two architectures.
 Explicit fields win over a preset's (`gpu: {preset: a100-80gb, mfu: 0.5}`). The exclusive
 engine's `gpu.prefill_tokens_per_s` / `decode_tokens_per_s` keep working; without them the
 rates are derived from `model` and the GPU hardware (see `distsim.spec.hardware.exclusive_rates`).
-Cross-section checks (what each engine needs) live in `distsim.sim.serving.check`.
+What each engine needs beyond these fields (token rates, a step model, KV capacity) is checked by
+`distsim.sim.serving.check`, which the study runner's plan calls for every scenario.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ so a misspelt key is an error naming the key instead of a silently ignored setti
 from __future__ import annotations
 
 import copy
+import difflib
+import functools
 import os
 import re
 from pathlib import Path
@@ -37,7 +39,6 @@ from pydantic import (
 )
 
 from distsim.errors import SpecError
-from distsim.sim import serving
 from distsim.spec.base import Name, NonNegativeFloat, PositiveFloat, PositiveInt, StrictModel
 from distsim.spec.selection import Candidates, Select, with_candidates
 from distsim.spec.serving import (
@@ -49,227 +50,24 @@ from distsim.spec.serving import (
     Slo,
     StepTime,
 )
-from distsim.workload.trace_files import load_column, load_trace
 
-# The largest token count a draw may take before rounding: beyond 2**53 a float no longer holds
-# every integer. No realistic distribution gets there; `max` is the documented way to cap sizes.
-TOKEN_CEILING = 2**53
-
-
-# ---------------------------------------------------------------- token-count distributions
-
-
-class _TokenDistBase(StrictModel):
-    """A draw is rounded to the nearest integer, then clamped to [min, max]."""
-
-    min: PositiveInt = Field(1, le=TOKEN_CEILING, description="Smallest count (after rounding).")
-    max: PositiveInt | None = Field(
-        None, le=TOKEN_CEILING, description="Largest count (after rounding); none by default."
-    )
-
-    @model_validator(mode="after")
-    def _min_le_max(self) -> _TokenDistBase:
-        if self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        return self
-
-
-class Lognormal(_TokenDistBase):
-    """exp(N(mu, sigma^2)) tokens, before rounding and clamping."""
-
-    dist: Literal["lognormal"] = Field(description="Selects this distribution.")
-    mu: float = Field(ge=-50, le=50, description="Mean of the underlying normal (log tokens).")
-    sigma: PositiveFloat = Field(
-        le=10, description="Standard deviation of the underlying normal (log tokens)."
-    )
-
-
-class Exponential(_TokenDistBase):
-    """Exponential with the given mean, before rounding and clamping."""
-
-    dist: Literal["exponential"] = Field(description="Selects this distribution.")
-    mean: PositiveFloat = Field(le=1e12, description="Mean tokens before rounding and clamping.")
-
-
-class Constant(_TokenDistBase):
-    """Always `value` tokens (rounded and clamped like any other draw)."""
-
-    dist: Literal["constant"] = Field(description="Selects this distribution.")
-    value: PositiveFloat = Field(le=1e12, description="The token count.")
-
-
-class Uniform(_TokenDistBase):
-    """Uniform on [low, high), before rounding and clamping."""
-
-    dist: Literal["uniform"] = Field(description="Selects this distribution.")
-    low: NonNegativeFloat = Field(description="Lower end (included).")
-    high: PositiveFloat = Field(le=1e12, description="Upper end (excluded); at least low.")
-
-    @model_validator(mode="after")
-    def _low_le_high(self) -> Uniform:
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
-        return self
-
-
-class Empirical(_TokenDistBase):
-    """Token counts drawn uniformly (with replacement) from one column of a CSV file, then clamped.
-
-    `path` is relative to the spec file. Rows with an empty or non-positive count are skipped and
-    counted (`distsim workload` shows how many); other non-numbers are errors.
-    """
-
-    dist: Literal["empirical"] = Field(description="Selects this distribution.")
-    path: str = Field(min_length=1, description="CSV file, relative to the spec file.")
-    column: str = Field(min_length=1, description="Column of token counts (by header name).")
-
-    @model_validator(mode="after")
-    def _readable(self) -> Empirical:
-        load_column(self.path, self.column)  # DataError is a ValueError: reported at this field
-        return self
-
-
-TokenDist = Annotated[
-    Union[Lognormal, Exponential, Constant, Uniform, Empirical],  # noqa: UP007
-    Field(discriminator="dist"),
-]
-
-# ---------------------------------------------------------------- arrivals
-
-
-class PoissonArrival(StrictModel):
-    """Exponential inter-arrival gaps at `rate_rps` requests per second.
-
-    `rate_rps` may be left out only with a `resample` trace, which then supplies its mean rate.
-    """
-
-    process: Literal["poisson"] = Field(description="Selects Poisson arrivals.")
-    rate_rps: PositiveFloat | None = Field(
-        None, le=1e7, description="Mean arrival rate, requests per second."
-    )
-
-
-class GammaArrival(StrictModel):
-    """A renewal process with gamma gaps: mean 1/rate_rps, coefficient of variation `cv`.
-
-    cv = 1 is Poisson; cv > 1 is burstier, cv < 1 more regular.
-    """
-
-    process: Literal["gamma"] = Field(description="Selects gamma-renewal arrivals.")
-    rate_rps: PositiveFloat | None = Field(
-        None, le=1e7, description="Mean arrival rate, requests per second."
-    )
-    cv: PositiveFloat = Field(
-        le=100, description="Coefficient of variation of the gaps (1: Poisson; > 1: burstier)."
-    )
-
-
-Arrival = Annotated[Union[PoissonArrival, GammaArrival], Field(discriminator="process")]  # noqa: UP007
-
-
-class TraceWorkload(StrictModel):
-    """Requests taken from a recorded trace (CSV; see `distsim.workload.trace_files` for the
-    schemas).
-
-    - `window` (default): each replication takes a window of duration_s x rate_scale seconds of
-      trace, placed uniformly at random (from the replication's arrivals stream), arrivals and
-      sizes as recorded, shifted to start at 0: real burstiness, replications that differ.
-    - `resample`: (prompt, output) pairs drawn from the trace; arrivals from `workload.arrival`
-      (Poisson if absent) at its `rate_rps`, or the trace's mean rate if that is left out,
-      multiplied by rate_scale.
-    - `replay`: the trace from its start, as recorded; every replication is the same.
-    - `rate_scale` compresses (> 1) or stretches (< 1) time: 2.0 is twice the rate, same burst
-      shape, same sizes.
-
-    `path` is relative to the spec file.
-    """
-
-    path: str = Field(min_length=1, description="Trace CSV file, relative to the spec file.")
-    mode: Literal["window", "resample", "replay"] = Field(
-        "window",
-        description="window: a random window per replication; resample: sizes drawn from the "
-        "trace, arrivals from workload.arrival; replay: the trace from its start.",
-    )
-    rate_scale: PositiveFloat = Field(
-        1.0, le=1e6, description="Time compression: 2.0 replays the trace at twice its rate."
-    )
-
-    @field_validator("path")
-    @classmethod
-    def _readable(cls, path: str) -> str:
-        load_trace(path)  # DataError is a ValueError: reported as workload.trace.path
-        return path
-
-
-class MixClass(StrictModel):
-    """One request class of a mixture: its share of arrivals and its own size distributions."""
-
-    name: Name = Field(description="Class name (metrics get a `_class_<name>` suffix).")
-    weight: PositiveFloat = Field(
-        le=1e12, description="Relative share of arrivals (weights need not sum to 1)."
-    )
-    prompt_tokens: TokenDist = Field(description="Prompt sizes of this class.")
-    output_tokens: TokenDist = Field(description="Output sizes of this class.")
-
-
-class Workload(StrictModel):
-    """Who arrives when, with how many prompt tokens and how many tokens to generate.
-
-    Sizes come from exactly one source: `prompt_tokens` + `output_tokens`, a `mix` of request
-    classes (sharing `arrival`), or a `trace` (which also gives the arrivals unless its mode is
-    `resample`).
-    """
-
-    arrival: Arrival | None = Field(
-        None, description="The arrival process (required unless a trace gives the arrivals)."
-    )
-    prompt_tokens: TokenDist | None = Field(None, description="Prompt sizes, tokens.")
-    output_tokens: TokenDist | None = Field(
-        None, description="Output sizes: tokens to generate, the first included."
-    )
-    mix: list[MixClass] | None = Field(
-        None,
-        min_length=1,
-        max_length=1000,
-        description="Request classes with their own sizes, instead of prompt_tokens/output_tokens.",
-    )
-    trace: TraceWorkload | None = Field(None, description="A recorded trace (sizes and arrivals).")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Workload:
-        sizes = self.prompt_tokens is not None or self.output_tokens is not None
-        if self.trace is not None:
-            if sizes or self.mix is not None:
-                given = "mix" if self.mix is not None else "prompt_tokens/output_tokens"
-                raise ValueError(
-                    f"{given} cannot be combined with trace (sizes come from the trace)"
-                )
-            if self.trace.mode != "resample" and self.arrival is not None:
-                raise ValueError(
-                    f"arrival cannot be combined with trace mode '{self.trace.mode}' (arrivals "
-                    "come from the trace; use mode: resample to draw them from a process)"
-                )
-            return self
-        if self.arrival is None:
-            raise ValueError("arrival is missing (required unless a trace gives the arrivals)")
-        if self.arrival.rate_rps is None:
-            raise ValueError("arrival.rate_rps is missing (only a resample trace can supply it)")
-        if self.mix is not None:
-            if sizes:
-                raise ValueError(
-                    "prompt_tokens/output_tokens cannot be combined with mix "
-                    "(each class has its own)"
-                )
-            names = [c.name for c in self.mix]
-            dup = sorted({n for n in names if names.count(n) > 1})
-            if dup:
-                raise ValueError(f"mix: class name(s) {', '.join(dup)} used more than once")
-            return self
-        for name in ("prompt_tokens", "output_tokens"):
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} is missing (or give a mix or a trace)")
-        return self
-
+# The workload section's models, importable from here with the rest of the study's models.
+from distsim.spec.workload import (  # noqa: F401
+    TOKEN_CEILING,
+    Arrival,
+    Constant,
+    Empirical,
+    Exponential,
+    GammaArrival,
+    Lognormal,
+    MixClass,
+    PoissonArrival,
+    TokenDist,
+    TraceWorkload,
+    Uniform,
+    Workload,
+)
+from distsim.workload.trace_files import load_trace
 
 # `gpu`, `model`, `step_time`, `slo`, `goodput` and the batched-engine fields of the two
 # architectures are defined in distsim.spec.serving (the serving model's own module).
@@ -415,11 +213,6 @@ class Scenario(StrictModel):
                     f"({trace.rate_scale:g}) = {needed_s:g} s of trace, longer than the trace "
                     f"({span_s:g} s): a window must fit; shorten duration_s"
                 )
-        return self
-
-    @model_validator(mode="after")
-    def _serving_complete(self) -> Scenario:
-        serving.check(self)  # what the engine needs: token rates, step model, KV capacity
         return self
 
 
@@ -592,10 +385,70 @@ def _loc(error: dict[str, Any]) -> str:
     return ".".join(loc)
 
 
+def _flatten(node: dict[str, Any], defs: dict[str, Any]) -> list[dict[str, Any]]:
+    """A schema node with its references resolved and its unions spread out."""
+    if "$ref" in node:
+        return _flatten(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+    out = [node]
+    for key in ("anyOf", "oneOf"):
+        for option in node.get(key, []):
+            out += _flatten(option, defs)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _study_schema() -> dict[str, Any]:
+    return Study.model_json_schema()
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The field names the spec allows at `loc` (a pydantic error location, union tags
+    included), found by walking the study's JSON schema."""
+    schema = _study_schema()
+    defs = schema.get("$defs", {})
+    nodes = _flatten(schema, defs)
+    for part in loc:
+        step: list[dict[str, Any]] = []
+        for node in nodes:
+            mapping = node.get("discriminator", {}).get("mapping", {})
+            if part in mapping:
+                step += _flatten({"$ref": mapping[part]}, defs)
+            elif part in node.get("properties", {}):
+                step += _flatten(node["properties"][part], defs)
+            elif node.get("type") == "object" and "patternProperties" in node:
+                for value in node["patternProperties"].values():
+                    step += _flatten(value, defs)
+            elif node.get("type") == "array" and isinstance(part, int):
+                step += _flatten(node.get("items", {}), defs)
+        nodes = step
+    names: list[str] = []
+    for node in nodes:
+        names += [name for name in node.get("properties", {}) if name not in names]
+    return names
+
+
+def _unknown_field_message(loc: tuple[Any, ...]) -> str:
+    """'unknown field; did you mean `x`?' when a known field is close to the given name."""
+    known = _fields_at(loc[:-1]) if loc else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6) if loc else []
+    if close:
+        return f"unknown field; did you mean `{close[0]}`?"
+    if known:
+        return f"unknown field (expected one of: {', '.join(known)})"
+    return "unknown field (check the spelling)"
+
+
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """One line: `field.path: message` for the first problem, and how many more there are."""
     errors = exc.errors(include_url=False)
     first = errors[0]
+    # A misspelt key shows up as a missing field and an unknown one: name the cause.
+    for error in errors:
+        if error["type"] == "extra_forbidden" and "did you mean" in _unknown_field_message(
+            error["loc"]
+        ):
+            first = error
+            break
     path = _loc(first)
     where = ".".join(p for p in (prefix, path) if p) or "spec"
     msg = str(first["msg"]).removeprefix("Value error, ")
@@ -603,7 +456,7 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
         where, _, msg = msg.partition(": ")
         where = ".".join(p for p in (prefix, where) if p)
     if first["type"] == "extra_forbidden":
-        msg = "unknown field (check the spelling)"
+        msg = _unknown_field_message(first["loc"])
     elif first["type"] == "missing":
         msg = "required field is missing"
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
@@ -640,16 +493,29 @@ def check_shape(data: Any, where: str) -> None:
             stack.extend((value, depth + 1) for value in node)
 
 
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping at the top of a YAML file, read with the safe loader (never anything that
     builds Python objects from tags), size- and depth-checked."""
     p = Path(path)
+    if p.is_dir():
+        raise SpecError(f"{p}: is a folder; give a spec file (YAML), e.g. studies/default.yaml")
     if not p.is_file():
         raise SpecError(f"{p}: no such spec file")
     try:
         if p.stat().st_size > MAX_SPEC_BYTES:
             raise SpecError(f"{p}: larger than {MAX_SPEC_BYTES // 2**20} MiB; a spec is small")
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = p.read_bytes()
+        if b"\x00" in raw or not _is_utf8(raw):
+            raise SpecError(f"{p}: not a text file (a spec is YAML text in UTF-8)")
+        data = yaml.safe_load(raw.decode("utf-8"))
     except RecursionError:
         raise SpecError(f"{p}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
@@ -657,8 +523,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{p}: invalid YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{p}: cannot read: {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if data is None:
+        raise SpecError(f"{p}: the spec file is empty; see studies/default.yaml for an example")
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise SpecError(f"{p}: the spec must be a YAML mapping of fields, not {kind}")

@@ -20,13 +20,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from distsim.spec.study import (
+from distsim.spec.study import Scenario
+from distsim.spec.workload import (
     TOKEN_CEILING,
     Constant,
     Empirical,
     GammaArrival,
     PoissonArrival,
-    Scenario,
     TokenDist,
     Uniform,
     Workload,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from distsim.spec.study import (
+from distsim.spec.workload import (
     TOKEN_CEILING,
     Constant,
     Empirical,

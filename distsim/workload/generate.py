@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from distsim.spec.study import (
+from distsim.spec.workload import (
     Arrival,
     Empirical,
     GammaArrival,
