@@ -339,7 +339,7 @@ def run(
     reported), 2 on bad input, 130 when interrupted (finished replications are kept).
     """
     # pyarrow's default allocator (jemalloc) keeps freed pages; with the system allocator the
-    # driver's peak memory is ~45 MB lower on a 10 M-request study (benchmarks/bench_runner.py).
+    # driver's peak memory is lower on large studies (figures: benchmarks/README.md).
     # pyarrow reads this when it is first imported (below, with the study runner).
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     from distsim.runner.study import run_study

@@ -25,14 +25,14 @@ from distsim.errors import DistsimError
 from distsim.runner.plan import Plan, expected_requests_per_unit
 
 # Simulated requests per CPU-second at best (exclusive: compiled recursions; batched: the
-# step-by-step engine). Measured ~0.8-2.1 M/s and ~10 k/s on one core of the dev machine.
+# step-by-step engine): above what benchmarks/bench_engine.py and bench_batched.py measure.
 REQUESTS_PER_CPU_S = {"exclusive": 2.0e6, "batched": 2.0e4}
 # Peak bytes per simulated request inside a task (workload arrays, per-request times, metric
-# arrays), counted as in `expected_requests_per_unit` (every architecture). Measured with
-# tracemalloc: ~82 B (exclusive), ~190 B (batched).
+# arrays), counted as in `expected_requests_per_unit` (every architecture): above what
+# tracemalloc shows on large replications.
 BYTES_PER_REQUEST = {"exclusive": 100, "batched": 250}
 # Bytes per result row in the driver (metrics plus the bounded sketch/profile payload as
-# pandas holds it; ~40-56 kB measured), times the copies alive while consolidating.
+# pandas holds it, with room to spare), times the copies alive while consolidating.
 BYTES_PER_ROW = 64 * 1024
 DRIVER_COPIES = 3
 # A study that would run longer than this even at the best speed is refused (without --force).

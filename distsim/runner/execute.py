@@ -50,8 +50,8 @@ from distsim.spec.study import Scenario
 
 LOOPBACK = "127.0.0.1"
 # A task should carry about this many simulated requests (exclusive-engine equivalents, see
-# `design.ENGINE_COST`): ~0.25 s with the compiled engine, against ~5-10 ms of Ray dispatch and
-# result transfer per task (benchmarks/bench_runner.py) ...
+# `plan.ENGINE_COST`): long enough with the compiled engine that Ray's dispatch and result
+# transfer per task are a few percent of it (figures: benchmarks/README.md) ...
 TARGET_TASK_REQUESTS = 1_000_000
 # ... but there should be at least this many tasks per CPU, so the last ones balance out.
 TASKS_PER_CPU = 8
@@ -61,8 +61,8 @@ IN_FLIGHT_PER_CPU = 4
 MAX_RETRIES = 3
 # Starting one local Ray worker and loading distsim and its kernels into it costs about this much
 # CPU time (benchmarks/bench_runner.py). Without --workers, a local run starts one worker per
-# this much expected simulation (at least one, at most one per core): the default study (~0.1
-# CPU-s of simulation) is done sooner by one warm worker than by two that both start up.
+# this much expected simulation (at least one, at most one per core): a study with less
+# simulation than that is done sooner by one warm worker than by two that both start up.
 WORKER_START_CPU_S = 1.5
 
 OnResult = Callable[[BatchResult], None]
@@ -147,7 +147,7 @@ class RaySession:
 
     def _warm_workers(self) -> None:
         """One warm-up task per CPU: workers import distsim and load the compiled kernels
-        (~2 s each, in parallel) before the study's tasks, which then measure simulation only."""
+        (in parallel) before the study's tasks, which then measure simulation only."""
         ray = self._ray
         warm = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(load_kernels)
         try:

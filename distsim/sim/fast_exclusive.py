@@ -21,9 +21,10 @@ last bit of every timestamp, because it reproduces what SimPy does rather than a
 Why numba (measured by benchmarks/bench_engine.py): a request costs a handful of float
 operations and one O(log gpus) heap update, but the recursion is sequential, so numpy cannot
 vectorise it for more than one GPU (for one GPU only as a max-plus scan whose float rounding
-differs from SimPy's). Even a stripped-down pure-Python heapq loop costs 300-450 ns per request,
-more than workload generation and metrics together; the compiled loops cost 20-26 ns. Kernels
-compile lazily on first use (~1.5 s) and are cached on disk (`distsim.sim.jit`).
+differs from SimPy's). Even a stripped-down pure-Python heapq loop costs more per request than
+workload generation and metrics together; the compiled loops cost a small fraction of either
+(figures: benchmarks/README.md). Kernels compile lazily on first use and are cached on disk
+(`distsim.sim.jit`).
 """
 
 from __future__ import annotations
@@ -361,8 +362,8 @@ def load_kernels() -> None:
     """Compile every kernel now, or load it from numba's on-disk cache.
 
     For a driver to call before it starts worker processes: the workers then load the cached
-    kernels (~0.25 s each) instead of all compiling them at once (~1.5 s each) on a fresh
-    machine. Calling it is never needed for correctness.
+    kernels instead of all compiling them at once on a fresh machine. Calling it is never needed
+    for correctness.
     """
     one = np.ones(1)
     _monolithic_kernel(one, one, one, 1)

@@ -12,6 +12,8 @@ The models only describe; `distsim.workload` generates the requests. Data files 
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
@@ -42,14 +44,76 @@ class _TokenDistBase(StrictModel):
         return self
 
 
+# z such that P(N(0, 1) <= z) = 0.9: sigma = ln(p90 / median) / z.
+_Z90 = NormalDist().inv_cdf(0.9)
+_LOGNORMAL_PARAMETERS = {"mu + sigma": ("mu", "sigma"), "mean + cv": ("mean", "cv")}
+_LOGNORMAL_PARAMETERS["median + p90"] = ("median", "p90")
+
+
 class Lognormal(_TokenDistBase):
-    """exp(N(mu, sigma^2)) tokens, before rounding and clamping."""
+    """exp(N(mu, sigma^2)) tokens, before rounding and clamping.
+
+    Give exactly one pair: `mu` and `sigma` (of the underlying normal), `mean` and `cv` (of the
+    tokens), or `median` and `p90` (of the tokens). The last two are converted to mu and sigma
+    exactly, and only mu and sigma are stored, so a study written either way is the same scenario
+    with the same id: mean m and cv c give sigma^2 = ln(1 + c^2), mu = ln m - sigma^2 / 2; median
+    M and p90 P give mu = ln M, sigma = ln(P / M) / z_0.9.
+    """
 
     dist: Literal["lognormal"] = Field(description="Selects this distribution.")
-    mu: float = Field(ge=-50, le=50, description="Mean of the underlying normal (log tokens).")
-    sigma: PositiveFloat = Field(
-        le=10, description="Standard deviation of the underlying normal (log tokens)."
+    mu: float | None = Field(
+        None, ge=-50, le=50, description="Mean of the underlying normal (log tokens)."
     )
+    sigma: PositiveFloat | None = Field(
+        None, le=10, description="Standard deviation of the underlying normal (log tokens)."
+    )
+    mean: PositiveFloat | None = Field(
+        None, le=1e12, exclude=True, description="Mean tokens (with cv, instead of mu and sigma)."
+    )
+    cv: PositiveFloat | None = Field(
+        None,
+        le=100,
+        exclude=True,
+        description="Coefficient of variation: standard deviation / mean (with mean).",
+    )
+    median: PositiveFloat | None = Field(
+        None, le=1e12, exclude=True, description="Median tokens (with p90; instead of mu, sigma)."
+    )
+    p90: PositiveFloat | None = Field(
+        None, le=1e12, exclude=True, description="90th percentile of tokens, above the median."
+    )
+
+    @model_validator(mode="after")
+    def _to_mu_sigma(self) -> Lognormal:
+        given = [
+            name
+            for name, keys in _LOGNORMAL_PARAMETERS.items()
+            if any(getattr(self, k) is not None for k in keys)
+        ]
+        if len(given) != 1:
+            got = f" (got {' and '.join(given)})" if given else ""
+            raise ValueError(f"give exactly one of mu + sigma, mean + cv, median + p90{got}")
+        first, second = _LOGNORMAL_PARAMETERS[given[0]]
+        a, b = getattr(self, first), getattr(self, second)
+        if a is None or b is None:
+            raise ValueError(f"{first if a is None else second} is missing (give {given[0]})")
+        if given[0] == "mean + cv":
+            var = math.log1p(b * b)
+            mu, sigma = math.log(a) - var / 2, math.sqrt(var)
+        elif given[0] == "median + p90":
+            if b <= a:
+                raise ValueError(f"p90 ({b:g}) must be greater than median ({a:g})")
+            mu, sigma = math.log(a), math.log(b / a) / _Z90
+        else:
+            return self
+        if not -50 <= mu <= 50 or not 0 < sigma <= 10:
+            raise ValueError(
+                f"{given[0]} give mu = {mu:g}, sigma = {sigma:g}: outside mu in [-50, 50], "
+                "sigma in (0, 10]"
+            )
+        object.__setattr__(self, "mu", mu)
+        object.__setattr__(self, "sigma", sigma)
+        return self
 
 
 class Exponential(_TokenDistBase):

@@ -23,7 +23,7 @@ from distsim.spec.workload import (
 )
 from distsim.workload.trace_files import load_column
 
-if TYPE_CHECKING:  # scipy.stats costs ~1 s of CPU to import; a Ray worker never needs it
+if TYPE_CHECKING:  # scipy.stats is slow to import; a Ray worker never needs it
     from scipy import stats
 
 # Integers summed exactly before the tail is taken from the continuous distribution.
@@ -70,7 +70,7 @@ def sample(dist: TokenDist, rng: np.random.Generator, n: int) -> np.ndarray:
 def rounded_mean(dist: TokenDist) -> float:
     """E[clamp(round(X), min, max)]: exact sum up to min + 200,000 tokens, closed-form tail.
 
-    The exact sum costs ~50 ms and every replication's offered load asks for it, so it is
+    The exact sum is not cheap and every replication's offered load asks for it, so it is
     memoised per process (the spec models are frozen and hashable; the value is a pure function
     of the distribution, and an empirical column is read once per process anyway).
     """
@@ -109,8 +109,8 @@ def _standardised(dist: TokenDist, x: np.ndarray) -> np.ndarray:
 
 def _cdf(dist: TokenDist, x: np.ndarray) -> Any:
     """`frozen(dist).cdf(x)` for x > 0, bit for bit (the same scipy.special functions on the
-    same standardised values), without importing scipy.stats (~1 s of CPU in every Ray worker).
-    tests/test_distributions.py compares the two."""
+    same standardised values), without importing scipy.stats (slow to import, in every Ray worker).
+    tests/runner/test_worker_imports.py compares the two."""
     from scipy.special import expm1, ndtr
 
     z = _standardised(dist, x)
