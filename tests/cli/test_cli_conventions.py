@@ -97,7 +97,7 @@ def test_an_unknown_field_with_no_close_match_lists_the_fields(tmp_path: Path) -
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     line = one_error_line(runner.invoke(app, ["validate", str(path)]))
     assert line.startswith("error: gpu.colour: unknown field (expected one of: preset, ")
-    assert "decode_tokens_per_s)" in line
+    assert "memory_fraction, prefill_tokens_per_s, decode_tokens_per_s" in line
 
 
 @pytest.mark.parametrize(

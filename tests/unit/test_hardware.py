@@ -12,6 +12,7 @@ import pytest
 from distsim_testkit import study_dict
 
 from distsim.errors import SpecError
+from distsim.runner.plan import plan_study
 from distsim.sim import serving
 from distsim.sim.step_time import Roofline
 from distsim.spec.hardware import (
@@ -144,8 +145,9 @@ def test_a_pool_gpu_that_gives_no_rates_is_one_error_naming_it() -> None:
         },  # fmt: skip
         baseline="d",
     )  # token rates in the study's gpu, but no model: the L4 pool cannot derive its rates
+    # What an engine needs is checked for every scenario of the plan (the spec imports no engine).
     with pytest.raises(SpecError, match=r"^architectures\.d\.decode_gpu: give prefill_tokens"):
-        validate_study(data)
+        plan_study(validate_study(data))
 
 
 def test_unknown_field_in_a_pool_gpu_is_named() -> None:

@@ -19,7 +19,7 @@ ALLOWED = {
     "spec": {"distsim.workload.trace_files"},
     "workload": {"distsim.spec"},
     "sim": {"distsim.spec", "distsim.workload"},
-    "stats": {"distsim.workload.streams"},
+    "stats": {"distsim.spec", "distsim.workload.streams"},
 }
 
 
