@@ -10,7 +10,8 @@ architecture's busiest pool has an offered load of 0.8 (issue 7, target 1):
 - the issue-2 figure: SimPy requests per second at 6 req/s on 4 GPUs over 3,600 s;
 - what one short default replication (300 s, ~600 requests) costs each way, and the JIT
   compile cost (fresh cache) and cache-load cost, each measured in a fresh process;
-- the technique comparison: the same FCFS recursion as a pure-Python heapq loop.
+- the technique comparison: the same FCFS recursion as a pure-Python heapq loop;
+- the engine alone for each `routing` (central, round_robin, random, least_loaded).
 
 "Per core": everything runs in this one process on one thread; times are CPU seconds
 (`time.process_time`), the best of `--repeats`, so other work on a shared machine inflates them
@@ -38,7 +39,7 @@ import numpy as np
 from distsim.sim.metrics import offered_load, summarize
 from distsim.sim.replication import architecture_of, run_engine, simulate
 from distsim.sim.serving import token_rates
-from distsim.sim.timeline import ServiceTimes
+from distsim.sim.timeline import ServiceTimes, Timeline
 from distsim.spec.study import Monolithic, Scenario, load_study
 from distsim.workload.generate import Requests, generate
 
@@ -235,6 +236,28 @@ def bench_techniques(repeats: int) -> None:
     print(f"numba heap loop        {rps(n, nb_cpu)} req/s ({nb_cpu / n * 1e9:6.0f} ns/request)")
 
 
+def bench_routing(repeats: int) -> None:
+    """The engine alone (fast path) per `routing`, both architectures at load 0.8: routed pools
+    keep one queue per GPU (least_loaded scans every GPU per request)."""
+    from distsim.sim.replication import routing_draws
+
+    print("\n== routing: the engine alone, load 0.8, per core (fast path) ==")
+    for name in ("monolithic", "disaggregated"):
+        sc = scenario_at_load(DEFAULT_STUDY, name, 0.8, 36_000.0)
+        requests: Requests = generate(sc.workload, sc.duration_s, sc.seed, 0)
+        n = len(requests)
+        u = routing_draws(sc.seed, 0, n)
+        rates = token_rates(sc)
+        for routing in ("central", "round_robin", "random", "least_loaded"):
+            arch = sc.architectures[name].model_copy(update={"routing": routing})
+
+            def engine(arch=arch, requests=requests, rates=rates, u=u) -> Timeline:
+                return run_engine(requests, arch, rates, route_u=u)
+
+            cpu, _, _ = timed(engine, repeats)
+            print(f"{name:14s} {routing:13s} {rps(n, cpu)} req/s ({cpu / n * 1e9:6.0f} ns/request)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--load", type=float, default=0.8)
@@ -264,6 +287,7 @@ def main() -> None:
     bench_issue2(args.repeats)
     bench_short(args.repeats)
     bench_techniques(args.repeats)
+    bench_routing(args.repeats)
     bench_jit()
 
     print("\n== targets (issue 7.1): >= 2,000,000 req/s/core end to end, >= 40x SimPy ==")
