@@ -589,6 +589,38 @@ def select_command(
 
 
 @command()
+def prune(
+    out_dir: Annotated[
+        Path, typer.Argument(help="A results folder written by `distsim run`.", show_default=False)
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list the rows that would be deleted.")
+    ] = False,
+) -> None:
+    """Delete the stored rows that are outside the folder's current plan (its spec.yaml): rows of
+    earlier specs, overrides or replication counts, which `distsim run` keeps and reuses. Lists
+    what it removes. The rows of the current plan are never touched."""
+    from distsim.runner.store import describe_rows
+    from distsim.runner.study import prune as prune_rows
+
+    try:
+        plan, gone = prune_rows(out_dir, dry_run=dry_run)
+    except DistsimError as exc:
+        fail(str(exc))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    if gone.empty:
+        typer.echo(f"nothing to delete: every stored row belongs to {plan.study.name}'s plan")
+        return
+    typer.echo(
+        f"{verb} {len(gone)} stored row(s) outside the plan of {out_dir}/spec.yaml "
+        f"({plan.study.name}), by scenario id:"
+    )
+    for line in describe_rows(gone):
+        typer.echo(f"  {line}")
+
+
+@command()
 def schema() -> None:
     """Print the JSON Schema of a study spec (for editor completion and validation)."""
     from distsim.spec.study import Study

@@ -5,6 +5,9 @@ Layout of `--out DIR`:
     spec.yaml             the resolved study (defaults filled in), written when a run starts
     manifest.json         versions, seed, times, the cluster used (`nodes`, `cpus`), status
     replications.parquet  one row per (scenario, architecture, replication) of the current plan
+    kept.parquet          every other stored row: scenarios, architectures or replications of
+                          earlier plans (another study or override run into the same folder,
+                          fewer replications). Kept and reused when their plan comes back
     parts/part-*.parquet  rows that arrived since the last consolidation (only while running,
                           or after a crash / kill)
     summary.csv, comparisons.csv   the aggregates (see `aggregate`)
@@ -14,7 +17,10 @@ Every file is written to a temporary name in the same folder, flushed to disk, r
 target (atomic on POSIX) and the folder flushed, so a kill or a power cut at any instant leaves
 either the old or the new file. Temporary files a killed run left behind are removed by the next
 run. Each finished task's rows go to a new part file at once; consolidation merges the parts into
-`replications.parquet`, checks the written file holds every row, and only then deletes them.
+`replications.parquet` (and `kept.parquet`), checks the written files hold every row, and only
+then deletes them. No stored row is ever deleted except by `--fresh` (`ResultStore.clear`) or
+`distsim prune` (`ResultStore.prune`, which says what it removes): a row outside the current plan
+moves to `kept.parquet`, written and verified before `replications.parquet` drops it.
 Duplicated rows (a kill between the rename and the deletes) are harmless: rows are keyed by
 (scenario_id, architecture, replication) and the simulation is deterministic, so the first copy is
 kept.
@@ -59,13 +65,16 @@ CORE_COLUMNS = ["scenario_id", "architecture", "replication", "seed"]
 SPEC_FILE = "spec.yaml"
 MANIFEST_FILE = "manifest.json"
 REPLICATIONS_FILE = "replications.parquet"
+KEPT_FILE = "kept.parquet"
 SUMMARY_FILE = "summary.csv"
 COMPARISONS_FILE = "comparisons.csv"
 PARTS_DIR = "parts"
 LOCK_FILE = ".lock"
 _PARAMS_META = b"distsim.param_columns"
 # Files a run owns; `--fresh` deletes these and nothing else in the folder.
-OWNED = (SPEC_FILE, MANIFEST_FILE, REPLICATIONS_FILE, SUMMARY_FILE, COMPARISONS_FILE)
+OWNED = (SPEC_FILE, MANIFEST_FILE, REPLICATIONS_FILE, KEPT_FILE, SUMMARY_FILE, COMPARISONS_FILE)
+# The consolidated row files, in the order `read_rows` reads them.
+ROW_FILES = (REPLICATIONS_FILE, KEPT_FILE)
 
 
 _TMP_MARK = ".tmp-"
@@ -177,7 +186,7 @@ def _set_aside(path: Path) -> Path:
 
 def set_aside_files(out_dir: Path) -> list[Path]:
     """Damaged row files set aside earlier (see the module docstring)."""
-    found = list(out_dir.glob(f"{REPLICATIONS_FILE}{_CORRUPT_MARK}*"))
+    found = [p for name in ROW_FILES for p in out_dir.glob(f"{name}{_CORRUPT_MARK}*")]
     parts = out_dir / PARTS_DIR
     if parts.is_dir():
         found += parts.glob(f"part-*.parquet{_CORRUPT_MARK}*")
@@ -193,20 +202,23 @@ def _dedupe(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
 
 
 def read_rows(out_dir: Path) -> tuple[pd.DataFrame, list[str], list[Path]]:
-    """Every stored row (consolidated file and part files), deduplicated; notes on problems; the
-    part files read.
+    """Every stored row (consolidated files and part files), deduplicated; notes on problems;
+    the part files read.
 
     Read-only. A damaged part file is skipped with a note and left in place (its rows will be
-    simulated again); a damaged `replications.parquet` is a one-line `StoreError` that says how
-    to recover (a run sets it aside: `ResultStore.open`). Set-aside files are noted.
+    simulated again); a damaged `replications.parquet` or `kept.parquet` is a one-line
+    `StoreError` that says how to recover (a run sets it aside: `ResultStore.open`). Set-aside
+    files are noted.
     """
     notes: list[str] = []
     frames: list[pd.DataFrame] = []
     read: list[Path] = []
-    main = out_dir / REPLICATIONS_FILE
-    if main.exists():
+    for name in ROW_FILES:
+        path = out_dir / name
+        if not path.exists():
+            continue
         try:
-            frames.append(_read_parquet(main))
+            frames.append(_read_parquet(path))
         except CorruptFileError as exc:
             raise StoreError(
                 f"{exc}; run the study again with this folder as --out: the run sets the file "
@@ -232,16 +244,30 @@ def read_rows(out_dir: Path) -> tuple[pd.DataFrame, list[str], list[Path]]:
     return _dedupe(frames), notes, read
 
 
-def select_plan_rows(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
-    """The rows that belong to the plan (its scenario ids, architectures and replications)."""
+def in_plan(rows: pd.DataFrame, plan: Plan) -> pd.Series:
+    """Which rows belong to the plan (its scenario ids, architectures and replications)."""
     if rows.empty:
-        return rows
-    keep = (
+        return pd.Series(False, index=rows.index, dtype=bool)
+    return (
         rows["scenario_id"].isin([s.id for s in plan.scenarios])
         & rows["architecture"].isin(plan.architectures)
         & (rows["replication"] < plan.max_replications)
     )
-    return rows[keep]
+
+
+def select_plan_rows(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """The rows that belong to the plan; the others stay stored (`kept.parquet`)."""
+    return rows[in_plan(rows, plan)] if not rows.empty else rows
+
+
+def describe_rows(rows: pd.DataFrame) -> list[str]:
+    """One line per scenario id: how many rows, of which architectures and replications."""
+    lines = []
+    for sid, group in rows.groupby("scenario_id", sort=True):
+        reps = group["replication"].astype(int)
+        archs = ", ".join(sorted(group["architecture"].astype(str).unique()))
+        lines.append(f"{sid}: {len(group)} row(s), {archs}, replications {reps.min()}-{reps.max()}")
+    return lines
 
 
 def with_params(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
@@ -273,6 +299,23 @@ def to_table(rows: pd.DataFrame, plan: Plan) -> pa.Table:
     meta = dict(table.schema.metadata or {})
     meta[_PARAMS_META] = json.dumps(list(plan.param_paths)).encode("utf-8")
     return table.replace_schema_metadata(meta)
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    """manifest.json of a results folder; {} when absent or damaged (a run writes it again)."""
+    try:
+        data = json.loads((out_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _plain_table(rows: pd.DataFrame) -> pa.Table:
+    """Rows outside the plan: core columns and metrics only (no parameter columns)."""
+    out = rows.reset_index(drop=True).copy()
+    out["replication"] = out["replication"].astype("int64")
+    out["seed"] = out["seed"].astype("int64")
+    return pa.Table.from_pandas(out, preserve_index=False)
 
 
 class ResultStore:
@@ -316,7 +359,7 @@ class ResultStore:
             for tmp in folder.glob(f".*{_TMP_MARK}*"):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
-        candidates = [self.out_dir / REPLICATIONS_FILE]
+        candidates = [self.out_dir / name for name in ROW_FILES]
         if parts.is_dir():
             candidates += sorted(parts.glob("part-*.parquet"))
         for path in candidates:
@@ -360,12 +403,7 @@ class ResultStore:
         atomic_write_text(self.out_dir / MANIFEST_FILE, text)
 
     def read_manifest(self) -> dict[str, Any]:
-        path = self.out_dir / MANIFEST_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):  # damaged: as if absent
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_manifest(self.out_dir)
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Persist rows that just arrived as a new part file (atomic)."""
@@ -389,30 +427,76 @@ class ResultStore:
         return len(list(parts.glob("part-*.parquet"))) if parts.is_dir() else 0
 
     def consolidate(self, plan: Plan) -> pd.DataFrame:
-        """Merge stored rows of the plan into `replications.parquet`, then delete the parts.
+        """Merge stored rows of the plan into `replications.parquet` and every other stored row
+        into `kept.parquet`, then delete the parts. Returns the plan's rows in the published
+        layout.
 
-        Rows of scenarios not in the plan (a changed spec) are dropped. Returns the rows in the
-        published layout.
+        `kept.parquet` is written and verified first, so a row leaving `replications.parquet`
+        is on disk elsewhere before it goes; a kill in between leaves a duplicate (harmless).
         """
         rows, _, parts = read_rows(self.out_dir)
-        published = with_params(select_plan_rows(rows, plan), plan)
-        target = self.out_dir / REPLICATIONS_FILE
-        _write_parquet(target, to_table(published, plan))
-        try:  # verify before deleting the parts: the file on disk holds every row
-            written = pq.read_metadata(target).num_rows
-        except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"{target}: cannot verify what was written: {exc}") from None
-        if written != len(published):
-            raise StoreError(
-                f"{target}: holds {written} rows after writing {len(published)}; the part files "
-                "are kept, run the same command again"
-            )
+        mask = in_plan(rows, plan)
+        published = with_params(rows[mask] if len(rows) else rows, plan)
+        kept_path = self.out_dir / KEPT_FILE
+        others = rows[~mask] if len(rows) else rows
+        if len(others) and not self._holds_exactly(kept_path, others):
+            self._write_verified(kept_path, _plain_table(others))
+        self._write_verified(self.out_dir / REPLICATIONS_FILE, to_table(published, plan))
+        if not len(others):  # every kept row is in replications.parquet now
+            with contextlib.suppress(FileNotFoundError):
+                kept_path.unlink()
+                _fsync_dir(self.out_dir)
         for part in parts:
             with contextlib.suppress(OSError):
                 part.unlink()
         with contextlib.suppress(OSError):
             (self.out_dir / PARTS_DIR).rmdir()  # only when empty
         return published
+
+    @staticmethod
+    def _write_verified(target: Path, table: pa.Table) -> None:
+        """Write a row file and check the file on disk holds every row (before parts go)."""
+        _write_parquet(target, table)
+        try:
+            written = pq.read_metadata(target).num_rows
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{target}: cannot verify what was written: {exc}") from None
+        if written != table.num_rows:
+            raise StoreError(
+                f"{target}: holds {written} rows after writing {table.num_rows}; the part files "
+                "are kept, run the same command again"
+            )
+
+    @staticmethod
+    def _holds_exactly(path: Path, rows: pd.DataFrame) -> bool:
+        """`path` already stores exactly the keys of `rows` (nothing to rewrite)."""
+        if not path.exists():
+            return False
+        try:
+            keys = pq.read_table(path, columns=KEY).to_pandas()
+        except (OSError, pa.ArrowException):
+            return False
+        if len(keys) != len(rows):
+            return False
+        have = pd.MultiIndex.from_frame(keys.astype({"replication": "int64"}))
+        want = pd.MultiIndex.from_frame(rows[KEY].astype({"replication": "int64"}))
+        return have.sort_values().equals(want.sort_values())
+
+    def prune(self, plan: Plan, *, dry_run: bool = False) -> pd.DataFrame:
+        """Delete every stored row outside `plan` (the only deletion besides `--fresh`); returns
+        the rows removed (or, with `dry_run`, those that would be)."""
+        self.consolidate(plan)
+        path = self.out_dir / KEPT_FILE
+        if not path.exists():
+            return pd.DataFrame(columns=CORE_COLUMNS)
+        gone = _read_parquet(path)
+        if not dry_run:
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise StoreError(f"{path}: cannot delete: {exc.strerror}") from None
+            _fsync_dir(self.out_dir)
+        return gone
 
     def write_csv(self, name: str, frame: pd.DataFrame) -> None:
         atomic_write_text(self.out_dir / name, frame.to_csv(index=False))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import json
 import platform
 import subprocess
 import threading
@@ -30,11 +29,11 @@ from distsim.runner import aggregate, budget, precision, warmup
 from distsim.runner.plan import Plan, expected_cost_per_unit, plan_study
 from distsim.runner.store import (
     COMPARISONS_FILE,
-    MANIFEST_FILE,
     REPLICATIONS_FILE,
     SPEC_FILE,
     SUMMARY_FILE,
     ResultStore,
+    read_manifest,
     read_rows,
     select_plan_rows,
     with_params,
@@ -249,7 +248,9 @@ def _manifest(
         "failures": result.failures,
         "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
     }
-    auto = warmup.manifest_records(plan)
+    # Pilots of other plans sharing the folder stay recorded (their warm-ups are work too).
+    earlier = previous.get(warmup.MANIFEST_KEY)
+    auto = {**(earlier if isinstance(earlier, dict) else {}), **warmup.manifest_records(plan)}
     if auto:
         out[warmup.MANIFEST_KEY] = auto
     if plan.study.precision is not None:
@@ -308,6 +309,7 @@ class _LazyRay:
         self.address, self.workers, self.result = address, workers, result
         self.expected_cpu_s = expected_cpu_s
         self.session: Any = None
+        self._stack: contextlib.ExitStack | None = None  # holds the open session
         self._closing: threading.Thread | None = None
 
     def get(self) -> Any:
@@ -316,36 +318,69 @@ class _LazyRay:
             from distsim.runner import execute  # imports Ray lazily, only when there is work
 
             _preload_aggregation_imports()
-            session = execute.RaySession(
-                address=self.address,
-                workers=self.workers,
-                notes=self.result.notes,
-                expected_cpu_s=self.expected_cpu_s,
-            )
-            session.__enter__()
-            self.session = session
-            self.result.timings_s["ray_start"] = session.start_s
-            self.result.nodes, self.result.cpus = session.info.nodes, session.info.cpus
+            with contextlib.ExitStack() as stack:
+                self.session = stack.enter_context(
+                    execute.RaySession(
+                        address=self.address,
+                        workers=self.workers,
+                        notes=self.result.notes,
+                        expected_cpu_s=self.expected_cpu_s,
+                    )
+                )
+                self._stack = stack.pop_all()
+            self.result.timings_s["ray_start"] = self.session.start_s
+            self.result.nodes = self.session.info.nodes
+            self.result.cpus = self.session.info.cpus
         return self.session
 
     def close_soon(self) -> None:
         """Start shutting the session down on a background thread (Ray stops its processes one
         by one, giving each up to a second); `close` waits for it."""
-        if self.session is not None and self._closing is None:
-            session, self.session = self.session, None
-            self._closing = threading.Thread(
-                target=session.__exit__, args=(None, None, None), name="distsim-ray-stop"
-            )
+        if self._stack is not None and self._closing is None:
+            stack, self._stack, self.session = self._stack, None, None
+            self._closing = threading.Thread(target=stack.close, name="distsim-ray-stop")
             self._closing.start()
 
     def close(self) -> None:
         """Shut the session down now, or wait for `close_soon` to finish."""
-        if self.session is not None:
-            self.session.__exit__(None, None, None)
-            self.session = None
+        if self._stack is not None:
+            stack, self._stack, self.session = self._stack, None, None
+            stack.close()
         if self._closing is not None:
             self._closing.join()
             self._closing = None
+
+
+def _run_units(
+    session: Any,
+    units: Sequence[Unit],
+    scenarios: dict[str, Any],
+    cost: Any,
+    callbacks: tuple[Any, Any],
+    bar: Any,
+    result: StudyResult | None = None,
+) -> None:
+    """Batch `units` and run them on `session`, `bar` advancing as rows arrive; with `result`,
+    count the tasks and the simulation time there (even when interrupted)."""
+    from distsim.runner import execute
+
+    on_result, on_failure = callbacks
+    batches = execute.batch_units(units, cost, session.info.cpus)
+    if result is not None:
+        result.tasks += len(batches)
+    t0 = time.perf_counter()
+    try:
+        session.run(
+            batches,
+            scenarios,
+            on_result=on_result,
+            on_failure=on_failure,
+            progress=bar.progress,
+            progress_task=bar.task,
+        )
+    finally:
+        if result is not None:
+            result.timings_s["simulation"] += time.perf_counter() - t0
 
 
 def run_study(
@@ -430,8 +465,10 @@ def _run(
     result.notes.extend(read_notes)
     if len(stored) > len(ours):
         result.notes.append(
-            f"{len(stored) - len(ours)} stored row(s) do not belong to this spec "
-            "(changed scenarios or fewer replications) and are not used"
+            f"{len(stored) - len(ours)} stored row(s) of other scenarios, architectures or "
+            "replications (an earlier spec or override) are kept, not used in this summary; "
+            f"they are reused when their plan comes back (`distsim prune {store.out_dir}` "
+            "deletes them)"
         )
     for ps in plan.scenarios:
         rec = ps.warmup_auto
@@ -500,16 +537,8 @@ def _run_pilots(
         errors.append(message)
 
     total = sum(len(u.architectures) for u in units)
-    batches = execute.batch_units(units, lambda u: 1.0, session.info.cpus)
     with execute.ProgressBar(total=total, enabled=progress) as bar:
-        session.run(
-            batches,
-            scenarios,
-            on_result=on_result,
-            on_failure=on_failure,
-            progress=bar.progress,
-            progress_task=bar.task,
-        )
+        _run_units(session, units, scenarios, lambda u: 1.0, (on_result, on_failure), bar)
     if errors:
         raise DistsimError(f"warmup_s: auto: the pilot failed: {errors[0]}")
     out = {}
@@ -579,23 +608,10 @@ def _simulate_missing(
 
     session = ray.get()
     scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
-    on_result, on_failure = _runner(plan, store, result)
-    batches = execute.batch_units(units, _cost(plan), session.info.cpus)
-    result.tasks += len(batches)
-    t_sim = time.perf_counter()
     todo = sum(len(u.architectures) for u in units)
     with execute.ProgressBar(total=plan.rows, done=plan.rows - todo, enabled=progress) as bar:
-        try:
-            session.run(
-                batches,
-                scenarios,
-                on_result=on_result,
-                on_failure=on_failure,
-                progress=bar.progress,
-                progress_task=bar.task,
-            )
-        finally:
-            result.timings_s["simulation"] += time.perf_counter() - t_sim
+        callbacks = _runner(plan, store, result)
+        _run_units(session, units, scenarios, _cost(plan), callbacks, bar, result)
 
 
 def _precision_waves(
@@ -616,9 +632,10 @@ def _precision_waves(
     tracker = precision.Tracker(plan)
     rows_now, _, _ = read_rows(store.out_dir)  # those stored before and by the initial phase
     tracker.add_frame(select_plan_rows(rows_now, plan))
-    on_result, on_failure = _runner(plan, store, result, on_rows=tracker.add)
-    bar: Any = None
-    try:
+    callbacks = _runner(plan, store, result, on_rows=tracker.add)
+    scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
+    with contextlib.ExitStack() as stack:
+        bar: Any = None
         while True:
             current = tracker.totals()
             needed = {sid: tracker.needed(sid, n) for sid, n in current.items()}
@@ -632,34 +649,18 @@ def _precision_waves(
             if not units:
                 return
             if bar is None:
-                bar = execute.ProgressBar(total=0, enabled=progress).__enter__()
+                bar = stack.enter_context(execute.ProgressBar(total=0, enabled=progress))
             rows = sum(len(u.architectures) for u in units)
             if bar.progress is not None:
                 bar.progress.update(bar.task, total=bar.progress.tasks[0].total + rows)
-            batches = execute.batch_units(units, _cost(plan), session.info.cpus)
-            result.tasks += len(batches)
             result.waves += 1
-            t_sim = time.perf_counter()
-            try:
-                session.run(
-                    batches,
-                    {ps.id: ps.scenario for ps in plan.scenarios},
-                    on_result=on_result,
-                    on_failure=on_failure,
-                    progress=bar.progress,
-                    progress_task=bar.task,
-                )
-            finally:
-                result.timings_s["simulation"] += time.perf_counter() - t_sim
+            _run_units(session, units, scenarios, _cost(plan), callbacks, bar, result)
             if tracker.totals() == current:
                 result.notes.append(
                     "precision: a wave added no complete replication (its simulations failed); "
                     "stopped"
                 )
                 return
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
 
 
 def write_report_files(
@@ -686,21 +687,8 @@ def write_report_files(
     )
 
 
-def _read_manifest(out: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def load_result(out_dir: str | Path) -> StudyResult:
-    """A stored study's results, aggregated again from its rows; nothing is simulated or written.
-
-    Reads spec.yaml and the stored rows (replications.parquet and any part files of an
-    interrupted run).
-    """
-    out = Path(out_dir)
+def _stored_plan(out: Path) -> Plan:
+    """The resolved plan of a results folder's spec.yaml (`distsim report`, `distsim prune`)."""
     spec_path = out / SPEC_FILE
     if not out.is_dir():
         raise StoreError(f"{out}: no such results folder")
@@ -710,14 +698,24 @@ def load_result(out_dir: str | Path) -> StudyResult:
         study = load_study(spec_path)
     except SpecError as exc:
         raise StoreError(f"{spec_path}: {exc}") from None
-    plan = warmup.stored_plan(plan_study(study), _read_manifest(out))
+    return warmup.stored_plan(plan_study(study), read_manifest(out))
+
+
+def load_result(out_dir: str | Path) -> StudyResult:
+    """A stored study's results, aggregated again from its rows; nothing is simulated or written.
+
+    Reads spec.yaml and the stored rows (replications.parquet and any part files of an
+    interrupted run).
+    """
+    out = Path(out_dir)
+    plan = _stored_plan(out)
     rows, notes, _ = read_rows(out)
     if rows.empty and not (out / REPLICATIONS_FILE).exists():
         notes.append("no replications stored yet")
     published = precision.used_rows(with_params(select_plan_rows(rows, plan), plan), plan)
     summary, comparisons, detail = aggregate_rows(published, plan)
     return StudyResult(
-        study=study,
+        study=plan.study,
         plan=plan,
         out_dir=out,
         replications=published,
@@ -726,3 +724,13 @@ def load_result(out_dir: str | Path) -> StudyResult:
         comparisons_detail=detail,
         notes=notes,
     )
+
+
+def prune(out_dir: str | Path, *, dry_run: bool = False) -> tuple[Plan, pd.DataFrame]:
+    """Delete the stored rows of a results folder that are outside its spec.yaml's plan (rows
+    of earlier specs or overrides, kept until now); returns the plan and the rows removed (with
+    `dry_run`: that would be). The only deletion of rows besides `--fresh`."""
+    out = Path(out_dir)
+    plan = _stored_plan(out)
+    with ResultStore.open(out) as store:
+        return plan, store.prune(plan, dry_run=dry_run)

@@ -300,10 +300,50 @@ def test_more_replications_reuse_rows_and_changed_scenarios_do_not(cluster, tmp_
     final = stored(out)
     assert sorted(final[RATE].unique()) == [5.0, 9.0]
     assert set(final["scenario_id"]) == {ps.id for ps in r_changed.plan.scenarios}
-    assert any("do not belong" in n for n in r_changed.notes)
+    # The rate-7 rows are kept (not deleted), outside this summary.
+    assert any("12 stored row(s)" in n and "kept, not used in this summary" in n
+               for n in r_changed.notes)  # fmt: skip
+    assert len(pd.read_parquet(out / "kept.parquet")) == 12
     # Nothing left to do: no Ray at all.
     again = run_study(tiny(replications=6, rates=(5.0, 9.0)), out_dir=out, progress=False)
     assert (again.rows_reused, again.rows_simulated, again.tasks) == (24, 0, 0)
+    # The old rate comes back: its rows are reused, nothing is simulated.
+    back = run_study(tiny(replications=6), out_dir=out, progress=False)
+    assert (back.rows_reused, back.rows_simulated, back.tasks) == (24, 0, 0)
+    pd.testing.assert_frame_equal(
+        metric_frame(back.replications), metric_frame(r6.replications), check_exact=True
+    )
+
+
+def test_shrinking_then_restoring_replications_simulates_nothing(cluster, tmp_path):
+    out = tmp_path / "out"
+    full = run_study(tiny(replications=5), out_dir=out, progress=False)
+    fewer = run_study(tiny(replications=2), out_dir=out, progress=False)
+    assert (fewer.rows_reused, fewer.rows_simulated) == (8, 0)
+    assert len(fewer.replications) == 8 and len(stored(out)) == 8  # the summary uses its plan
+    assert int(fewer.summary[fewer.summary["metric"] == "ttft_mean_s"]["n"].max()) == 2
+    assert any("12 stored row(s)" in n and "kept" in n for n in fewer.notes)
+    restored = run_study(tiny(replications=5), out_dir=out, progress=False)
+    assert (restored.rows_reused, restored.rows_simulated, restored.tasks) == (20, 0, 0)
+    pd.testing.assert_frame_equal(
+        metric_frame(restored.replications), metric_frame(full.replications), check_exact=True
+    )
+    assert not (out / "kept.parquet").exists()  # every kept row is back in the plan
+
+
+def test_an_override_into_a_shared_folder_keeps_the_other_rows(cluster, tmp_path):
+    out = tmp_path / "shared"
+    base = run_study(tiny(replications=3), out_dir=out, progress=False)
+    other = run_study(tiny(replications=3), out_dir=out, progress=False,
+                      overrides={"duration_s": 20.0})  # fmt: skip
+    assert (other.rows_reused, other.rows_simulated) == (0, 12)
+    # Each summary uses exactly its plan's rows; the folder keeps both.
+    assert set(other.replications["scenario_id"]) == {ps.id for ps in other.plan.scenarios}
+    assert set(other.summary["scenario_id"]) <= {ps.id for ps in other.plan.scenarios}
+    kept = pd.read_parquet(out / "kept.parquet")
+    assert set(kept["scenario_id"]) == {ps.id for ps in base.plan.scenarios} and len(kept) == 12
+    again = run_study(tiny(replications=3), out_dir=out, progress=False)
+    assert (again.rows_reused, again.rows_simulated) == (12, 0)
 
 
 # ---------------------------------------------------------------- store (no Ray)
@@ -317,25 +357,64 @@ def _rows(sid: str, reps: range, value: float = 1.0) -> list[dict]:
     ]  # fmt: skip
 
 
-def test_store_parts_consolidate_dedupe_and_drop_stale(tmp_path):
+def test_store_parts_consolidate_dedupe_and_keep_other_plans(tmp_path):
     plan = plan_study(validate_study(tiny(replications=3, rates=(5.0,))))
     sid = plan.scenarios[0].id
     with ResultStore.open(tmp_path) as store:
         store.append(_rows(sid, range(2)))
         store.append(_rows(sid, range(1, 3)))  # replication 1 twice (a kill before cleanup)
-        store.append(_rows("stale00000", range(3)))
-        assert store.part_count() == 3
+        store.append(_rows("other00000", range(3)))
+        store.append(_rows(sid, range(3, 5)))  # beyond this plan's replications
+        assert store.part_count() == 4
         published = store.consolidate(plan)
     assert len(published) == 6 and not published.duplicated(KEY).any()
     assert list(published.columns[:5]) == ["scenario_id", RATE, "architecture",
                                            "replication", "seed"]  # fmt: skip
     assert (published[RATE] == 5.0).all()
     assert not (tmp_path / "parts").exists()
+    # Rows outside the plan are kept, never dropped.
+    kept = pd.read_parquet(tmp_path / "kept.parquet")
+    assert len(kept) == 10 and set(kept["scenario_id"]) == {sid, "other00000"}
     # Reading back drops the parameter columns (they are re-derived from the plan).
     back, notes, _ = read_rows(tmp_path)
-    assert RATE not in back.columns and not notes and len(back) == 6
+    assert RATE not in back.columns and not notes and len(back) == 16
     meta = pq.read_schema(tmp_path / "replications.parquet").metadata
     assert json.loads(meta[b"distsim.param_columns"]) == [RATE]
+    # Only `prune` deletes them, and says which.
+    with ResultStore.open(tmp_path) as store:
+        assert len(store.prune(plan, dry_run=True)) == 10
+        assert (tmp_path / "kept.parquet").exists()
+        gone = store.prune(plan)
+    assert len(gone) == 10 and not (tmp_path / "kept.parquet").exists()
+    assert len(read_rows(tmp_path)[0]) == 6
+
+
+def test_cli_prune_lists_and_deletes_only_rows_outside_the_plan(tmp_path):
+    from typer.testing import CliRunner
+
+    from distsim.cli import app
+
+    study = validate_study(tiny(replications=2, rates=(5.0,)))
+    plan = plan_study(study)
+    sid = plan.scenarios[0].id
+    with ResultStore.open(tmp_path) as store:
+        store.write_spec(study.model_dump(mode="json"))
+        store.append(_rows(sid, range(4)) + _rows("other00000", range(1)))
+        store.consolidate(plan)
+    runner = CliRunner()
+    dry = runner.invoke(app, ["prune", str(tmp_path), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would delete 6 stored row(s)" in dry.output
+    assert f"{sid}: 4 row(s), disaggregated, monolithic, replications 2-3" in dry.output
+    assert "other00000: 2 row(s)" in dry.output
+    assert len(read_rows(tmp_path)[0]) == 10
+    done = runner.invoke(app, ["prune", str(tmp_path)])
+    assert done.exit_code == 0 and "deleted 6 stored row(s)" in done.output
+    assert len(read_rows(tmp_path)[0]) == 4
+    again = runner.invoke(app, ["prune", str(tmp_path)])
+    assert "nothing to delete" in again.output
+    missing = runner.invoke(app, ["prune", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such results folder" in missing.output
 
 
 def test_store_lock_corrupt_part_and_fresh(tmp_path):
