@@ -25,6 +25,7 @@ import contextlib
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -95,6 +96,35 @@ def resolve_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
+# How long `check_address` waits for a TCP connection to the cluster's address.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_address(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast, in one line, when a `--address host:port` has no Ray cluster behind it.
+
+    `ray.init` would retry for minutes, printing multi-line warnings. This opens (and closes)
+    one TCP connection first; "auto" and addresses that are not host:port are left to Ray.
+    Skipped when this process already has a Ray session (the address is then ignored)."""
+    if address is None or address == "auto":
+        return
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port_text = target.rstrip("/").rpartition(":")
+    if not sep or not host or not port_text.isdigit() or host.startswith("["):
+        return
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc)).lower()
+        raise DistsimError(
+            f"no Ray cluster at {target} ({why}): start one with 'ray start --head' "
+            "or drop --address"
+        ) from None
+
+
 def _import_ray(local: bool) -> Any:
     """Import Ray; before a local start, make it advertise 127.0.0.1 instead of the LAN address."""
     if local:
@@ -140,10 +170,25 @@ class RaySession:
 
     def __enter__(self) -> RaySession:
         t0 = time.perf_counter()
-        self._connect()
-        self._warm_workers()
+        try:
+            self._connect()
+            self._warm_workers()
+        except BaseException:  # Ctrl-C while Ray starts: stop what was started, then re-raise
+            self._stop_partial()
+            raise
         self.start_s = time.perf_counter() - t0
         return self
+
+    def _stop_partial(self) -> None:
+        """Shut down a session this object was starting (`ray.init` may have launched Ray's
+        processes before an interrupt reached it); a joined or existing session is left."""
+        ray = self._ray
+        if ray is None or self.info.mode == "existing":
+            return
+        if self._owned or self.address is None:  # shutdown also stops a half-started node
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            self._owned = False
 
     def _warm_workers(self) -> None:
         """One warm-up task per CPU: workers import distsim and load the compiled kernels
@@ -214,6 +259,17 @@ class RaySession:
 
     # ---------------------------------------------------------------- running
 
+    def _ship_data(self, scenarios: Mapping[str, Scenario]) -> Any:
+        """The data files the scenarios read, parsed once here and put in Ray's object store
+        (one ref every task receives; None when no scenario reads a file)."""
+        from distsim.workload.generate import data_files
+        from distsim.workload.trace_files import snapshot
+
+        files: list[tuple[str, str | None]] = []
+        for scenario in scenarios.values():
+            files += [f for f in data_files(scenario.workload) if f not in files]
+        return self._ray.put(snapshot(files)) if files else None
+
     def run(
         self,
         batches: Sequence[Sequence[Unit]],
@@ -232,6 +288,7 @@ class RaySession:
         ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(run_batch)
         window = max(IN_FLIGHT_PER_CPU * self.info.cpus, 8)
+        data = self._ship_data(scenarios)
         todo: Iterator[Sequence[Unit]] = iter(batches)
         pending: dict[Any, Sequence[Unit]] = {}
 
@@ -241,7 +298,7 @@ class RaySession:
                 if batch is None:
                     return
                 needed = {u.scenario_id: scenarios[u.scenario_id] for u in batch}
-                pending[remote.remote(needed, list(batch))] = batch
+                pending[remote.remote(needed, list(batch), data)] = batch
 
         try:
             submit()

@@ -47,6 +47,8 @@ class PlannedScenario:
     params: dict[str, Any]  # dotted path -> resolved value (scalars; JSON text for mappings)
     # For `warmup_s: auto`, once resolved: the pilot's record (see distsim.runner.warmup).
     warmup_auto: dict[str, Any] | None = None
+    # The id before ids named data files by content (`legacy_scenario_id`), when it differs.
+    legacy_id: str | None = None
 
     def label(self) -> str:
         """`id` plus the swept values, e.g. `3f2a9c01d2 (workload.arrival.rate_rps=2.0)`."""
@@ -85,6 +87,11 @@ class Plan:
                 return s
         known = ", ".join(s.id for s in self.scenarios)
         raise SpecError(f"--scenario: '{scenario_id}' is not a scenario of the plan ({known})")
+
+    @property
+    def id_aliases(self) -> dict[str, str]:
+        """Old scenario id -> id, for stored rows written before ids hashed data content."""
+        return {s.legacy_id: s.id for s in self.scenarios if s.legacy_id and s.legacy_id != s.id}
 
     @property
     def units(self) -> int:
@@ -147,17 +154,51 @@ def _dump_for_id(scenario: Scenario) -> dict[str, Any]:
 
 
 def scenario_id(scenario: Scenario) -> str:
-    """A 10-hex-digit hash of the resolved scenario (key order does not matter), and of the
-    contents of the data files it reads (a trace edited in place is a new scenario)."""
-    payload: dict[str, Any] = {
+    """A 10-hex-digit hash of the resolved scenario (key order does not matter) in which every
+    data file is named by its content's SHA-256, not its path: a trace edited in place is a new
+    scenario, and the same study with its data in another folder (another machine, a moved
+    results folder) has the same ids."""
+    digests = data_digests(scenario.workload)
+    dumped = _dump_for_id(scenario)
+    if digests:
+        dumped["workload"] = _by_content(dumped["workload"], digests)
+    payload: dict[str, Any] = {"model_version": MODEL_VERSION, "scenario": dumped}
+    return _hash(payload)
+
+
+def legacy_scenario_id(scenario: Scenario) -> str | None:
+    """The id this scenario had before ids named data files by content (its absolute path and
+    the digests by path); None when it reads no data file (its id did not change). Rows stored
+    under it are adopted under `scenario_id` (`Plan.id_aliases`)."""
+    digests = data_digests(scenario.workload)
+    if not digests:
+        return None
+    payload = {
         "model_version": MODEL_VERSION,
         "scenario": _dump_for_id(scenario),
+        "data_sha256": digests,
     }
-    digests = data_digests(scenario.workload)
-    if digests:
-        payload["data_sha256"] = digests
+    return _hash(payload)
+
+
+def _hash(payload: dict[str, Any]) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+
+
+def _by_content(node: Any, digests: dict[str, str]) -> Any:
+    """`node` with every data-file `path` field replaced by `sha256:<digest>` of its content."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "path" and isinstance(value, str) and value in digests:
+                out[key] = f"sha256:{digests[value]}"
+            else:
+                out[key] = _by_content(value, digests)
+        return out
+    if isinstance(node, list):
+        return [_by_content(v, digests) for v in node]
+    return node
 
 
 def get_path(data: Any, path: str) -> Any:
@@ -307,7 +348,8 @@ def plan_study(study: Study) -> Plan:
         params = {
             p: _column_value(get_path(dumped, p)) for p in param_paths if p not in _CORE_COLUMNS
         }
-        planned.append(PlannedScenario(sid, len(planned), scenario, params))
+        legacy = legacy_scenario_id(scenario)
+        planned.append(PlannedScenario(sid, len(planned), scenario, params, legacy_id=legacy))
     return Plan(
         study=study,
         scenarios=tuple(planned),

@@ -48,7 +48,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +201,9 @@ def _dedupe(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return rows.drop_duplicates(subset=KEY, keep="first").reset_index(drop=True)
 
 
-def read_rows(out_dir: Path) -> tuple[pd.DataFrame, list[str], list[Path]]:
+def read_rows(
+    out_dir: Path, aliases: Mapping[str, str] | None = None
+) -> tuple[pd.DataFrame, list[str], list[Path]]:
     """Every stored row (consolidated files and part files), deduplicated; notes on problems;
     the part files read.
 
@@ -209,6 +211,7 @@ def read_rows(out_dir: Path) -> tuple[pd.DataFrame, list[str], list[Path]]:
     simulated again); a damaged `replications.parquet` or `kept.parquet` is a one-line
     `StoreError` that says how to recover (a run sets it aside: `ResultStore.open`). Set-aside
     files are noted.
+    `aliases` (old scenario id -> id, `Plan.id_aliases`) renames rows stored under an old id.
     """
     notes: list[str] = []
     frames: list[pd.DataFrame] = []
@@ -241,7 +244,11 @@ def read_rows(out_dir: Path) -> tuple[pd.DataFrame, list[str], list[Path]]:
             f"{len(aside)} damaged file(s) were set aside ({names}{more}); their rows were "
             "simulated again; delete them when you no longer need them"
         )
-    return _dedupe(frames), notes, read
+    rows = _dedupe(frames)
+    if aliases and len(rows) and rows["scenario_id"].isin(list(aliases)).any():
+        rows["scenario_id"] = rows["scenario_id"].replace(dict(aliases))
+        rows = _dedupe([rows])
+    return rows, notes, read
 
 
 def in_plan(rows: pd.DataFrame, plan: Plan) -> pd.Series:
@@ -434,7 +441,7 @@ class ResultStore:
         `kept.parquet` is written and verified first, so a row leaving `replications.parquet`
         is on disk elsewhere before it goes; a kill in between leaves a duplicate (harmless).
         """
-        rows, _, parts = read_rows(self.out_dir)
+        rows, _, parts = read_rows(self.out_dir, plan.id_aliases)
         mask = in_plan(rows, plan)
         published = with_params(rows[mask] if len(rows) else rows, plan)
         kept_path = self.out_dir / KEPT_FILE

@@ -421,6 +421,9 @@ def run_study(
     out = Path(out_dir) if out_dir is not None else Path("results") / study.name
     if out.exists() and not out.is_dir():
         raise StoreError(f"{out}: exists and is not a folder")
+    from distsim.runner.execute import check_address, resolve_address
+
+    check_address(resolve_address(address))  # before anything is written
 
     with ResultStore.open(out, fresh=fresh) as store:
         previous = store.read_manifest()
@@ -458,7 +461,7 @@ def _run(
         plan, previous, lambda todo: _run_pilots(todo, ray, result, progress=progress)
     )
     result.plan = plan
-    stored, read_notes, _ = read_rows(store.out_dir)
+    stored, read_notes, _ = read_rows(store.out_dir, plan.id_aliases)
     ours = select_plan_rows(stored, plan)
     result.replications = with_params(ours, plan)
     result.rows_reused = len(ours)
@@ -630,7 +633,8 @@ def _precision_waves(
     p = plan.study.precision
     assert p is not None
     tracker = precision.Tracker(plan)
-    rows_now, _, _ = read_rows(store.out_dir)  # those stored before and by the initial phase
+    # Those stored before and by the initial phase.
+    rows_now, _, _ = read_rows(store.out_dir, plan.id_aliases)
     tracker.add_frame(select_plan_rows(rows_now, plan))
     callbacks = _runner(plan, store, result, on_rows=tracker.add)
     scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
@@ -709,7 +713,7 @@ def load_result(out_dir: str | Path) -> StudyResult:
     """
     out = Path(out_dir)
     plan = _stored_plan(out)
-    rows, notes, _ = read_rows(out)
+    rows, notes, _ = read_rows(out, plan.id_aliases)
     if rows.empty and not (out / REPLICATIONS_FILE).exists():
         notes.append("no replications stored yet")
     published = precision.used_rows(with_params(select_plan_rows(rows, plan), plan), plan)

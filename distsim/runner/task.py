@@ -113,15 +113,24 @@ def load_kernels() -> float:
     return time.perf_counter() - start
 
 
-def run_batch(scenarios: Mapping[str, Scenario], units: Sequence[Unit]) -> BatchResult:
-    """Run units one after another; the body of every Ray task."""
+def run_batch(
+    scenarios: Mapping[str, Scenario], units: Sequence[Unit], data: Any = None
+) -> BatchResult:
+    """Run units one after another; the body of every Ray task.
+
+    `data`: the parsed trace and empirical-size files the scenarios read
+    (`workload.trace_files.snapshot`), shipped by the driver through Ray's object store, so a
+    node needs no copy of them at the same path."""
+    from distsim.workload.trace_files import installed
+
     start = time.perf_counter()
     start_cpu = time.thread_time()
     out = BatchResult()
-    for unit in units:
-        one = run_unit(scenarios[unit.scenario_id], unit)
-        out.rows.extend(one.rows)
-        out.errors.extend(one.errors)
+    with installed(data):
+        for unit in units:
+            one = run_unit(scenarios[unit.scenario_id], unit)
+            out.rows.extend(one.rows)
+            out.errors.extend(one.errors)
     out.compute_s = time.perf_counter() - start
     out.cpu_s = time.thread_time() - start_cpu
     return out

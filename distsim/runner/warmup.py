@@ -33,7 +33,7 @@ from typing import Any
 
 from distsim.errors import SpecError, StoreError
 from distsim.runner.payload import PROFILE_COLUMN
-from distsim.runner.plan import Plan, PlannedScenario, scenario_id
+from distsim.runner.plan import Plan, PlannedScenario, legacy_scenario_id, scenario_id
 from distsim.runner.task import Unit
 from distsim.spec.study import Scenario
 from distsim.stats.diagnostics import TimeProfile, Warmup, detect_warmup, profile_from_json
@@ -140,7 +140,11 @@ def apply(plan: Plan, resolutions: Mapping[str, Resolution]) -> Plan:
             res = resolutions[ps.id]
             scenario = ps.scenario.model_copy(update={"warmup_s": res.warmup_s})
             ps = dataclasses.replace(
-                ps, id=scenario_id(scenario), scenario=scenario, warmup_auto=res.to_record()
+                ps,
+                id=scenario_id(scenario),
+                scenario=scenario,
+                warmup_auto=res.to_record(),
+                legacy_id=legacy_scenario_id(scenario),
             )
         if ps.id in seen:
             raise SpecError(

@@ -29,10 +29,11 @@ installed table takes precedence over the file system in that process.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -323,3 +324,16 @@ def snapshot(files: Iterable[tuple[str, str | None]]) -> Snapshot:
 def install(data: Snapshot) -> None:
     """Make this process use shipped data for those paths instead of reading files (idempotent)."""
     _INSTALLED.update(data)
+
+
+@contextlib.contextmanager
+def installed(data: Snapshot | None) -> Iterator[None]:
+    """Use shipped data for those paths while the block runs (a Ray task), then forget it, so
+    a long-lived worker never serves one study's file to another."""
+    before = dict(_INSTALLED)
+    _INSTALLED.update(data or {})
+    try:
+        yield
+    finally:
+        _INSTALLED.clear()
+        _INSTALLED.update(before)

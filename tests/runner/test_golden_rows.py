@@ -20,8 +20,10 @@ sys.path.insert(0, str(GOLDEN))
 
 import make_golden  # noqa: E402
 
-# Scenario ids of studies that read a data file hash the file's absolute path (issue: results that
-# move between machines), so the reference, written in another checkout, differs there only.
+# Scenario ids of studies that read a data file hashed the file's absolute path when the reference
+# was written (0079beb, in another checkout); they now hash the file's content (the same on every
+# machine: tests/runner/test_data_travels.py), so these ids differ from the reference and only
+# these. Rows stored under the old ids are adopted by `Plan.id_aliases`.
 PATH_DEPENDENT_IDS = {"studies/azure_code_batched.yaml"}
 
 

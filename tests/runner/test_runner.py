@@ -527,3 +527,36 @@ def test_rows_never_carry_per_request_arrays(reference):
             continue
         assert all(isinstance(v, str) for v in values), column
         assert values.str.len().max() < 200_000, column
+
+
+# ---------------------------------------------------------------- data files travel with the study
+
+
+def test_data_files_are_shipped_through_the_object_store(cluster, tmp_path):
+    """The driver parses each data file once and ships it; the tasks (on both nodes) never read
+    the path: the file is deleted before they run, and their rows equal those computed from
+    the file."""
+    import ray
+    from test_data_travels import trace_study, write_trace
+
+    from distsim.runner import execute
+    from distsim.runner.task import Unit, run_batch
+
+    path = write_trace(tmp_path / "data" / "trace.csv")
+    plan = plan_study(validate_study(trace_study(path, replications=4)))
+    scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
+    units = [Unit(ps.id, r, plan.architectures) for ps in plan.scenarios for r in range(4)]
+    expected = pd.DataFrame(run_batch(scenarios, units).rows)
+    session = execute.RaySession(notes=[])
+    with session:
+        data = session._ship_data(scenarios)
+        path.unlink()  # from here on, no process can read the file
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
+        refs = [remote.remote(scenarios, [u], data) for u in units]
+        rows = [row for ref in refs for row in ray.get(ref).rows]
+        # Without the shipped data a task must read the path, and fails.
+        missing = ray.get(remote.remote(scenarios, units[:1])).errors
+    assert missing and "trace.csv" in missing[0]["error"]
+    pd.testing.assert_frame_equal(
+        metric_frame(pd.DataFrame(rows)), metric_frame(expected), check_exact=True
+    )
