@@ -289,6 +289,7 @@ class RaySession:
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(run_batch)
         window = max(IN_FLIGHT_PER_CPU * self.info.cpus, 8)
         data = self._ship_data(scenarios)
+        extra = () if data is None else (data,)  # run_batch(scenarios, units[, data])
         todo: Iterator[Sequence[Unit]] = iter(batches)
         pending: dict[Any, Sequence[Unit]] = {}
 
@@ -298,7 +299,7 @@ class RaySession:
                 if batch is None:
                     return
                 needed = {u.scenario_id: scenarios[u.scenario_id] for u in batch}
-                pending[remote.remote(needed, list(batch), data)] = batch
+                pending[remote.remote(needed, list(batch), *extra)] = batch
 
         try:
             submit()
