@@ -10,6 +10,12 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from distsim.cli import app
+from distsim.runner.store import KEY
 from distsim.sim.replication import simulate_requests
 from distsim.spec.study import Scenario, Study
 from distsim.stats.sketch import LogHistogram
@@ -40,6 +46,30 @@ def study_dict(**changes: Any) -> dict[str, Any]:
     data = copy.deepcopy(BASE_STUDY)
     data.update(copy.deepcopy(changes))
     return data
+
+
+RATE = "workload.arrival.rate_rps"
+
+
+def tiny_study(
+    name: str = "tiny",
+    replications: int = 6,
+    rates: tuple[float, ...] = (4.0, 6.0),
+    **changes: Any,
+) -> dict[str, Any]:
+    """Two scenarios (a rate sweep) x two architectures, 20 s runs: ~80-120 requests each."""
+    base = {"name": name, "duration_s": 20.0, "warmup_s": 2.0, "replications": replications,
+            "sweep": {RATE: list(rates)}}  # fmt: skip
+    return study_dict(**(base | changes))
+
+
+def scenario(**changes: Any) -> Scenario:
+    """The base study's scenario validated on its own (no name, baseline or replications), so an
+    engine test may use any set of architectures."""
+    data = study_dict(**changes)
+    for key in ("name", "baseline", "replications"):
+        data.pop(key, None)
+    return Scenario.model_validate(data)
 
 
 def make_study(**changes: Any) -> Study:
@@ -82,3 +112,39 @@ def sketches(scenario: Scenario, replications: int) -> dict[str, list[LogHistogr
         for name in scenario.architectures:
             out[name].append(LogHistogram.of(simulate_requests(scenario, name, r, requests).ttft_s))
     return out
+
+
+# ---------------------------------------------------------------- files, rows, the CLI
+
+_CLI = CliRunner()
+
+
+def write_spec(path: Path, data: dict[str, Any]) -> Path:
+    """`data` as a YAML spec file at `path`."""
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Stored rows in key order with a fresh index, for exact comparison between runs."""
+    return df.sort_values(KEY).reset_index(drop=True)
+
+
+def invoke(*args: Any) -> Any:
+    """`distsim ARGS` in process (Typer's CliRunner); arguments are converted with str()."""
+    return _CLI.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result: Any, *needles: str) -> str:
+    """The single `error: ...` line of a command that failed on bad input: exit code 2, no escaped
+    exception, no traceback, nothing else on stderr; each needle must appear in it."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

@@ -45,20 +45,6 @@ def assert_layout(columns: list[str], issue_layout: list[str]) -> None:
     assert set(columns) - set(issue_layout) <= LATER
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    # address="local": a new instance, never one another process started on this machine.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)  # fmt: skip
-    try:
-        assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {"127.0.0.1"}
-        yield
-    finally:
-        ray.shutdown()
-
-
 @pytest.fixture
 def spec(tmp_path) -> Path:
     path = tmp_path / "study.yaml"

@@ -438,19 +438,6 @@ def test_unsafe_yaml_tags_are_refused_and_never_run(folder, tmp_path):
 # ---------------------------------------------------------------- a few real tiny runs
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)  # fmt: skip
-    try:
-        assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {"127.0.0.1"}
-        yield
-    finally:
-        ray.shutdown()
-
-
 EXTREME_VALID = {
     # Almost no requests: every latency metric is undefined.
     "no_requests": {"workload": {**BASE["workload"], "arrival": {"process": "poisson",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from distsim_testkit import study_dict
+from distsim_testkit import one_line_error, study_dict
 from typer.testing import CliRunner
 
 from distsim.cli import app
@@ -39,12 +39,7 @@ def with_change(path: str, value: Any, delete: bool = False) -> dict[str, Any]:
 
 
 def assert_one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    err = result.stderr.strip()
-    assert "Traceback" not in result.output and "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, (needle, err)
+    one_line_error(result, *needles)
 
 
 BAD = [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from distsim_testkit import study_dict
+from distsim_testkit import one_line_error, study_dict
 from typer.testing import CliRunner
 
 from distsim.cli import app
@@ -32,13 +32,7 @@ def write_trace(folder: Path, text: str, name: str = "trace.csv") -> Path:
 
 
 def run_error(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    err = result.stderr.strip()
-    assert "Traceback" not in result.output and "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: ")
-    return err
+    return one_line_error(runner.invoke(app, args))
 
 
 @pytest.mark.parametrize(

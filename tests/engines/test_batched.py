@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
-from distsim_testkit import study_dict
+from distsim_testkit import scenario
 
 from distsim.sim import batched, serving, simpy_exclusive
 from distsim.sim.batched import StepRecord
@@ -18,12 +18,6 @@ from distsim.spec.study import Scenario
 from distsim.workload.generate import generate
 
 PREFILL_RATE, DECODE_RATE = 8000.0, 2000.0
-
-
-def scenario(**changes) -> Scenario:
-    data = study_dict(**changes)
-    data.pop("name"), data.pop("baseline"), data.pop("replications")
-    return Scenario.model_validate(data)
 
 
 def exclusive_like(first_token: str) -> Scenario:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from distsim_testkit import study_dict
+from distsim_testkit import scenario
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,14 +30,7 @@ from distsim.sim.serving import PoolConfig, ServingConfig
 from distsim.sim.step_time import Linear, Roofline, profile_table
 from distsim.sim.timeline import Timeline
 from distsim.spec.hardware import GPU_PRESETS, MODEL_PRESETS
-from distsim.spec.study import Scenario
 from distsim.workload.generate import Requests, generate
-
-
-def scenario(**changes) -> Scenario:
-    data = study_dict(**changes)
-    data.pop("name"), data.pop("baseline"), data.pop("replications")
-    return Scenario.model_validate(data)
 
 
 def assert_identical(fast: Timeline, ref: Timeline) -> None:

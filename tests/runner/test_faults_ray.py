@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from distsim_testkit import study_dict
+from distsim_testkit import frame, tiny_study
 
 import distsim.runner.execute as execute
 from distsim.runner.store import KEY
@@ -37,12 +37,7 @@ STRIKE_TIMEOUT_S = 120.0
 
 
 def tiny() -> dict:
-    return study_dict(name="faults", duration_s=20.0, warmup_s=2.0, replications=6,
-                      sweep={RATE: [4.0, 6.0]})  # fmt: skip
-
-
-def frame(df: pd.DataFrame) -> pd.DataFrame:
-    return df.sort_values(KEY).reset_index(drop=True)
+    return tiny_study("faults", 6)
 
 
 def announcing(marks: Path, pause_s: float) -> Callable[..., Any]:

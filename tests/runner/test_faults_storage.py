@@ -25,45 +25,19 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from distsim_testkit import study_dict
+from distsim_testkit import RATE, frame, invoke, one_line_error, tiny_study
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 import distsim.runner.store as store_mod
-from distsim.cli import app
 from distsim.errors import StoreError
 from distsim.runner.plan import plan_study
 from distsim.runner.store import KEY, ResultStore, atomic_write_bytes, read_rows
 from distsim.spec.study import validate_study
 
-RATE = "workload.arrival.rate_rps"
-runner = CliRunner()
-
 
 def tiny(replications: int = 8) -> dict:
-    return study_dict(name="storage", duration_s=20.0, warmup_s=2.0, replications=replications,
-                      sweep={RATE: [4.0, 6.0]})  # fmt: skip
-
-
-def invoke(*args: Any) -> Any:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result: Any) -> str:
-    """The single `error:` line of a failed command (exit 2, no traceback)."""
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
-        result.exception
-    )
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    errors = [ln for ln in lines if ln.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
-    return errors[0]
-
-
-def frame(df: pd.DataFrame) -> pd.DataFrame:
-    return df.sort_values(KEY).reset_index(drop=True)
+    return tiny_study("storage", replications)
 
 
 def no_temp_files(out: Path) -> bool:
@@ -103,19 +77,6 @@ def mounted(target: Path, *args: str) -> Iterator[Path]:
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)  # fmt: skip
-    try:
-        assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {"127.0.0.1"}
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from distsim_testkit import study_dict
+from distsim_testkit import frame, tiny_study, write_spec
 
 from distsim.errors import StoreError
 from distsim.runner.plan import plan_study
@@ -38,20 +38,8 @@ RATE = "workload.arrival.rate_rps"
 
 
 def tiny(replications: int = 24, rates: tuple[float, ...] = (5.0, 7.0), **changes: Any) -> dict:
-    """Two scenarios, two architectures, short runs: ~150-210 requests per replication."""
-    base = {"name": "tiny", "duration_s": 30.0, "warmup_s": 2.0,
-            "replications": replications, "sweep": {RATE: list(rates)}}  # fmt: skip
-    return study_dict(**(base | changes))
-
-
-def write_spec(path: Path, spec: dict) -> Path:
-    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def metric_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows sorted by key, all columns; for exact comparison between runs."""
-    return df.sort_values(KEY).reset_index(drop=True)
+    """Two scenarios, two architectures, 30 s runs: ~150-210 requests per replication."""
+    return tiny_study("tiny", replications, rates, **({"duration_s": 30.0} | changes))
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -127,9 +115,9 @@ def test_same_numbers_on_1_worker_2_workers_and_a_two_node_cluster(
     assert (manifest["nodes"], manifest["cpus"]) == (2, 2)
     plan = plan_study(validate_study(tiny()))
     assert len(reference) == plan.rows == 2 * 2 * 24
-    pd.testing.assert_frame_equal(metric_frame(one), metric_frame(reference), check_exact=True)
+    pd.testing.assert_frame_equal(frame(one), frame(reference), check_exact=True)
     pd.testing.assert_frame_equal(
-        metric_frame(stored(tmp_path / "cl")), metric_frame(reference), check_exact=True
+        frame(stored(tmp_path / "cl")), frame(reference), check_exact=True
     )
 
 
@@ -137,9 +125,7 @@ def test_in_process_study_uses_the_running_session(cluster, tmp_path, reference)
     result = run_study(tiny(), out_dir=tmp_path, workers=1, progress=False)
     assert (result.nodes, result.cpus) == (2, 2)  # the session's cluster, not 1 worker
     assert any("--workers does not apply" in n for n in result.notes)
-    pd.testing.assert_frame_equal(
-        metric_frame(result.replications), metric_frame(reference), check_exact=True
-    )
+    pd.testing.assert_frame_equal(frame(result.replications), frame(reference), check_exact=True)
 
 
 def test_published_rows_layout_and_common_random_numbers(reference):
@@ -200,7 +186,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(spec_path, reference, 
     final = stored(out)
     assert not final.duplicated(KEY).any() and len(final) == plan.rows
     assert not (out / "parts").exists()
-    pd.testing.assert_frame_equal(metric_frame(final), metric_frame(reference), check_exact=True)
+    pd.testing.assert_frame_equal(frame(final), frame(reference), check_exact=True)
 
 
 # ---------------------------------------------------------------- failures and retries
@@ -248,9 +234,7 @@ def test_a_failing_replication_is_reported_and_the_rest_completes(
     second = run_study(spec, out_dir=tmp_path, progress=False)
     assert second.rows_simulated == len(plan.scenarios) and second.complete
     assert not second.failures
-    pd.testing.assert_frame_equal(
-        metric_frame(second.replications), metric_frame(reference), check_exact=True
-    )
+    pd.testing.assert_frame_equal(frame(second.replications), frame(reference), check_exact=True)
 
 
 def test_a_dead_worker_is_retried_by_ray(cluster, tmp_path, monkeypatch):
@@ -277,7 +261,7 @@ def test_a_dead_worker_is_retried_by_ray(cluster, tmp_path, monkeypatch):
     monkeypatch.undo()
     clean = run_study(spec, out_dir=tmp_path / "clean", progress=False)
     pd.testing.assert_frame_equal(
-        metric_frame(result.replications), metric_frame(clean.replications), check_exact=True
+        frame(result.replications), frame(clean.replications), check_exact=True
     )
 
 
@@ -291,8 +275,8 @@ def test_more_replications_reuse_rows_and_changed_scenarios_do_not(cluster, tmp_
     # Study-level changes (more replications, a new name) keep every stored row.
     r6 = run_study(tiny(replications=6, name="renamed"), out_dir=out, progress=False)
     assert (r6.rows_reused, r6.rows_simulated) == (16, 8)
-    old = metric_frame(r4.replications)
-    new = metric_frame(r6.replications[r6.replications["replication"] < 4])
+    old = frame(r4.replications)
+    new = frame(r6.replications[r6.replications["replication"] < 4])
     pd.testing.assert_frame_equal(new, old, check_exact=True)
     # Changing one scenario's rate: its rows are stale, the other scenario's are reused.
     r_changed = run_study(tiny(replications=6, rates=(5.0, 9.0)), out_dir=out, progress=False)

@@ -10,7 +10,6 @@ listening TCP socket of that session's processes (GCS, raylet, agents, workers, 
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import os
 import pickle
@@ -27,6 +26,7 @@ from distsim_testkit import study_dict
 from typer.testing import CliRunner
 
 from distsim.cli import app
+from distsim.errors import StoreError
 from distsim.runner.store import read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,28 +135,59 @@ class _Payload:
         return (Path.touch, (Path(self.path),))
 
 
-def test_result_files_with_pickled_payloads_are_never_unpickled(tmp_path):
-    """pyarrow once unpickled `arrow.py_extension_type` metadata on read (CVE-2023-47248); a
-    results folder from elsewhere must not run code. Planted in replications.parquet, in a part
-    file and in the schema's pandas metadata, read through distsim's own reader."""
-    marker = tmp_path / "pwned"
-    evil = pickle.dumps(_Payload(str(marker)))
+def _planted_table(evil: bytes, *, in_pandas_metadata: bool, in_extension_type: bool) -> pa.Table:
+    """One stored-looking row whose schema carries `evil` where pyarrow or pandas might unpickle
+    it: the pandas metadata and/or a field declared as `arrow.py_extension_type`."""
     ext = {b"ARROW:extension:name": b"arrow.py_extension_type", b"ARROW:extension:metadata": evil}
     fields = [
         pa.field("scenario_id", pa.string()),
         pa.field("architecture", pa.string()),
         pa.field("replication", pa.int64()),
         pa.field("seed", pa.int64()),
-        pa.field("payload", pa.binary(), metadata=ext),
+        pa.field("payload", pa.binary(), metadata=ext if in_extension_type else None),
     ]
-    schema = pa.schema(fields, metadata={b"pandas": evil, b"distsim.param_columns": b"[]"})
-    table = pa.table([["s"], ["monolithic"], [0], [7], [b"x"]], schema=schema)
-    pq.write_table(table, tmp_path / "replications.parquet", write_page_checksum=True)
-    (tmp_path / "parts").mkdir()
-    pq.write_table(table, tmp_path / "parts" / "part-x-000001.parquet", write_page_checksum=True)
-    with contextlib.suppress(Exception):  # refusing the file is fine; running the payload is not
-        read_rows(tmp_path)
+    meta = {b"distsim.param_columns": b"[]"} | ({b"pandas": evil} if in_pandas_metadata else {})
+    return pa.table([["s"], ["monolithic"], [0], [7], [b"x"]], schema=pa.schema(fields, meta))
+
+
+def test_result_files_with_pickled_payloads_are_never_unpickled(tmp_path):
+    """pyarrow once unpickled `arrow.py_extension_type` metadata on read (CVE-2023-47248); a
+    results folder from elsewhere must not run code. A pickle planted in the pandas metadata makes
+    `replications.parquet` a one-line StoreError and a part file a skipped-with-a-note file; one
+    planted as an extension type is read as the plain bytes it stores. Each through distsim's own
+    reader, after a positive control showing the payload does run when unpickled."""
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(_Payload(str(marker)))
+    pickle.loads(evil)  # positive control: unpickling the payload creates the marker
+    assert marker.exists()
+    marker.unlink()
+
+    main = tmp_path / "main"
+    main.mkdir()
+    pq.write_table(_planted_table(evil, in_pandas_metadata=True, in_extension_type=True),
+                   main / "replications.parquet")  # fmt: skip
+    with pytest.raises(StoreError) as info:
+        read_rows(main)
+    message = str(info.value)
+    assert "\n" not in message and "replications.parquet: unreadable" in message, message
     assert not marker.exists()
+
+    part = tmp_path / "part"
+    (part / "parts").mkdir(parents=True)
+    planted = _planted_table(evil, in_pandas_metadata=True, in_extension_type=True)
+    pq.write_table(planted, part / "parts" / "part-x-000001.parquet")
+    rows, notes, read = read_rows(part)
+    assert rows.empty and read == [] and len(notes) == 1 and "skipped" in notes[0], notes
+    assert not marker.exists()
+
+    for where in ("replications.parquet", "parts/part-x-000001.parquet"):
+        folder = tmp_path / "ext" / where.replace("/", "-")
+        (folder / "parts").mkdir(parents=True)
+        planted = _planted_table(evil, in_pandas_metadata=False, in_extension_type=True)
+        pq.write_table(planted, folder / where)
+        rows, notes, _ = read_rows(folder)
+        assert notes == [] and rows["payload"].tolist() == [b"x"], (where, notes)
+        assert not marker.exists(), where
 
 
 # ---------------------------------------------------------------- local Ray listens on loopback

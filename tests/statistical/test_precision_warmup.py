@@ -66,19 +66,6 @@ def mmc_spec(name: str, rate_rps: float, duration_s: float, **changes) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(address="local", num_cpus=CPUS, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)  # fmt: skip
-    try:
-        assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {"127.0.0.1"}
-        yield
-    finally:
-        ray.shutdown()
-
-
 def rel_half_width(values: np.ndarray, confidence: float = 0.95) -> float:
     """Student-t half-width over |mean| of independent per-replication values (scipy)."""
     lo, hi = stats.t.interval(

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import simpy
 from distsim_testkit import make_scenario
-from scipy import optimize
+from mmc_truth import erlang_c, sojourn_mean_s, sojourn_quantile_s, sojourn_sf
 
 from distsim.sim import simpy_exclusive
 from distsim.sim.replication import simulate
@@ -24,25 +24,6 @@ from distsim.sim.timeline import ServiceTimes
 from distsim.workload.generate import generate
 
 FAST_DECODE = 1e12  # tokens/s: one output token costs ~1e-12 s, so TTFT = wait + prefill
-
-
-def erlang_c(c: int, a: float) -> float:
-    """P(an arrival waits) in M/M/c with offered traffic a = lambda/mu < c."""
-    below = sum(a**k / math.factorial(k) for k in range(c))
-    top = a**c / math.factorial(c) * c / (c - a)
-    return top / (below + top)
-
-
-def mmc_ttft_sf(t: float, c: int, lam: float, mu: float) -> float:
-    """P(wait + own service > t) in M/M/c (hypoexponential tail when the request waits)."""
-    pw = erlang_c(c, lam / mu)
-    theta = c * mu - lam
-    waited = (mu * math.exp(-theta * t) - theta * math.exp(-mu * t)) / (mu - theta)
-    return (1 - pw) * math.exp(-mu * t) + pw * waited
-
-
-def mmc_ttft_quantile(q: float, c: int, lam: float, mu: float) -> float:
-    return optimize.brentq(lambda t: mmc_ttft_sf(t, c, lam, mu) - (1 - q), 0, 100 / mu)
 
 
 def mm_workload(rate_rps: float, prompt: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +52,16 @@ def assert_close(value: float, se: float, truth: float, what: str, bias_rel: flo
     )
 
 
+def test_mmc_truth_reduces_to_the_mm1_closed_forms() -> None:
+    """The M/M/c formulas of mmc_truth at c = 1: sojourn time exactly Exp(mu - lambda)."""
+    lam, mu = 7.0, 10.0
+    assert erlang_c(1, lam / mu) == pytest.approx(lam / mu)
+    assert sojourn_mean_s(1, lam, 1 / mu) == pytest.approx(1 / (mu - lam))
+    for t in (0.05, 0.3, 1.0):
+        assert sojourn_sf(t, 1, lam, 1 / mu) == pytest.approx(math.exp(-(mu - lam) * t))
+    assert sojourn_quantile_s(0.9, 2, lam, 1 / mu) > 0  # the root-finding branch
+
+
 @pytest.mark.parametrize("c", [1, 4])
 def test_mmc_mean_and_p90_ttft_match_erlang_c(c: int) -> None:
     mu, rho = 10.0, 0.7
@@ -84,14 +75,11 @@ def test_mmc_mean_and_p90_ttft_match_erlang_c(c: int) -> None:
         architectures={"m": {"kind": "monolithic", "gpus": c}},
         baseline="m",
     )
-    pw = erlang_c(c, lam / mu)
-    mean_truth = pw / (c * mu - lam) + 1 / mu
+    mean_truth = sojourn_mean_s(c, lam, 1 / mu)
     mean, se = replicate(scenario, "m", 12, lambda rep: rep.result.ttft_mean_s)
     assert_close(mean, se, mean_truth, f"M/M/{c} mean TTFT")
     p90, se90 = replicate(scenario, "m", 12, lambda rep: rep.result.ttft_p90_s)
-    assert_close(p90, se90, mmc_ttft_quantile(0.9, c, lam, mu), f"M/M/{c} P90 TTFT")
-    if c == 1:  # M/M/1 sojourn time is exactly Exp(mu - lambda)
-        assert mmc_ttft_quantile(0.9, 1, lam, mu) == pytest.approx(math.log(10) / (mu - lam))
+    assert_close(p90, se90, sojourn_quantile_s(0.9, c, lam, 1 / mu), f"M/M/{c} P90 TTFT")
 
 
 def test_md1_mean_wait_matches_pollaczek_khinchine() -> None:
