@@ -455,6 +455,7 @@ EXTREME_VALID = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(EXTREME_VALID))
 def test_extreme_but_valid_studies_run_with_no_nan_in_any_report(ray_session, folder, case):
     data = copy.deepcopy(BASE) | {"name": case, "replications": 3} | EXTREME_VALID[case]

@@ -34,6 +34,8 @@ from distsim.runner.plan import plan_study
 from distsim.runner.store import KEY, read_rows
 from distsim.spec.study import validate_study
 
+pytestmark = pytest.mark.slow  # fault tests: real kills, clusters and file systems
+
 ROOT = Path(__file__).resolve().parents[2]
 RATE = "workload.arrival.rate_rps"
 KILLS = 3  # mid-study kills, then one more during the final writes

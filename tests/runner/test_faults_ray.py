@@ -32,6 +32,8 @@ import distsim.runner.execute as execute
 from distsim.runner.store import KEY
 from distsim.runner.study import run_study
 
+pytestmark = pytest.mark.slow  # fault tests: real kills, clusters and file systems
+
 RATE = "workload.arrival.rate_rps"
 STRIKE_TIMEOUT_S = 120.0
 

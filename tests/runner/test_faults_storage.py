@@ -35,6 +35,8 @@ from distsim.runner.plan import plan_study
 from distsim.runner.store import KEY, ResultStore, atomic_write_bytes, read_rows
 from distsim.spec.study import validate_study
 
+pytestmark = pytest.mark.slow  # fault tests: real kills, clusters and file systems
+
 
 def tiny(replications: int = 8) -> dict:
     return tiny_study("storage", replications)

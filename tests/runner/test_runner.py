@@ -101,6 +101,7 @@ def reference(spec_path, tmp_path_factory) -> pd.DataFrame:
 # ---------------------------------------------------------------- determinism
 
 
+@pytest.mark.slow
 def test_same_numbers_on_1_worker_2_workers_and_a_two_node_cluster(
     spec_path, reference, cluster, tmp_path
 ):
@@ -121,6 +122,7 @@ def test_same_numbers_on_1_worker_2_workers_and_a_two_node_cluster(
     )
 
 
+@pytest.mark.slow
 def test_in_process_study_uses_the_running_session(cluster, tmp_path, reference):
     result = run_study(tiny(), out_dir=tmp_path, workers=1, progress=False)
     assert (result.nodes, result.cpus) == (2, 2)  # the session's cluster, not 1 worker
@@ -128,6 +130,7 @@ def test_in_process_study_uses_the_running_session(cluster, tmp_path, reference)
     pd.testing.assert_frame_equal(frame(result.replications), frame(reference), check_exact=True)
 
 
+@pytest.mark.slow
 def test_published_rows_layout_and_common_random_numbers(reference):
     assert list(reference.columns[:5]) == [
         "scenario_id", RATE, "architecture", "replication", "seed",
@@ -150,6 +153,7 @@ def test_published_rows_layout_and_common_random_numbers(reference):
 # ---------------------------------------------------------------- resume after SIGKILL
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(spec_path, reference, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "distsim", "run", str(spec_path), "--out", str(out),
@@ -192,6 +196,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(spec_path, reference, 
 # ---------------------------------------------------------------- failures and retries
 
 
+@pytest.mark.slow
 def test_a_failing_replication_is_reported_and_the_rest_completes(
     cluster, tmp_path, monkeypatch, reference
 ):
@@ -237,6 +242,7 @@ def test_a_failing_replication_is_reported_and_the_rest_completes(
     pd.testing.assert_frame_equal(frame(second.replications), frame(reference), check_exact=True)
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_retried_by_ray(cluster, tmp_path, monkeypatch):
     import distsim.runner.execute as execute
 
@@ -268,6 +274,7 @@ def test_a_dead_worker_is_retried_by_ray(cluster, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- reuse of stored rows
 
 
+@pytest.mark.slow
 def test_more_replications_reuse_rows_and_changed_scenarios_do_not(cluster, tmp_path):
     out = tmp_path / "out"
     r4 = run_study(tiny(replications=4), out_dir=out, progress=False)
@@ -434,6 +441,7 @@ def test_bad_input_writes_nothing(tmp_path):
 # ---------------------------------------------------------------- aggregation vs scipy
 
 
+@pytest.mark.slow
 def test_summary_and_comparisons_match_an_independent_computation(reference):
     from scipy import stats as sps
 
@@ -503,6 +511,7 @@ def test_cluster_validation_can_fail():
         _validate_cluster_config(config)
 
 
+@pytest.mark.slow
 def test_rows_never_carry_per_request_arrays(reference):
     """Metrics are numbers; anything else a task returns is bounded text (e.g. a sketch)."""
     for column in reference.columns[5:]:

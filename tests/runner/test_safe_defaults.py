@@ -292,6 +292,7 @@ def test_the_listener_scan_sees_a_socket_open_to_the_network():
     assert [addr for addr, _ in listeners] == ["0.0.0.0"]
 
 
+@pytest.mark.slow
 def test_a_local_ray_started_by_distsim_listens_on_loopback_only():
     seen = _listeners("ray")
     assert seen["mode"] == "local"

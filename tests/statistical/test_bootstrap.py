@@ -46,6 +46,7 @@ def test_identical_replications_give_a_zero_width_interval() -> None:
     assert iv.low == iv.estimate == iv.high
 
 
+@pytest.mark.slow
 def test_bootstrap_coverage_mm1() -> None:
     """M/M/1 at load 0.5, 600 s runs, R = 20: the 95% BCa interval holds the true P99 at a rate
     a two-sided binomial test cannot tell from 0.95 (1% level). Measured with these seeds: P99

@@ -14,6 +14,7 @@ outcome is deterministic.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from distsim_testkit import sketches
 from mmc_truth import mmc_scenario, sojourn_mean_s, sojourn_quantile_s
 from scipy.stats import binomtest
@@ -68,6 +69,7 @@ def assert_covers(rates: dict[str, float]) -> None:
         assert p > 0.01, f"{metric}: coverage {rate:.3f} over {STUDIES} studies (p = {p:.2g})"
 
 
+@pytest.mark.slow
 def test_coverage_mm1_moderate_load() -> None:
     """M/M/1 at load 0.5, ~2,900 measured requests per replication."""
     rates, flagged = coverage(rate_rps=5.0, service_s=0.1, gpus=1, duration_s=600, warmup_s=20)
@@ -75,6 +77,7 @@ def test_coverage_mm1_moderate_load() -> None:
     assert max(flagged.values()) <= 0.05  # adequate runs are rarely called too short
 
 
+@pytest.mark.slow
 def test_coverage_mm4_erlang_c() -> None:
     """M/M/4 at load 0.7 (Erlang C), ~8,300 measured requests per replication."""
     rates, flagged = coverage(rate_rps=2.8, service_s=1.0, gpus=4, duration_s=3000, warmup_s=50)
@@ -82,6 +85,7 @@ def test_coverage_mm4_erlang_c() -> None:
     assert max(flagged.values()) <= 0.05
 
 
+@pytest.mark.slow
 def test_short_runs_at_high_load_are_flagged() -> None:
     """M/M/1 at load 0.8 for 100 s from empty (~800 requests): P99 intervals miss the truth far
     too often, and the run-length warning says so in most studies."""
@@ -120,6 +124,7 @@ def paired_study(seed: int, gpus: dict[str, int], duration_s: float = 1000) -> d
     )
 
 
+@pytest.mark.slow
 def test_power_mm4_vs_mm5_declared_different() -> None:
     """One GPU more at the same arrival rate lowers every TTFT metric; each study says so."""
     for seed in range(20):
@@ -137,6 +142,7 @@ def test_identical_architectures_never_differ() -> None:
             assert result[f"{key}_diff"] == 0.0 and result[f"{key}_width"] == 0.0
 
 
+@pytest.mark.slow
 def test_paired_difference_coverage_mm4_vs_mm5() -> None:
     """The paired interval of M/M/5 minus M/M/4 (same arrivals) holds the closed-form difference."""
     truth = {"mean": sojourn_mean_s(5, 2.8, 1.0) - sojourn_mean_s(4, 2.8, 1.0)}

@@ -147,6 +147,7 @@ def test_bad_precision_block_is_one_line_exit_2(tmp_path, precision_block, messa
 # ---------------------------------------------------------------- precision waves
 
 
+@pytest.mark.slow
 def test_stops_when_the_target_is_met(ray_session, tmp_path) -> None:
     # per-replication mean TTFT varies with CV ~0.2 (monolithic) and ~0.9 (disaggregated, whose
     # decode queue sees the heavy-tailed output sizes): about 4 and 35 replications needed
@@ -193,6 +194,7 @@ def capped(ray_session, tmp_path_factory):
     return spec, out, run_study(spec, out_dir=out, progress=False)
 
 
+@pytest.mark.slow
 def test_never_exceeds_the_cap_and_says_so(capped) -> None:
     spec, out, res = capped
     rows = stored(out)
@@ -217,6 +219,7 @@ def test_never_exceeds_the_cap_and_says_so(capped) -> None:
     assert sum(c["capped"] for c in data["precision"]["cells"]) == 8
 
 
+@pytest.mark.slow
 def test_reruns_resume(capped) -> None:
     spec, out, first = capped
     before = stored(out).sort_values(KEY).reset_index(drop=True)
@@ -268,6 +271,7 @@ def pilot_truth(spec: dict) -> float:
     return max(found)
 
 
+@pytest.mark.slow
 def test_auto_warmup_finds_a_planted_transient(ray_session, tmp_path) -> None:
     """M/M/1 at load 0.95 starting empty (relaxation time ~150 s) next to M/M/2 at 0.475."""
     spec = mmc_spec("auto", 9.5, 1000.0)
@@ -298,6 +302,7 @@ def test_auto_warmup_finds_a_planted_transient(ray_session, tmp_path) -> None:
         load_result(tmp_path)
 
 
+@pytest.mark.slow
 def test_auto_warmup_is_zero_without_a_transient(ray_session, tmp_path) -> None:
     spec = mmc_spec("light", 2.0, 400.0)  # loads 0.2 and 0.1
     res = run_study(spec, out_dir=tmp_path, progress=False)
