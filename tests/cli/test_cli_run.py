@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from distsim.cli import app
 from distsim.runner.plan import plan_study
 from distsim.spec.study import validate_study
+from distsim.workload.generate import generate
 
 RATE = "workload.arrival.rate_rps"
 SUMMARY = ["scenario_id", RATE, "architecture", "metric", "estimate", "ci_low", "ci_high", "n"]
@@ -132,6 +133,18 @@ def test_run_with_set_override_changes_the_scenarios(ray_session, spec, tmp_path
     assert result.exit_code == 0, result.output
     stored_spec = yaml.safe_load((tmp_path / "o" / "spec.yaml").read_text())
     assert stored_spec["duration_s"] == 10.0 and stored_spec["replications"] == 2
+    # The stored rows are those of 10 s runs: the scenario ids of the overridden spec, and each
+    # row measured exactly the requests generated in [warmup_s, 10 s) of its replication.
+    plan = plan_study(validate_study(spec_dict(duration_s=10.0, replications=2)))
+    rows = pd.read_parquet(tmp_path / "o" / "replications.parquet")
+    assert len(rows) == plan.rows == 2 * 2 * 2
+    by_id = {ps.id: ps.scenario for ps in plan.scenarios}
+    assert set(rows["scenario_id"]) == set(by_id)
+    for row in rows.itertuples(index=False):
+        sc = by_id[row.scenario_id]
+        arrivals = generate(sc.workload, 10.0, sc.seed, row.replication).arrival_s
+        assert row.n_requests == int((arrivals >= sc.warmup_s).sum()) > 0
+        assert (arrivals < 10.0).all()
 
 
 @pytest.mark.parametrize(
