@@ -31,18 +31,6 @@ def test_a_spec_without_select_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)  # fmt: skip
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.slow
 def test_select_prints_the_answer_first_and_writes_its_files(tmp_path, ray_session):
     spec = spec_file(

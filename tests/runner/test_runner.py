@@ -302,10 +302,11 @@ def test_more_replications_reuse_rows_and_changed_scenarios_do_not(cluster, tmp_
     back = run_study(tiny(replications=6), out_dir=out, progress=False)
     assert (back.rows_reused, back.rows_simulated, back.tasks) == (24, 0, 0)
     pd.testing.assert_frame_equal(
-        metric_frame(back.replications), metric_frame(r6.replications), check_exact=True
+        frame(back.replications), frame(r6.replications), check_exact=True
     )
 
 
+@pytest.mark.slow
 def test_shrinking_then_restoring_replications_simulates_nothing(cluster, tmp_path):
     out = tmp_path / "out"
     full = run_study(tiny(replications=5), out_dir=out, progress=False)
@@ -317,11 +318,12 @@ def test_shrinking_then_restoring_replications_simulates_nothing(cluster, tmp_pa
     restored = run_study(tiny(replications=5), out_dir=out, progress=False)
     assert (restored.rows_reused, restored.rows_simulated, restored.tasks) == (20, 0, 0)
     pd.testing.assert_frame_equal(
-        metric_frame(restored.replications), metric_frame(full.replications), check_exact=True
+        frame(restored.replications), frame(full.replications), check_exact=True
     )
     assert not (out / "kept.parquet").exists()  # every kept row is back in the plan
 
 
+@pytest.mark.slow
 def test_an_override_into_a_shared_folder_keeps_the_other_rows(cluster, tmp_path):
     out = tmp_path / "shared"
     base = run_study(tiny(replications=3), out_dir=out, progress=False)
@@ -525,6 +527,7 @@ def test_rows_never_carry_per_request_arrays(reference):
 # ---------------------------------------------------------------- data files travel with the study
 
 
+@pytest.mark.slow
 def test_data_files_are_shipped_through_the_object_store(cluster, tmp_path):
     """The driver parses each data file once and ships it; the tasks (on both nodes) never read
     the path: the file is deleted before they run, and their rows equal those computed from
@@ -550,6 +553,4 @@ def test_data_files_are_shipped_through_the_object_store(cluster, tmp_path):
         # Without the shipped data a task must read the path, and fails.
         missing = ray.get(remote.remote(scenarios, units[:1])).errors
     assert missing and "trace.csv" in missing[0]["error"]
-    pd.testing.assert_frame_equal(
-        metric_frame(pd.DataFrame(rows)), metric_frame(expected), check_exact=True
-    )
+    pd.testing.assert_frame_equal(frame(pd.DataFrame(rows)), frame(expected), check_exact=True)
