@@ -28,7 +28,7 @@ from distsim.workload.generate import arrival_rate_rps, data_digests
 
 # Bump when the simulation model changes meaning, so rows simulated by an older model are
 # never reused for a scenario that looks the same.
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 2: batched engine runs output - 1 decode iterations; profile overhead
 
 # A study with more scenarios than this is almost certainly a mistake in the sweep.
 MAX_SCENARIOS = 10_000

@@ -26,10 +26,13 @@ pulls it over the instance's own link (`kv_link_gb_s`): transfers on one link ru
 FCFS, each taking prompt_tokens x kv_bytes_per_token / bandwidth. The prompt's KV stays on the
 prefill instance until its transfer ends. Decode instances batch every running sequence.
 
-Token accounting (the seed's): a request's prompt is prefilled, then it runs `output_tokens`
-decode iterations, each adding one token of KV. The first token is reported at the end of the
-prefill (monolithic; disaggregated with `first_token: prefill`) or of the first decode iteration
-(`first_token: decode`).
+Token accounting (`decode_steps`): with `output-1` (the default, as vLLM and DistServe) the end
+of a prefill samples a token, so a request runs `output_tokens - 1` decode iterations, each
+adding one token of KV, and a one-token request ends with its prefill (without reaching a
+decode pool); a prefill recomputing a preempted sequence samples its next token too. With
+`output` (the exclusive engine's accounting) it runs `output_tokens` decode iterations after the
+prefill. The first token is reported at the end of the prefill (monolithic; disaggregated with
+`first_token: prefill`) or of the first decode iteration (`first_token: decode`).
 
 KV cache. Admission reserves the request's whole context (prompt, plus tokens generated before a
 preemption) and keeps one token of headroom per sequence in the batch, so a full cache stops

@@ -92,6 +92,7 @@ from distsim.sim.batched_layout import (
     R_PROMPT,
     R_SOURCE,
     R_TNEXT,
+    S_EMIT_AT_PREFILL,
     S_HSIZE,
     S_LOG,
     S_NEXT_ARRIVAL,
@@ -190,6 +191,8 @@ def instance_loop(
         while pi[P_QLEN, p] > 0:
             r = qbuf[p, pi[P_QHEAD, p]]
             need = ri[r, R_PROMPT] + ri[r, R_GEN]
+            if ri[r, R_NEEDS_T] == 1 and st[S_EMIT_AT_PREFILL] == 1:
+                need -= 1  # the last token's KV is written by the next decode iteration
             seqs = ii[I_COUNT, g] + ii[I_IN_T, g] + 1
             if not (seqs <= mbs and ii[I_KV, g] + need + seqs <= cap):
                 if ii[I_COUNT, g] == 0 and ii[I_IN_T, g] == 0:
@@ -294,7 +297,7 @@ def instance_loop(
 @njit
 def instance_step_done(
     g: int, now: float, ri: np.ndarray, rf: np.ndarray, ii: np.ndarray, fi: np.ndarray,
-    busy: np.ndarray,
+    busy: np.ndarray, st: np.ndarray,
 ) -> None:  # fmt: skip
     """The end of a monolithic or decode step: decodes grow by one token and the finished leave,
     chunks advance and finished prompts start decoding. The step's sequences are the first
@@ -333,7 +336,15 @@ def instance_step_done(
             ri[r, R_PDONE] = 0
             if ii[I_FIRST_AT_PREFILL, g] == 1 and math.isnan(rf[r, F_FIRST]):
                 rf[r, F_FIRST] = now
-            to_decoding(ri, ii, g, r)
+            if st[S_EMIT_AT_PREFILL] == 1:
+                ri[r, R_GEN] += 1
+            if ri[r, R_GEN] == ri[r, R_OUTPUT]:  # its only token came from the prefill
+                rf[r, F_DONE] = now
+                change_kv(ii, fi, g, -ri[r, R_KV], now)
+                unlink(ri, ii, g, r, np.int64(0))
+                ii[I_COUNT, g] -= 1
+            else:
+                to_decoding(ri, ii, g, r)
         r = nxt
 
 
@@ -425,9 +436,17 @@ def prefill_step_done(
         if ii[I_FIRST_AT_PREFILL, g] == 1:
             rf[r, F_FIRST] = now
         ri[r, R_LEFT] = 0
-        ri[r, R_NEEDS_T] = 1
-        ri[r, R_SOURCE] = g
-        submit(decode_pool, r, zero, now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
+        if st[S_EMIT_AT_PREFILL] == 1:
+            ri[r, R_GEN] += 1
+        if ri[r, R_GEN] == ri[r, R_OUTPUT]:  # one output token: done, nothing to decode
+            if math.isnan(rf[r, F_FIRST]):
+                rf[r, F_FIRST] = now
+            rf[r, F_DONE] = now
+            change_kv(ii, fi, g, -ri[r, R_PROMPT], now)
+        else:
+            ri[r, R_NEEDS_T] = 1
+            ri[r, R_SOURCE] = g
+            submit(decode_pool, r, zero, now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
         r = nxt
 
 
@@ -626,7 +645,7 @@ def event_loop(
                 ii[I_TRIG, g] = 0
             if ii[I_KIND, g] == 0:
                 if kind == EV_STEP:
-                    instance_step_done(g, now, ri, rf, ii, fi, busy)
+                    instance_step_done(g, now, ri, rf, ii, fi, busy, st)
                 instance_loop(
                     g, now, ri, rf, ii, fi, pi, pf, qbuf, wait, busy, acc, ht, hk, st, tmp_g,
                     tmp_free, log_i, log_f, log_c, log_d,
@@ -664,8 +683,8 @@ def event_loop(
 def kernel(
     arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray, pool_in: np.ndarray,
     pf: np.ndarray, pool_cap: np.ndarray, decode_pool: int, first_token_prefill: bool,
-    kv_bytes_per_token: float, link_bytes_per_s: float, log: bool, log_i: np.ndarray,
-    log_f: np.ndarray, log_c: np.ndarray, log_d: np.ndarray,
+    emit_at_prefill: bool, kv_bytes_per_token: float, link_bytes_per_s: float, log: bool,
+    log_i: np.ndarray, log_f: np.ndarray, log_c: np.ndarray, log_d: np.ndarray,
 ):  # noqa: ANN201 # fmt: skip
     """Run the whole simulation (see `distsim.sim.fast_batched` for the correspondence to SimPy).
     With `log`, every step is recorded in the log buffers (st counts the entries; if a buffer
@@ -686,6 +705,7 @@ def kernel(
     hk = np.empty((3, hcap), np.int64)
     st = np.zeros(NST, np.int64)
     st[S_LOG] = 1 if log else 0
+    st[S_EMIT_AT_PREFILL] = 1 if emit_at_prefill else 0
     tmp_g = np.empty(max(ninst, 1), np.int64)
     tmp_free = np.empty(max(ninst, 1))
     tr_i = np.empty((2, n), np.int64)

@@ -126,7 +126,8 @@ S_NLOG_I = 11  # entries written (or wanted, if the buffer was too small) in eac
 S_NLOG_F = 12
 S_NLOG_C = 13
 S_NLOG_D = 14
-NST = 15
+S_EMIT_AT_PREFILL = 15  # 1: a prefill's end emits a token (output - 1 decode iterations)
+NST = 16
 
 # Step log rows (ints): pool, instance, kv tokens, chunks, decodes.
 LOG_INTS = 5
@@ -156,6 +157,8 @@ FIT_A = 0  # fixed term (added to an offset above)
 FIT_B = 1  # per token (prefill) or per context token (decode)
 FIT_C = 2  # per squared prompt token (prefill) or per sequence (decode)
 PF_MS = 9
+PF_OVERHEAD_S = 10
+PF_OVERHEAD_PER_TOKEN_S = 11
 # Linear.
 LN_OVERHEAD_S = 0
 LN_PREFILL_TOKENS_PER_S = 1

@@ -49,6 +49,8 @@ from distsim.sim.batched_layout import (
     PF_DECODE_LARGE,
     PF_DECODE_SMALL,
     PF_MS,
+    PF_OVERHEAD_PER_TOKEN_S,
+    PF_OVERHEAD_S,
     PF_PREFILL,
     PRIO_SHIFT,
     R_LEFT,
@@ -149,7 +151,8 @@ def step_s(
             ms += params[row, fit + FIT_B] * k + params[row, fit + FIT_C] * d
             if p == 0:
                 ms += params[row, fit + FIT_A]
-        out = ms * params[row, PF_MS]
+        per_token = params[row, PF_OVERHEAD_PER_TOKEN_S] * (p + k)
+        out = ms * params[row, PF_MS] + params[row, PF_OVERHEAD_S] + per_token
     else:
         out = params[row, LN_OVERHEAD_S] + p / params[row, LN_PREFILL_TOKENS_PER_S]
         if d > 0:

@@ -134,7 +134,8 @@ class _InstanceBase:
         name = self.plan.name
         self.rec.step_time[name] += dt
         self.rec.batch_time[name] += len(seqs) * dt
-        share = dt * self.plan.tensor_parallel / len(seqs)
+        gpus = self.plan.tensor_parallel * self.plan.pipeline_parallel
+        share = dt * gpus / len(seqs)
         busy = self.rec.busy[name]
         for s in seqs:
             busy[s.rid] += share
@@ -156,11 +157,13 @@ class _Instance(_InstanceBase):
         index: int,
         checker: Checker | None,
         first_at_prefill: bool,
+        emit_at_prefill: bool,
         link_gb_s: float | None = None,
         kv_bytes_per_token: float = 0.0,
     ) -> None:
         super().__init__(pool, index, checker)
         self.running: list[_Seq] = []
+        self.emit_at_prefill = emit_at_prefill
         self.in_transfer = 0
         self.first_at_prefill = first_at_prefill
         self.link = simpy.Resource(self.env, capacity=1) if link_gb_s is not None else None
@@ -175,7 +178,11 @@ class _Instance(_InstanceBase):
         q = self.pool.queue
         while q:
             seq = q[0]
+            # the context to hold: prompt and tokens generated, except the last token's KV,
+            # which a transferred sequence writes in its next decode iteration
             need = seq.prompt + seq.generated
+            if seq.needs_transfer and self.emit_at_prefill:
+                need -= 1
             if not self._fits(need):
                 if not self.running and not self.in_transfer:
                     raise self.too_big(seq, seq.prompt + seq.output)
@@ -280,6 +287,7 @@ class _Instance(_InstanceBase):
             self.account(batch, dt)
             yield env.timeout(dt)
             now = env.now
+            finished = False
             for s, c in chunks:
                 s.prefill_left -= c
                 s.prefill_done += c
@@ -287,9 +295,14 @@ class _Instance(_InstanceBase):
                     s.prefill_done = 0
                     if self.first_at_prefill and math.isnan(rec.first[s.rid]):
                         rec.first[s.rid] = now
+                    if self.emit_at_prefill:  # the prefill's last position samples a token
+                        s.generated += 1
+                        if s.generated == s.output:
+                            rec.done[s.rid] = now
+                            self.change_kv(-s.kv)
+                            finished = True
             if decodes:
                 self.change_kv(len(decodes))
-                finished = False
                 for s in decodes:
                     s.generated += 1
                     s.kv += 1
@@ -299,19 +312,26 @@ class _Instance(_InstanceBase):
                         rec.done[s.rid] = now
                         self.change_kv(-s.kv)
                         finished = True
-                if finished:
-                    self.running = [s for s in self.running if s.generated < s.output]
+            if finished:
+                self.running = [s for s in self.running if s.generated < s.output]
 
 
 class _PrefillInstance(_InstanceBase):
     """A prefill-only instance of a disaggregated architecture."""
 
     def __init__(
-        self, pool: _Pool, index: int, checker: Checker | None, decode: _Pool, first: bool
+        self,
+        pool: _Pool,
+        index: int,
+        checker: Checker | None,
+        decode: _Pool,
+        first: bool,
+        emit_at_prefill: bool,
     ) -> None:
         super().__init__(pool, index, checker)
         self.decode = decode
         self.first_at_prefill = first
+        self.emit_at_prefill = emit_at_prefill
 
     def release(self, tokens: int) -> None:
         """A transfer has ended: the prompt's KV leaves this instance."""
@@ -366,6 +386,14 @@ class _PrefillInstance(_InstanceBase):
                 if self.first_at_prefill:
                     rec.first[s.rid] = env.now
                 s.prefill_left = 0
+                if self.emit_at_prefill:
+                    s.generated += 1
+                    if s.generated == s.output:  # one output token: done, nothing to decode
+                        if math.isnan(rec.first[s.rid]):
+                            rec.first[s.rid] = env.now
+                        rec.done[s.rid] = env.now
+                        self.change_kv(-s.prompt)
+                        continue
                 s.needs_transfer = True
                 s.source = self
                 self.decode.submit(s)
@@ -394,10 +422,12 @@ def run(requests: Requests, plan: ServingConfig, checker: Checker | None = None)
     rec = _Recorder(len(requests), plan.pools)
     pools = {name: _Pool(env, p, rec) for name, p in plan.pools.items()}
     instances: list[_InstanceBase] = []
+    emit = plan.decode_steps == "output-1"
     if "gpu" in pools:
         pool = pools["gpu"]
         pool.instances = [
-            _Instance(pool, i, checker, first_at_prefill=True) for i in range(pool.plan.instances)
+            _Instance(pool, i, checker, first_at_prefill=True, emit_at_prefill=emit)
+            for i in range(pool.plan.instances)
         ]
         instances += pool.instances
         entry = pool
@@ -405,11 +435,11 @@ def run(requests: Requests, plan: ServingConfig, checker: Checker | None = None)
         prefill, decode = pools["prefill"], pools["decode"]
         at_prefill = plan.first_token == "prefill"
         decode.instances = [
-            _Instance(decode, i, checker, False, plan.kv_link_gb_s, plan.kv_bytes_per_token)
+            _Instance(decode, i, checker, False, emit, plan.kv_link_gb_s, plan.kv_bytes_per_token)
             for i in range(decode.plan.instances)
         ]
         prefill.instances = [
-            _PrefillInstance(prefill, i, checker, decode, at_prefill)
+            _PrefillInstance(prefill, i, checker, decode, at_prefill, emit)
             for i in range(prefill.plan.instances)
         ]
         instances += prefill.instances + decode.instances

@@ -75,6 +75,8 @@ from distsim.sim.batched_layout import (
     PF_DECODE_LARGE,
     PF_DECODE_SMALL,
     PF_MS,
+    PF_OVERHEAD_PER_TOKEN_S,
+    PF_OVERHEAD_S,
     PF_PREFILL,
     RL_ALLREDUCE_LATENCY_S,
     RL_ALLREDUCES,
@@ -140,6 +142,8 @@ def _step_params(step: object) -> tuple[int, np.ndarray, int] | None:
         ):
             prm[offset + FIT_A], prm[offset + FIT_B], prm[offset + FIT_C] = fit
         prm[PF_MS] = MS
+        prm[PF_OVERHEAD_S] = step.overhead_s
+        prm[PF_OVERHEAD_PER_TOKEN_S] = step.overhead_per_token_s
         return M_PROFILE, prm, int(step.threshold)
     if type(step) is Linear:
         prm[LN_OVERHEAD_S] = step.overhead_s
@@ -221,7 +225,7 @@ def run(requests: Requests, plan: ServingConfig, checker: Checker | None = None)
             first,
             pool.max_batch_size,
             -1 if pool.token_budget is None else pool.token_budget,
-            pool.tensor_parallel,
+            pool.tensor_parallel * pool.pipeline_parallel,  # GPUs per instance
             code,
             threshold,
         )
@@ -236,6 +240,7 @@ def run(requests: Requests, plan: ServingConfig, checker: Checker | None = None)
     scalars = (
         1 if disaggregated else -1,
         plan.first_token == "prefill",
+        plan.decode_steps == "output-1",
         float(plan.kv_bytes_per_token),
         float(link_bytes_per_s),
     )
@@ -336,4 +341,6 @@ def load_kernels() -> None:
     pf[0, :2] = (0.0, 1.0)
     one = np.ones(1, np.int64)
     logs = (np.empty(8, np.int64), np.empty(8), np.empty(8, np.int64), np.empty(8, np.int64))
-    kernel(np.zeros(1), one, one, pool_in, pf, np.full(1, np.inf), -1, True, 0.0, GB, True, *logs)
+    kernel(
+        np.zeros(1), one, one, pool_in, pf, np.full(1, np.inf), -1, True, True, 0.0, GB, True, *logs
+    )

@@ -16,12 +16,14 @@ Resolution rules (documented in docs/serving-model.md):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from distsim.sim.step_time import (
     PROFILE_GPU,
+    PROFILE_OVERHEAD,
     Linear,
+    ProfileFit,
     Roofline,
     StepTimeModel,
     fit_from_mapping,
@@ -61,6 +63,7 @@ class PoolConfig:
     kv_capacity_tokens: float  # per instance; math.inf when KV is not modelled
     step: StepTimeModel
     token_budget: int | None  # chunked prefill (gpu pool) or prefill batch budget (prefill pool)
+    pipeline_parallel: int = 1  # stages per instance, each of tensor_parallel GPUs
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class ServingConfig:
     kv_bytes_per_token: float
     kv_link_gb_s: float | None  # disaggregated only
     first_token: str  # prefill | decode
+    decode_steps: str = "output-1"  # output-1 (the prefill emits the first token) | output
 
 
 def model_shape(sc: Scenario) -> ModelShape | None:
@@ -141,14 +145,14 @@ def step_model(sc: Scenario, tp: int, gpu: Gpu | None = None) -> StepTimeModel:
                     f"step_time.preset: {st.preset} has no {preset} fit at tensor parallel {tp} "
                     f"(measured: {have})"
                 )
-            return table[preset][tp]
+            return _with_overhead(table[preset][tp], st, PROFILE_OVERHEAD[st.preset])
         assert st.coefficients is not None
         if tp not in st.coefficients:
             have = ", ".join(str(t) for t in sorted(st.coefficients))
             raise ValueError(
                 f"step_time.coefficients: no fit for tensor parallel {tp} (given: {have})"
             )
-        return fit_from_mapping(st.coefficients[tp].model_dump())
+        return _with_overhead(fit_from_mapping(st.coefficients[tp].model_dump()), st, (0.0, 0.0))
     if isinstance(st, LinearStepTime):
         return Linear(
             st.overhead_s, st.prefill_tokens_per_s, st.decode_base_s, st.decode_per_seq_s,
@@ -157,20 +161,29 @@ def step_model(sc: Scenario, tp: int, gpu: Gpu | None = None) -> StepTimeModel:
     raise TypeError(f"unknown step_time {st!r}")  # pragma: no cover
 
 
-def kv_capacity(sc: Scenario, tp: int, gpu: Gpu | None = None) -> tuple[float, str]:
-    """KV capacity in tokens of one instance of `tp` GPUs of `gpu` (default: the study's), and
-    where the figure comes from."""
+def _with_overhead(
+    fit: ProfileFit, st: ProfileStepTime, default: tuple[float, float]
+) -> ProfileFit:
+    """The fit with the spec's per-iteration overhead, or the default (a preset's fitted one)."""
+    fixed = default[0] if st.overhead_s is None else st.overhead_s
+    per_token = default[1] if st.overhead_per_token_s is None else st.overhead_per_token_s
+    return replace(fit, overhead_s=fixed, overhead_per_token_s=per_token)
+
+
+def kv_capacity(sc: Scenario, tp: int, gpu: Gpu | None = None, pp: int = 1) -> tuple[float, str]:
+    """KV capacity in tokens of one instance of `tp` GPUs of `gpu` (default: the study's) per
+    pipeline stage, `pp` stages together, and where the figure comes from."""
     g = sc.gpu if gpu is None else gpu
     st = sc.step_time
     if isinstance(st, ProfileStepTime) and st.preset is not None and sc.model is not None:
-        table = profile_kv_capacity()
+        table = profile_kv_capacity(pp)
         key = (sc.model.preset, tp)
         if key in table:
             return float(table[key]), "DistServe measured table (max_num_tokens.csv)"
     m, hw = model_shape(sc), g.hardware()
     if m is None or hw is None:
         return UNLIMITED, "unlimited (no model and GPU hardware)"
-    return float(kv_capacity_tokens(m, hw, tp, g.memory_fraction)), "memory formula"
+    return float(kv_capacity_tokens(m, hw, tp * pp, g.memory_fraction)), "memory formula"
 
 
 def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
@@ -178,19 +191,28 @@ def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
     pools: dict[str, PoolConfig] = {}
     for name, (gpus, tp) in tensor_parallel_degrees(arch).items():
         budget: int | None = None
+        mbs = arch.max_batch_size
+        pp = 1
         if isinstance(arch, Monolithic):
             budget = arch.chunked_prefill_tokens
         elif name == "prefill":
             budget = arch.prefill_token_budget
+            mbs = arch.prefill_max_batch_size or mbs
+        else:
+            mbs = arch.decode_max_batch_size or mbs
+            pp = arch.decode_pipeline_parallel
+        # A pipeline of pp stages: one instance holding the KV of all its stages, one batch at a
+        # time, each step the whole model's step time on a tp-GPU group (stage times add up).
         pools[name] = PoolConfig(
             name=name,
             gpus=gpus,
             tensor_parallel=tp,
-            instances=gpus // tp,
-            max_batch_size=arch.max_batch_size,
-            kv_capacity_tokens=kv_capacity(sc, tp, pool_gpu(sc, arch, name))[0],
+            instances=gpus // (tp * pp),
+            max_batch_size=mbs,
+            kv_capacity_tokens=kv_capacity(sc, tp, pool_gpu(sc, arch, name), pp)[0],
             step=step_model(sc, tp, pool_gpu(sc, arch, name)),
             token_budget=budget,
+            pipeline_parallel=pp,
         )
     m = model_shape(sc)
     return ServingConfig(
@@ -198,6 +220,7 @@ def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
         kv_bytes_per_token=m.kv_bytes_per_token if m is not None else 0.0,
         kv_link_gb_s=arch.kv_link_gb_s if isinstance(arch, Disaggregated) else None,
         first_token=arch.first_token if isinstance(arch, Disaggregated) else "prefill",
+        decode_steps=arch.decode_steps,
     )
 
 
@@ -228,6 +251,11 @@ def check(sc: Scenario) -> None:
     if sc.engine != "batched":
         return
     st = sc.step_time
+    if isinstance(st, ProfileStepTime | LinearStepTime) and sc.gpu.step_overhead_s is not None:
+        raise ValueError(
+            f"gpu.step_overhead_s: applies to the roofline step time only; with step_time.model "
+            f"{st.model} set step_time.overhead_s"
+        )
     for arch_name, arch in sc.architectures.items():
         if arch.routing != "central":
             raise ValueError(
@@ -276,7 +304,8 @@ def derived_figures(sc: Scenario) -> dict[str, Any]:
         pools = {}
         for pool, (gpus, tp) in tensor_parallel_degrees(arch).items():
             g = pool_gpu(sc, arch, pool)
-            cap, source = kv_capacity(sc, tp, g)
+            pp = arch.decode_pipeline_parallel if pool == "decode" else 1
+            cap, source = kv_capacity(sc, tp, g, pp)
             rates_p = token_rates(sc, g)
             pools[pool] = {
                 "gpu": g.label(),
@@ -286,7 +315,7 @@ def derived_figures(sc: Scenario) -> dict[str, Any]:
                 "decode_tokens_per_s": rates_p.decode_tokens_per_s if rates_p else None,
                 "gpus": gpus,
                 "tensor_parallel": tp,
-                "instances": gpus // tp,
+                "instances": gpus // (tp * pp),
                 "kv_capacity_tokens": None if math.isinf(cap) else int(cap),
                 "kv_capacity_source": source,
             }

@@ -96,12 +96,16 @@ class ProfileFit:
     A mixed step (chunked prefill with decodes) was not measured; it is priced as the prefill fit
     plus the decode fit's per-token and per-sequence terms (b x K + c x B), i.e. the decode fit's
     fixed term — mostly reading the weights, which the prefill pass already does — is paid once.
+    Every step adds `overhead_s + overhead_per_token_s x (P + K)`: the serving engine's CPU work
+    per iteration, which the GPU-kernel profiles leave out.
     """
 
     prefill: tuple[float, float, float]
     decode_small: tuple[float, float, float]
     decode_large: tuple[float, float, float]
     threshold: int
+    overhead_s: float = 0.0  # per iteration, on top of the fits (seconds)
+    overhead_per_token_s: float = 0.0  # per iteration, per prompt and decode-context token
 
     def step_s(
         self,
@@ -120,7 +124,7 @@ class ProfileFit:
             ms += b * decode_ctx + c * decode_seqs
             if prefill_tokens == 0:
                 ms += a
-        return ms * MS
+        return ms * MS + self.overhead_s + self.overhead_per_token_s * (prefill_tokens + decode_ctx)
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,9 @@ PROFILE_FILES = {
     "vllm": "profiler-a100-80g.vllm.json",
 }
 PROFILE_GPU = "a100-80gb"
+# Profile preset -> (overhead_s, overhead_per_token_s) added to every step: the serving engine's
+# per-iteration CPU time, which the GPU profiles leave out. Fitted once (docs/fidelity.md).
+PROFILE_OVERHEAD: dict[str, tuple[float, float]] = {"distserve": (0.006, 0.0), "vllm": (0.005, 0.0)}
 # distsim model preset -> the profile's model key.
 PROFILE_MODELS = {"opt-13b": "facebook/opt-13b", "opt-66b": "facebook/opt-66b"}
 
@@ -189,11 +196,12 @@ def profile_table(preset: str) -> dict[str, dict[int, ProfileFit]]:
 
 
 @cache
-def profile_kv_capacity() -> dict[tuple[str, int], int]:
-    """(distsim model preset, tensor parallel) -> KV capacity in tokens, pipeline parallel 1."""
+def profile_kv_capacity(pipeline_parallel: int = 1) -> dict[tuple[str, int], int]:
+    """(distsim model preset, tensor parallel) -> KV capacity in tokens of one instance of
+    `pipeline_parallel` stages (all its GPUs together)."""
     by_key = {v: k for k, v in PROFILE_MODELS.items()}
     out: dict[tuple[str, int], int] = {}
     for row in csv.DictReader(_data("max_num_tokens.csv").splitlines()):
-        if row["model"] in by_key and int(row["pp"]) == 1:
+        if row["model"] in by_key and int(row["pp"]) == pipeline_parallel:
             out[(by_key[row["model"]], int(row["tp"]))] = int(row["max_num_tokens"])
     return out

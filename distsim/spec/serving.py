@@ -245,6 +245,16 @@ class ProfileStepTime(StrictModel):
     coefficients: dict[ParallelDegree, ProfileCoefficients] | None = Field(
         None, description="Your own fits, by tensor-parallel degree (instead of a preset)."
     )
+    overhead_s: BoundedSeconds | None = Field(
+        None,
+        description="CPU time every iteration adds to the fit (scheduling, sampling, "
+        "detokenising), seconds (absent: the preset's fitted value, 0 with coefficients).",
+    )
+    overhead_per_token_s: BoundedSeconds | None = Field(
+        None,
+        description="Further per-iteration time per prompt token and per cached context token "
+        "of the decodes, seconds (absent: the preset's fitted value, 0 with coefficients).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ProfileStepTime:
@@ -311,6 +321,13 @@ class GoodputSearch(StrictModel):
 
 # ---------------------------------------------------------- batched-engine architecture fields
 
+DecodeSteps = Literal["output-1", "output"]
+DECODE_STEPS_HELP = (
+    "Decode iterations per request: 'output-1' (vLLM, DistServe): the prefill's last position "
+    "samples the first token, then one iteration per further token; 'output': one iteration per "
+    "output token after the prefill (the exclusive engine's accounting)."
+)
+
 
 class MonolithicServing(StrictModel):
     """Batched-engine fields of a monolithic architecture (ignored by the exclusive engine).
@@ -329,6 +346,7 @@ class MonolithicServing(StrictModel):
         description="Chunked prefill: most tokens per step, decodes included "
         "(absent: prompts are prefilled whole, ahead of decodes).",
     )
+    decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
 
     @model_validator(mode="after")
     def _fits(self) -> MonolithicServing:
@@ -371,12 +389,33 @@ class DisaggregatedServing(StrictModel):
     kv_link_gb_s: BoundedPositiveFloat = Field(
         25.0, description="Bandwidth of each decode instance's KV-transfer link, GB/s."
     )
+    prefill_max_batch_size: BoundedCount | None = Field(
+        None, description="Most prompts in a prefill step (absent: max_batch_size)."
+    )
+    decode_max_batch_size: BoundedCount | None = Field(
+        None, description="Most sequences in a decode step (absent: max_batch_size)."
+    )
+    decode_pipeline_parallel: ParallelDegree = Field(
+        1,
+        description="Pipeline stages per decode instance (decode_gpus must be a multiple of "
+        "decode_tensor_parallel x this). Modelled as one instance with the KV cache of all its "
+        "stages running one batch at a time, each step the whole model's step time on one "
+        "stage's GPUs: the stages add KV capacity, not concurrency.",
+    )
+    decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
 
     @model_validator(mode="after")
     def _fits(self) -> DisaggregatedServing:
         for pool in ("prefill", "decode"):
             gpus = getattr(self, f"{pool}_gpus", None)
             tp = getattr(self, f"{pool}_tensor_parallel")
+            if pool == "decode" and self.decode_pipeline_parallel > 1:
+                pp = self.decode_pipeline_parallel
+                if gpus is not None and gpus % (tp * pp):
+                    raise ValueError(
+                        f"decode_gpus ({gpus}) must be a multiple of decode_tensor_parallel x "
+                        f"decode_pipeline_parallel ({tp} x {pp})"
+                    )
             if gpus is not None and gpus % tp:
                 raise ValueError(
                     f"{pool}_gpus ({gpus}) must be a multiple of {pool}_tensor_parallel ({tp})"

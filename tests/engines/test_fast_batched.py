@@ -14,7 +14,7 @@ that simultaneous events (the tie-breaking order) are the common case rather tha
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -201,7 +201,7 @@ def test_simulate_gives_the_same_metrics_with_either_implementation() -> None:
 def grid_plan(
     disaggregated: bool, instances: tuple[int, int], max_batch_size: int, capacity: float,
     budget: int | None, step: object, tensor_parallel: int, kv_bytes_per_token: float,
-    link_gb_s: float, first_token: str,
+    link_gb_s: float, first_token: str, decode_steps: str = "output-1",
 ) -> ServingConfig:  # fmt: skip
     def pool(name: str, count: int, token_budget: int | None) -> PoolConfig:
         return PoolConfig(
@@ -215,9 +215,9 @@ def grid_plan(
             "prefill": pool("prefill", instances[0], budget),
             "decode": pool("decode", instances[1], None),
         }
-        return ServingConfig(pools, kv_bytes_per_token, link_gb_s, first_token)
+        return ServingConfig(pools, kv_bytes_per_token, link_gb_s, first_token, decode_steps)
     return ServingConfig({"gpu": pool("gpu", instances[0], budget)}, kv_bytes_per_token, None,
-                       "prefill")  # fmt: skip
+                         "prefill", decode_steps)  # fmt: skip
 
 
 # Step times and arrival gaps that are exact binary fractions, so that step ends, transfers
@@ -241,6 +241,8 @@ def grid_cases(draw: st.DrawFn) -> tuple[Requests, ServingConfig]:
     step = draw(
         st.sampled_from(
             [*GRID_STEPS, profile_table("distserve")["opt-13b"][1],
+             replace(profile_table("vllm")["opt-13b"][1], overhead_s=0.125,
+                     overhead_per_token_s=2.0**-10),
              Roofline(MODEL_PRESETS["llama-2-7b"], GPU_PRESETS["l40s"], 2)]
         )
     )  # fmt: skip
@@ -255,6 +257,7 @@ def grid_cases(draw: st.DrawFn) -> tuple[Requests, ServingConfig]:
         kv_bytes_per_token=draw(st.sampled_from([0.0, 1.25e8, 819_200.0])),
         link_gb_s=draw(st.sampled_from([1.0, 25.0])),
         first_token=draw(st.sampled_from(["prefill", "decode"])),
+        decode_steps=draw(st.sampled_from(["output-1", "output"])),
     )
     return Requests(arrival, prompt, output), plan
 
@@ -300,7 +303,9 @@ def test_a_decode_instance_that_preempts_its_last_sequence_waits_for_its_transfe
     requests = Requests(
         np.zeros(7), np.array([1, 1, 12, 1, 1, 27, 1]), np.array([1, 7, 1, 1, 1, 1, 1])
     )
-    plan = grid_plan(True, (1, 1), 5, 48.0, None, GRID_STEPS[1], 1, 1.25e8, 1.0, "prefill")
+    plan = grid_plan(
+        True, (1, 1), 5, 48.0, None, GRID_STEPS[1], 1, 1.25e8, 1.0, "prefill", "output"
+    )  # (with output-1 the one-token requests end at their prefill and nothing is preempted)
     ref, _ = run_both(requests, plan)
     assert ref.serving.preemptions > 0 and np.isfinite(ref.done_s).all()
 
@@ -341,6 +346,8 @@ STEP_MODELS = [
     Linear(0.0031, 9104.7, 0.0213, 0.00017, 3.3e-7),
     *[profile_table(p)[m][tp] for p in ("distserve", "vllm") for m, tps in
       profile_table(p).items() for tp in tps],
+    replace(profile_table("distserve")["opt-13b"][2], overhead_s=0.0021,
+            overhead_per_token_s=1.3e-7),
     *[Roofline(MODEL_PRESETS[m], GPU_PRESETS[g], tp) for m in ("opt-13b", "llama-3-70b")
       for g in ("a100-80gb", "h100-sxm", "l40s") for tp in (1, 2, 4)],
 ]  # fmt: skip

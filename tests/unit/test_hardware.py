@@ -176,7 +176,8 @@ def test_batched_engine_steps_each_pool_on_its_own_gpu(implementation: str) -> N
     """One request (1,000 prompt tokens, 50 output tokens) alone in a disaggregated batched
     architecture, prefill on an H100, decode on the study's A100: its first token comes one H100
     prefill step after arrival; then its KV crosses the 25 GB/s link (1,000 x 131,072 bytes) and
-    it decodes 50 single-sequence A100 steps reading 1,000 + i cached tokens."""
+    it decodes 49 single-sequence A100 steps (the prefill sampled the first of its 50 tokens)
+    reading 1,000 + i cached tokens."""
     import numpy as np
 
     from distsim.sim import batched
@@ -198,7 +199,7 @@ def test_batched_engine_steps_each_pool_on_its_own_gpu(implementation: str) -> N
     prefill_s = Roofline(m, GPU_PRESETS["h100-sxm"]).step_s(1000, 1000.0**2, 0, 0, 0)
     decode = Roofline(m, GPU_PRESETS["a100-80gb"])
     done_s = 1.0 + prefill_s + 1000 * 131_072 / 25e9
-    for i in range(50):
+    for i in range(49):
         done_s += decode.step_s(0, 0.0, 0, 1, 1000 + i)
     assert timeline.first_token_s[0] == pytest.approx(1.0 + prefill_s, rel=1e-12)
     assert timeline.done_s[0] == pytest.approx(done_s, rel=1e-12)

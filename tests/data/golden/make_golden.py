@@ -1,7 +1,8 @@
 """Write the golden rows: every row `run_batch` produces for a few shipped studies (shortened).
 
-Run once with the code from before the package layout moved (commit 0079beb) to freeze what
-users' studies produced then:  `python tests/data/golden/make_golden.py OUT.parquet`.
+First run with the code from before the package layout moved (commit 0079beb) to freeze what
+users' studies produced then; rerun when a model fix deliberately changes results (see
+tests/runner/test_golden_rows.py):  `python tests/data/golden/make_golden.py OUT.parquet`.
 `tests/runner/test_golden_rows.py` recomputes the same rows with today's code and compares.
 """
 

@@ -1,0 +1,71 @@
+"""The serving options behind the fidelity replay, by hand: separate prefill/decode batch
+limits, pipeline-parallel decode instances, and the profile's per-iteration overhead (including
+the one-line error for `gpu.step_overhead_s`, which only the roofline uses)."""
+
+from __future__ import annotations
+
+import pytest
+from distsim_testkit import study_dict
+
+from distsim.sim import serving
+from distsim.sim.step_time import PROFILE_OVERHEAD, ProfileFit, profile_table
+from distsim.spec.study import Scenario
+
+
+def scenario(**changes) -> Scenario:
+    data = study_dict(**changes)
+    data.pop("name"), data.pop("baseline"), data.pop("replications")
+    return Scenario.model_validate(data)
+
+
+DISAGG = {
+    "kind": "disaggregated", "prefill_gpus": 2, "prefill_tensor_parallel": 2, "decode_gpus": 2,
+    "decode_pipeline_parallel": 2, "max_batch_size": 256, "prefill_max_batch_size": 128,
+    "decode_max_batch_size": 1024,
+}  # fmt: skip
+PROFILE = dict(
+    engine="batched", model={"preset": "opt-13b"}, gpu={"preset": "a100-80gb"},
+    step_time={"model": "profile", "preset": "distserve"},
+)  # fmt: skip
+
+
+def test_prefill_and_decode_limits_and_a_two_stage_decode_pipeline() -> None:
+    sc = scenario(architectures={"d": DISAGG}, **PROFILE)
+    plan = serving.configure(sc, sc.architectures["d"])
+    prefill, decode = plan.pools["prefill"], plan.pools["decode"]
+    assert (prefill.max_batch_size, decode.max_batch_size) == (128, 1024)
+    # tp 1 x pp 2 on 2 GPUs: one instance with both stages' KV (DistServe's table: 163,008
+    # tokens), each step the tp-1 profile.
+    assert (decode.instances, decode.pipeline_parallel) == (1, 2)
+    assert decode.kv_capacity_tokens == 163_008
+    assert decode.step == profile_table("distserve")["opt-13b"][1].__class__(
+        *(getattr(profile_table("distserve")["opt-13b"][1], f) for f in
+          ("prefill", "decode_small", "decode_large", "threshold")),
+        *PROFILE_OVERHEAD["distserve"],
+    )  # fmt: skip
+
+
+def test_decode_gpus_must_fill_whole_pipelines() -> None:
+    with pytest.raises(ValueError, match="decode_gpus \\(3\\) must be a multiple"):
+        scenario(architectures={"d": {**DISAGG, "decode_gpus": 3}}, **PROFILE)
+
+
+def test_profile_steps_add_the_per_iteration_overhead() -> None:
+    """A decode step of 10 sequences, 5,000 context tokens: a + b K + c B (ms) + overhead."""
+    fit = ProfileFit((1.0, 0.0, 0.0), (8.0, 0.001, 0.05), (9.0, 0.001, 0.05), 100, 0.006, 1e-7)
+    expected = (8.0 + 0.001 * 5000 + 0.05 * 10) * 1e-3 + 0.006 + 1e-7 * 5000
+    assert fit.step_s(0, 0.0, 0, 10, 5000) == pytest.approx(expected, rel=1e-12)
+    sc = scenario(
+        architectures={"m": {"kind": "monolithic", "gpus": 1}},
+        **{**PROFILE, "step_time": {"model": "profile", "preset": "vllm", "overhead_s": 0.25}},
+    )
+    step = serving.configure(sc, sc.architectures["m"]).pools["gpu"].step
+    assert (step.overhead_s, step.overhead_per_token_s) == (0.25, PROFILE_OVERHEAD["vllm"][1])
+
+
+def test_gpu_step_overhead_is_refused_where_it_would_be_ignored() -> None:
+    with pytest.raises(ValueError, match="gpu.step_overhead_s: applies to the roofline"):
+        scenario(
+            architectures={"m": {"kind": "monolithic", "gpus": 1}},
+            **{**PROFILE, "gpu": {"preset": "a100-80gb", "step_overhead_s": 0.5}},
+        )
