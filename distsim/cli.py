@@ -12,7 +12,7 @@ import os
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import click
 import typer
@@ -123,7 +123,7 @@ def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 16] + " ... (cut short)"
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print one error line and exit with code 2."""
     typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code=2)
@@ -174,7 +174,6 @@ def simulate(
         rep = simulate_replication(planned.scenario, arch, replication)
     except DistsimError as exc:
         fail(str(exc))
-        return
     r = rep.result
     if as_json:
         record = {
@@ -252,7 +251,6 @@ def workload(
         chars = [(ps, characterize(ps.scenario, n)) for ps in plan.scenarios]
     except DistsimError as exc:
         fail(str(exc))
-        return
     if as_json:
         records = [{"scenario_id": ps.id, **ps.params, **ch.to_dict()} for ps, ch in chars]
         typer.echo(json.dumps({"name": study.name, "scenarios": records}, allow_nan=True))
@@ -358,7 +356,6 @@ def run(
         )
     except DistsimError as exc:
         fail(str(exc))
-        return
     except KeyboardInterrupt:
         typer.echo(
             "interrupted: every finished replication is saved; run the same command to resume "
@@ -402,8 +399,6 @@ def validate(
 ) -> None:
     """Check a spec and print the plan (scenarios, tasks, requests, time and memory) without
     running anything. A study far beyond this machine is an error (exit 2) unless --force."""
-    import os
-
     from distsim.runner import budget
     from distsim.runner.execute import task_count
     from distsim.runner.plan import expected_cost_per_unit, plan_study
@@ -414,7 +409,6 @@ def validate(
         plan = plan_study(study)
     except DistsimError as exc:
         fail(str(exc))
-        return
     archs = ", ".join(a + (" [baseline]" if a == plan.baseline else "") for a in plan.architectures)
     typer.echo(f"{study.name}: valid")
     typer.echo(f"  scenarios      {len(plan.scenarios)}")
@@ -452,7 +446,6 @@ def validate(
             budget.check(plan, cpus, force=force)
         except DistsimError as exc:
             fail(str(exc))
-            return
         typer.echo(f"warning: {', '.join(estimate.problems())} (--force given)", err=True)
 
 
@@ -488,14 +481,12 @@ def report(
         result = load_result(out_dir)
     except DistsimError as exc:
         fail(str(exc))
-        return
     typer.echo(result.report())
     _print_notes(result.notes)
     try:
         written = write_report_files(result, tables=True)
     except (OSError, DistsimError) as exc:
         fail(f"{out_dir}: cannot write the report: {exc}")
-        return
     typer.echo(f"report: {written}")
     if not result.complete:
         typer.echo(
@@ -565,7 +556,6 @@ def select_command(
         )
     except DistsimError as exc:
         fail(str(exc))
-        return
     except KeyboardInterrupt:
         typer.echo(
             "interrupted: every finished replication is saved; run the same command to resume",

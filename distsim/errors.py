@@ -32,3 +32,10 @@ class StoreError(DistsimError):
 
 class SimulationError(DistsimError):
     """A replication failed while simulating; the message names scenario, architecture and seed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty), for
+    one-line reports of errors raised by libraries (pyarrow, Ray, the OS)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

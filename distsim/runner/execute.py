@@ -45,7 +45,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from distsim.errors import DistsimError
+from distsim.errors import DistsimError, first_line
 from distsim.runner.task import BatchResult, Unit, load_kernels, run_batch
 from distsim.spec.study import Scenario
 
@@ -141,11 +141,12 @@ def _import_ray(local: bool) -> Any:
     return ray
 
 
-def _first_line(exc: BaseException) -> str:
+def _ray_error(exc: BaseException) -> str:
+    """`Type: first line` of an error from Ray, or of the task error it wraps (`.cause`)."""
     cause = getattr(exc, "cause", None)
     err = cause if isinstance(cause, BaseException) else exc
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+    message = first_line(err) if str(err).strip() else ""
+    return f"{type(err).__name__}: {message}".rstrip(": ")
 
 
 class RaySession:
@@ -198,7 +199,7 @@ class RaySession:
         try:
             ray.get([warm.remote() for _ in range(self.info.cpus)])
         except ray.exceptions.RayError as exc:  # the study's tasks will report it per batch
-            self.notes.append(f"worker warm-up failed: {_first_line(exc)}")
+            self.notes.append(f"worker warm-up failed: {_ray_error(exc)}")
 
     def __exit__(self, *exc: object) -> None:
         if self._owned and self._ray is not None:
@@ -226,7 +227,7 @@ class RaySession:
                 ray.init(address=self.address, runtime_env={"py_modules": [distsim]}, **quiet)
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError, ...
                 raise DistsimError(
-                    f"--address {self.address}: cannot join the Ray cluster: {_first_line(exc)}"
+                    f"--address {self.address}: cannot join the Ray cluster: {_ray_error(exc)}"
                 ) from None
             self._owned = True
             self.info = self._cluster("address", self.address)
@@ -310,7 +311,7 @@ class RaySession:
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        on_failure(batch, _first_line(exc))
+                        on_failure(batch, _ray_error(exc))
                         rows = sum(len(u.architectures) for u in batch)
                     else:
                         on_result(result)

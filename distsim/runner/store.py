@@ -57,7 +57,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from distsim.errors import StoreError
+from distsim.errors import StoreError, first_line
 from distsim.runner.plan import Plan
 
 KEY = ["scenario_id", "architecture", "replication"]
@@ -138,11 +138,6 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def _read_parquet(path: Path) -> pd.DataFrame:
     """The core columns and metrics of a stored row file (parameter columns dropped).
 
@@ -165,7 +160,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             raise ValueError(f"no column {missing[0]}")
         df = table.to_pandas()
     except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
-        raise CorruptFileError(f"{path}: unreadable, damaged ({_first_line(exc)})") from None
+        raise CorruptFileError(f"{path}: unreadable, damaged ({first_line(exc)})") from None
     return df.drop(columns=[c for c in params if c in df.columns])
 
 

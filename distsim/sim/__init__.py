@@ -9,3 +9,11 @@ the step-time models, `timeline.py` what an engine returns, `jit.py` how kernels
 
 Imports: `distsim.spec`, `distsim.workload`, `distsim.errors`. Pure: no I/O, no globals.
 """
+
+from typing import Literal
+
+# Every engine has two implementations giving the same results bit for bit: "fast" (compiled with
+# numba, the default: `fast_exclusive.py`, `fast_batched.py`) and "simpy" (the readable reference
+# models: `simpy_exclusive.py`, `batched_simpy.py`), kept selectable for checking and benchmarks
+# (tests/engines/).
+Implementation = Literal["fast", "simpy"]

@@ -47,20 +47,13 @@ context cannot fit an empty instance is an error, not a silent drop.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from distsim.sim import batched_simpy, fast_batched
+from distsim.sim import Implementation, batched_simpy, fast_batched
 from distsim.sim.batched_simpy import Checker, StepRecord
 from distsim.sim.serving import ServingConfig
 from distsim.sim.timeline import Timeline
 from distsim.workload.generate import Requests
 
 __all__ = ["Checker", "Implementation", "StepRecord", "run"]
-
-# "fast" (the default): one compiled event loop replaying the reference's event sequence
-# (distsim.sim.fast_batched); "simpy": the reference model, one SimPy process per instance
-# (distsim.sim.batched_simpy). Same Timeline bit for bit (tests/engines/test_fast_batched.py).
-Implementation = Literal["fast", "simpy"]
 
 
 def run(

@@ -7,12 +7,11 @@ same numbers for the same inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from distsim.errors import SpecError
-from distsim.sim import batched, fast_exclusive, simpy_exclusive
+from distsim.sim import Implementation, batched, fast_exclusive, simpy_exclusive
 from distsim.sim.metrics import ReplicationResult, measured_mask, offered_load, summarize
 from distsim.sim.serving import ServingConfig, pool_rates
 from distsim.sim.serving import configure as configure_serving
@@ -42,13 +41,6 @@ class Replication:
         return (self.trace.first_token_s - self.requests.arrival_s)[self.measured]
 
 
-# Implementations of the exclusive engine: "fast" (compiled recursions, the default) and "simpy"
-# (the process-per-request reference model). They give the same per-request times
-# (tests/*/test_fast_exclusive.py); the reference stays selectable for checking and benchmarks.
-# The batched engine takes the same choice: "fast" (a compiled replay of the reference's event
-# loop) or "simpy" (one SimPy process per instance); same Timeline
-# (tests/engines/test_fast_batched.py).
-Implementation = Literal["fast", "simpy"]
 _IMPLEMENTATIONS = {"fast": fast_exclusive, "simpy": simpy_exclusive}
 
 

@@ -140,8 +140,8 @@ class GpuHardware:
 
 
 # Efficiency assumptions shared by the presets: set so that the roofline lands near the measured
-# DistServe profile of OPT-13B on A100-80GB (the README states the remaining error); the same
-# factors are assumed on the other GPUs. A spec overrides any of them.
+# DistServe profile of OPT-13B on A100-80GB (docs/serving-model.md states the remaining error);
+# the same factors are assumed on the other GPUs. A spec overrides any of them.
 _MFU = 0.7
 _MBU = 0.7
 _STEP_OVERHEAD_S = 0.004

@@ -365,11 +365,6 @@ class Study(Scenario):
 
 # ---------------------------------------------------------------- loading and error messages
 
-_TAGS = {
-    "lognormal", "exponential", "constant", "uniform", "empirical", "poisson", "gamma",
-    "monolithic", "disaggregated", "roofline", "profile", "linear",
-}  # fmt: skip
-
 
 _PATH_MESSAGE = re.compile(r"^[A-Za-z_][\w.-]*: ")
 
@@ -379,7 +374,7 @@ def _loc(error: dict[str, Any]) -> str:
     loc = [str(part) for part in error["loc"]]
     if not str(error["type"]).startswith("union_tag"):
         for i in range(len(loc) - 1, -1, -1):
-            if loc[i] in _TAGS and i > 0:
+            if loc[i] in _union_tags() and i > 0:
                 del loc[i]
                 break
     return ".".join(loc)
@@ -399,6 +394,21 @@ def _flatten(node: dict[str, Any], defs: dict[str, Any]) -> list[dict[str, Any]]
 @functools.lru_cache(maxsize=1)
 def _study_schema() -> dict[str, Any]:
     return Study.model_json_schema()
+
+
+@functools.lru_cache(maxsize=1)
+def _union_tags() -> frozenset[str]:
+    """Every tag of a tagged union in the spec (`lognormal`, `poisson`, `monolithic`, ...)."""
+    tags: set[str] = set()
+    stack: list[Any] = [_study_schema()]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            tags |= set(node.get("discriminator", {}).get("mapping", {}))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return frozenset(tags)
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:

@@ -137,7 +137,7 @@ def roofline_profile_errors(tp: int = 1) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("tp", [1, 2, 4])
 def test_roofline_preset_against_measured_profile(tp: int) -> None:
-    """Reported in the README. The bounds are loose guards against a broken model, not a claim:
+    """Reported in docs/serving-model.md. The bounds are loose guards against a broken model, not a claim:
     at TP 1 mean |error| is about 10% (prefill and decode), at TP 2-4 about 20-30%."""
     errors = roofline_profile_errors(tp)
     for kind, err in errors.items():
