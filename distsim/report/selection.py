@@ -55,8 +55,18 @@ def _pct(x: float) -> str:
     return "—" if not math.isfinite(x) else f"{x * 100:.1f}%"
 
 
-def _worse(r: Any) -> str:
+def _worse(r: Any, goal: str = "minimize") -> str:
+    """How far behind the best: X/X_best - 1 when minimising ("worse"), 1 - X/X_best when
+    maximising ("lower"); the stored figure is X_best/X - 1, mapped by 1 - 1/(1 + w)."""
+    if goal == "maximize":
+        low, mid, high = (1 - 1 / (1 + w) if math.isfinite(w) else w for w in
+                          (r.rel_low, r.rel_worse, r.rel_high))  # fmt: skip
+        return f"{_pct(mid)} [{_pct(low)}, {_pct(high)}]"
     return f"{_pct(r.rel_worse)} [{_pct(r.rel_low)}, {_pct(r.rel_high)}]"
+
+
+def behind(goal: str) -> str:
+    return "lower" if goal == "maximize" else "worse"
 
 
 def answer_line(sel: Any) -> str:
@@ -73,11 +83,12 @@ def answer_line(sel: Any) -> str:
     else:
         parts.append("no candidate can be chosen")
     for r in by["tied"]:
-        parts.append(f"{r.architecture} tied (within {sel.indifference:.0%}: {_worse(r)})")
+        parts.append(
+            f"{r.architecture} tied (within {sel.indifference:.0%}: {_worse(r, sel.goal)})"
+        )
     if by["eliminated"]:
         r = by["eliminated"][0]
-        direction = "worse"
-        parts.append(f"{r.architecture} is {_worse(r)} {direction}")
+        parts.append(f"{r.architecture} is {_worse(r, sel.goal)} {behind(sel.goal)}")
         more = len(by["eliminated"]) - 1
         if more:
             parts.append(f"{more} more eliminated")
@@ -103,11 +114,11 @@ def table_lines(sel: Any) -> list[str]:
     unit = f" ({obj.unit})" if obj.unit else ""
     head = (
         f"  {'architecture':<14} {'estimate' + unit:>14} {'interval':>20} {'reps':>5}  "
-        f"{'status':<10}  worse than best"
+        f"{'status':<10}  {behind(sel.goal)} than the best"
     )
     lines = [head]
     for r in sel.ranking:
-        worse = _worse(r) if math.isfinite(r.rel_worse) else ""
+        worse = _worse(r, sel.goal) if math.isfinite(r.rel_worse) else ""
         if r.status == "infeasible":
             worse = f"violates {r.note}"
         elif r.status == "unstable":
@@ -146,11 +157,24 @@ def terminal_lines(result: Any) -> list[str]:
                 )
         lines.extend(f"  note: {n}" for n in sel.notes)
     lines.append("")
-    lines.append(
-        "intervals: mean over replications, t interval at the study's confidence; 'worse than "
-        "best': geometric-mean ratio over common replications, simultaneous interval"
-    )
+    lines.extend(footnote(sel) for sel in result.scenarios[:1])
     return lines
+
+
+def footnote(sel: Any) -> str:
+    """What the intervals of the table are."""
+    if OBJECTIVES[sel.objective].per is not None:
+        return (
+            "intervals: rates between the last probe significantly meeting and the first "
+            "significantly missing the attainment target, simultaneous over candidates and looks "
+            "(docs/selection.md); 'lower than the best' from those intervals; reps: replications "
+            "over all probes"
+        )
+    return (
+        "intervals: mean over replications, t interval at the study's confidence; "
+        f"'{behind(sel.goal)} than the best': geometric-mean ratio over common replications, "
+        "simultaneous interval"
+    )
 
 
 def ranking_plot(sel: Any, path: Path) -> bool:
@@ -188,7 +212,12 @@ def ranking_plot(sel: Any, path: Path) -> bool:
     ax.set_yticks(y, [f"{r.architecture} ({r.status}, n={r.replications})" for r in rows],
                   fontsize=8)  # fmt: skip
     unit = f" ({obj.unit})" if obj.unit else ""
-    ax.set_xlabel(f"{obj.label}{unit}: mean with {sel.confidence:.0%} interval")
+    what = (
+        "search estimate with simultaneous interval"
+        if obj.per is not None
+        else f"mean with {sel.confidence:.0%} interval"
+    )
+    ax.set_xlabel(f"{obj.label}{unit}: {what}")
     ax.set_title(f"{sel.goal} {obj.label}: ranking", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
@@ -212,11 +241,12 @@ def markdown_lines(result: Any) -> list[str]:
             "in all. Procedure: KN (Kim & Nelson 2001) on log values with common random "
             "numbers; see docs/selection.md.",
             "",
-            "| architecture | estimate | interval | replications | status | worse than best |",
+            f"| architecture | estimate | interval | replications | status | "
+            f"{behind(sel.goal)} than the best |",
             "|---|---|---|---|---|---|",
         ]
         for r in sel.ranking:
-            worse = _worse(r) if math.isfinite(r.rel_worse) else (r.note or "")
+            worse = _worse(r, sel.goal) if math.isfinite(r.rel_worse) else (r.note or "")
             lines.append(
                 f"| {r.architecture} | {_num(r.estimate, obj.unit)} | "
                 f"{_iv(r.ci_low, r.ci_high, r.estimate)} | {r.replications} | {r.status} | "
