@@ -477,6 +477,9 @@ def report(
     report.md (with plots) and summary.json, without simulating anything."""
     from distsim.runner.study import load_result, write_report_files
 
+    if _is_selection(out_dir):
+        _report_selection(out_dir)
+        return
     try:
         result = load_result(out_dir)
     except DistsimError as exc:
@@ -494,6 +497,24 @@ def report(
             "run the study again to complete it",
             err=True,
         )
+
+
+def _is_selection(out_dir: Path) -> bool:
+    """A folder written by `distsim select` (it has selection.json)."""
+    return (Path(out_dir) / "selection.json").is_file()
+
+
+def _report_selection(out_dir: Path) -> None:
+    from distsim.runner.selection import load_selection
+
+    try:
+        result = load_selection(out_dir)
+    except DistsimError as exc:
+        fail(str(exc))
+        return
+    typer.echo(result.report())
+    _print_notes(result.notes)
+    typer.echo(f"report: {Path(out_dir) / 'report.md'}")
 
 
 @command("select")

@@ -28,14 +28,12 @@ from distsim.runner import budget
 from distsim.runner.aggregate import _offered_load
 from distsim.runner.plan import Plan, PlannedScenario, plan_study
 from distsim.runner.store import (
-    MANIFEST_FILE,
     ResultStore,
     atomic_write_text,
     read_rows,
     select_plan_rows,
 )
 from distsim.runner.task import Unit, run_batch
-from distsim.spec.selection import OBJECTIVES
 from distsim.spec.study import Study
 from distsim.stats import selection as rs
 
@@ -411,11 +409,52 @@ def write_outputs(result: SelectionResult) -> None:
     write_report(result)
 
 
-def load_manifest(out: Path) -> dict[str, Any]:  # pragma: no cover - convenience
+class _Incomplete(Exception):
+    pass
+
+
+def _nothing(*_: Any) -> None:
+    raise _Incomplete
+
+
+def load_selection(out_dir: str | Path) -> SelectionResult:
+    """A stored selection re-derived from its rows (nothing is simulated); selection.json and
+    report.md are written again. `StoreError` when the folder holds no finished selection."""
+    from distsim.runner.study import load_study
+
+    out = Path(out_dir)
     try:
-        return json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        study = load_study(out / "spec.yaml")
+    except DistsimError as exc:
+        raise StoreError(f"{out}: {exc}") from None
+    if study.select is None:
+        raise StoreError(f"{out}: not a selection (its spec has no select block)")
+    plan = plan_study(study)
+    stored, notes, _ = read_rows(out)
+    result = SelectionResult(study=study, plan=plan, out_dir=out, notes=notes)
+    rows = Rows()
+    try:
+        if study.select.searched:
+            from distsim.runner import goodput_search as gs
 
+            pending = stored
 
-__all__ = ["OBJECTIVES", "SelectionResult", "drive", "local_simulator", "select_study"]
+            def reuse(units: Sequence[Unit], probe_plan: Plan) -> None:
+                nonlocal pending
+                mine = select_plan_rows(pending, probe_plan)
+                if mine.empty:
+                    raise _Incomplete
+                rows.add_frame(mine)
+                pending = pending.drop(mine.index)
+
+            result.scenarios = gs.drive(plan, gs.Grid(plan), rows, reuse)
+        else:
+            rows.add_frame(select_plan_rows(stored, plan))
+            result.scenarios = drive(plan, rows, _nothing)
+    except _Incomplete:
+        raise StoreError(
+            f"{out}: the selection is not finished; run `distsim select` on its spec again"
+        ) from None
+    result.rows_reused = rows.count()
+    write_outputs(result)
+    return result

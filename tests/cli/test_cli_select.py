@@ -62,3 +62,25 @@ def test_select_prints_the_answer_first_and_writes_its_files(tmp_path, ray_sessi
     assert again.exit_code == 0
     assert again.output.splitlines()[0] == first
     assert "0 rows simulated" in again.output
+
+
+@pytest.mark.slow
+def test_select_on_a_searched_goodput_through_ray(tmp_path, ray_session):
+    spec = spec_file(
+        tmp_path,
+        architectures=None,
+        baseline=None,
+        slo={"ttft_s": 0.5},
+        candidates={"disaggregated_splits": {"gpus": 4}},
+        select={"objective": "goodput_rps_per_gpu", "indifference": 0.1,
+                "goodput": {"low_rps_per_gpu": 0.5, "high_rps_per_gpu": 8.0,
+                            "rel_precision": 0.05}},
+    )  # fmt: skip
+    data = {k: v for k, v in yaml.safe_load(spec.read_text()).items() if v is not None}
+    spec.write_text(yaml.safe_dump(data))
+    out = tmp_path / "gp"
+    result = runner.invoke(app, ["select", str(spec), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("best: ") and "req/s/GPU" in result.output.splitlines()[0]
+    report = runner.invoke(app, ["report", str(out)])
+    assert report.exit_code == 0 and report.output.splitlines()[0] == result.output.splitlines()[0]

@@ -75,3 +75,27 @@ def test_spec_errors_are_one_line():
     )
     with pytest.raises(SpecError, match="needs slo"):
         select_study(bad)
+
+
+def test_report_rederives_a_stored_selection_without_simulating(tmp_path):
+    from typer.testing import CliRunner
+
+    from distsim.cli import app
+    from distsim.runner.selection import load_selection
+    from distsim.runner.store import ResultStore
+
+    study = close_study()
+    plan = plan_study(study)
+    rows = Rows()
+    [expected] = drive(plan, rows, local_simulator(plan, rows))
+    with ResultStore.open(tmp_path) as store:
+        store.write_spec(study.model_dump(mode="json"))
+        store.append([row for cell in rows.cells.values() for row in cell.values()])
+        store.consolidate(plan)
+    (tmp_path / "selection.json").write_text("{}")
+    [again] = load_selection(tmp_path).scenarios
+    assert summary(again) == summary(expected)
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"best: {expected.best} — ")
+    assert "## Selection" in (tmp_path / "report.md").read_text()

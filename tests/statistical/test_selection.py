@@ -70,6 +70,7 @@ def test_correct_split_chosen_at_least_as_often_as_the_confidence():
     n, conf = 150, 0.9
     floor = int(stats.binom.ppf(0.001, n, conf))
     correct = sum(select(split_study(10_000 + i)).best == "d35" for i in range(n))
+    print(f"correct selections: {correct}/{n} (floor {floor})")
     assert correct >= floor, f"{correct}/{n} correct selections (need >= {floor})"
 
 

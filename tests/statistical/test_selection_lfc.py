@@ -30,5 +30,6 @@ def test_probability_of_correct_selection_in_the_least_favourable_configuration(
         d = rs.replay(values, {a: {} for a in values}, s)
         assert d.done and not d.capped
         correct += d.contenders == ["c0"]
+    print(f"correct selections: {correct}/{n}")
     floor = int(stats.binom.ppf(0.001, n, conf))
     assert correct >= floor, f"{correct}/{n}"
