@@ -330,7 +330,7 @@ def select_study(
     result = SelectionResult(study=study, plan=plan, out_dir=out)
     result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0, task_cpu=0.0)
     with ResultStore.open(out, fresh=fresh) as store:
-        stored, notes, _ = read_rows(out)
+        stored, notes, _ = read_rows(out, plan.id_aliases)
         result.notes.extend(notes)
         rows = Rows()
         ours = select_plan_rows(stored, plan)
@@ -430,7 +430,7 @@ def load_selection(out_dir: str | Path) -> SelectionResult:
     if study.select is None:
         raise StoreError(f"{out}: not a selection (its spec has no select block)")
     plan = plan_study(study)
-    stored, notes, _ = read_rows(out)
+    stored, notes, _ = read_rows(out, plan.id_aliases)
     result = SelectionResult(study=study, plan=plan, out_dir=out, notes=notes)
     rows = Rows()
     try:
