@@ -88,7 +88,13 @@ def answer_line(sel: Any) -> str:
         )
     if by["eliminated"]:
         r = by["eliminated"][0]
-        parts.append(f"{r.architecture} is {_worse(r, sel.goal)} {behind(sel.goal)}")
+        if math.isfinite(r.rel_low) and r.rel_low > 0:
+            parts.append(f"{r.architecture} is {_worse(r, sel.goal)} {behind(sel.goal)}")
+        else:  # screened out, but its marginal interval cannot tell it from the best
+            parts.append(
+                f"{r.architecture} eliminated ({_worse(r, sel.goal)} {behind(sel.goal)}; "
+                "the interval includes 0)"
+            )
         more = len(by["eliminated"]) - 1
         if more:
             parts.append(f"{more} more eliminated")
