@@ -96,9 +96,9 @@ class StudyResult:
         )
 
 
-# The terminal report's workload lines generate requests in the driver (~130 B each while
-# characterised): at most this many per scenario, so a study of long replications keeps the
-# driver's memory bounded (10 h replications: 30 of them were 2 M requests, +280 MB).
+# The terminal report's workload lines generate requests in the driver: at most this many per
+# scenario, so a study of long replications keeps the driver's memory bounded (figures:
+# benchmarks/README.md, driver memory).
 CHARACTERIZE_MAX_REQUESTS = 500_000
 
 
@@ -278,8 +278,8 @@ def _precision_manifest(plan: Plan, result: StudyResult) -> dict[str, Any]:
 
 
 def _preload_aggregation_imports() -> None:
-    """Import what aggregation and report.md need (scipy.stats, statsmodels, matplotlib: ~2 s of
-    CPU) on a background thread while Ray starts: the driver mostly waits on Ray's processes
+    """Import what aggregation and report.md need (scipy.stats, statsmodels, matplotlib: slow
+    imports) on a background thread while Ray starts: the driver mostly waits on Ray's processes
     then, and would otherwise pay for these imports after the simulation. Best effort: an
     import that fails here fails again, with its real error, where it is used."""
 
