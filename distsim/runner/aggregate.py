@@ -58,11 +58,43 @@ def metric_columns(rows: pd.DataFrame, plan: Plan) -> list[str]:
     return known + [m for m in present if m not in known]
 
 
+_REP_INDEX = "_replication"
+
+
+def _by_replication(cell: pd.DataFrame) -> pd.DataFrame:
+    """The cell indexed by replication (done once per cell: indexing copies every column)."""
+    if cell.index.name == _REP_INDEX:
+        return cell
+    out = cell.set_index("replication", drop=False)
+    out.index.name = _REP_INDEX  # not "replication": that stays an unambiguous column
+    return out
+
+
+def _cells(rows: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """(scenario id, architecture) -> its rows indexed by replication: one pass over the rows,
+    so aggregation costs the same per scenario however many scenarios the study has."""
+    if rows.empty:
+        return {}
+    groups = rows.groupby(["scenario_id", "architecture"], sort=False)
+    return {(str(k[0]), str(k[1])): _by_replication(g) for k, g in groups}
+
+
+def _matrix(cell: pd.DataFrame, metrics: list[str], replications: np.ndarray) -> dict:
+    """metric -> its values per replication index (NaN where missing), for every metric at once
+    (one reindex per cell instead of one per metric)."""
+    present = [m for m in metrics if m in cell.columns]
+    block = _by_replication(cell)[present].reindex(replications)
+    values = block.to_numpy(dtype=np.float64, na_value=np.nan)
+    out = {m: values[:, i] for i, m in enumerate(present)}
+    missing = np.full(replications.size, np.nan)
+    return {m: out.get(m, missing) for m in metrics}
+
+
 def _values(cell: pd.DataFrame, metric: str, replications: np.ndarray) -> np.ndarray:
     """The metric per replication index (NaN where the replication is missing)."""
     out = np.full(replications.size, np.nan)
     if metric in cell.columns:
-        series = cell.set_index("replication")[metric].astype("float64")
+        series = _by_replication(cell)[metric].astype("float64")
         out = series.reindex(replications).to_numpy(dtype=np.float64, na_value=np.nan)
     return out
 
@@ -103,7 +135,7 @@ def _sketches(
 ) -> list[LogHistogram]:
     """The cell's sketches for the given replication indices (all must be present)."""
     parsed = Parsed() if parsed is None else parsed
-    texts = cell.set_index("replication")[column].reindex(replications)
+    texts = _by_replication(cell)[column].reindex(replications)
     missing = texts.isna().to_numpy()
     if missing.any():
         raise KeyError(f"no {column} for replication {replications[missing.argmax()]}")
@@ -131,11 +163,11 @@ def diagnose(rows: pd.DataFrame, plan: Plan, parsed: Parsed | None = None) -> pd
     one, and the TTFT trend through the measured window (see `distsim.stats.diagnostics`)."""
     parsed = Parsed() if parsed is None else parsed
     records: list[dict[str, Any]] = []
+    cells = _cells(rows)
     for ps in plan.scenarios:
-        srows = rows[rows["scenario_id"] == ps.id] if not rows.empty else rows
         for arch in plan.architectures:
-            cell = srows[srows["architecture"] == arch] if not srows.empty else srows
-            if cell.empty:
+            cell = cells.get((ps.id, arch))
+            if cell is None or cell.empty:
                 continue
             load = _offered_load(cell)
             rec: dict[str, Any] = {
@@ -163,16 +195,21 @@ def diagnose(rows: pd.DataFrame, plan: Plan, parsed: Parsed | None = None) -> pd
     return pd.DataFrame(records, columns=DIAGNOSTIC_COLUMNS)
 
 
-def _cell_flags(diag: pd.DataFrame, scenario_id: str, arch: str) -> list[str]:
-    hit = diag[(diag["scenario_id"] == scenario_id) & (diag["architecture"] == arch)]
-    if hit.empty:
+def _diag_rows(diag: pd.DataFrame) -> dict[tuple[str, str], Any]:
+    """(scenario id, architecture) -> its diagnosis row (a lookup instead of a scan per cell)."""
+    return {(r.scenario_id, r.architecture): r for r in diag.itertuples(index=False)}
+
+
+def _cell_flags(diag: pd.DataFrame | dict, scenario_id: str, arch: str) -> list[str]:
+    table = diag if isinstance(diag, dict) else _diag_rows(diag)
+    row = table.get((scenario_id, arch))
+    if row is None:
         return []
-    row = hit.iloc[0]
     flags = []
-    if row["unstable"]:
+    if row.unstable:
         flags.append("unstable")
     # TTFT still growing through the measured window of a stable system: not warmed up yet.
-    if row["warmup_short"] or (row["ttft_growing"] and not row["unstable"]):
+    if row.warmup_short or (row.ttft_growing and not row.unstable):
         flags.append("warmup_short")
     return flags
 
@@ -202,13 +239,13 @@ def summarize(
     parsed = Parsed() if parsed is None else parsed
     diag = diagnose(rows, plan, parsed) if diag is None else diag
     metrics = metric_columns(rows, plan)
+    cells, diag_rows = _cells(rows), _diag_rows(diag)
     for ps in plan.scenarios:
-        srows = rows[rows["scenario_id"] == ps.id]
         for arch in plan.architectures:
-            cell = srows[srows["architecture"] == arch]
-            if cell.empty:
+            cell = cells.get((ps.id, arch))
+            if cell is None or cell.empty:
                 continue
-            cell_flags = _cell_flags(diag, ps.id, arch)
+            cell_flags = _cell_flags(diag_rows, ps.id, arch)
             for metric in metrics:
                 values = cell[metric].to_numpy(dtype=np.float64, na_value=np.nan)
                 if not np.isfinite(values).any():
@@ -293,21 +330,24 @@ def compare(
     unstable = unstable_scenarios(diag)
     records: list[dict[str, Any]] = []
     metrics = metric_columns(rows, plan)
+    cells = _cells(rows)
     for ps in plan.scenarios:
-        srows = rows[rows["scenario_id"] == ps.id]
-        base = srows[srows["architecture"] == plan.baseline]
-        if base.empty:
+        mine = [c for a in plan.architectures if (c := cells.get((ps.id, a))) is not None]
+        base = cells.get((ps.id, plan.baseline))
+        if base is None or base.empty:
             continue
         # every replication index the scenario has (with `precision`, scenarios differ)
-        reps = np.arange(int(srows["replication"].max()) + 1)
+        reps = np.arange(max(int(c["replication"].max()) for c in mine) + 1)
         for arch in plan.architectures:
             if arch == plan.baseline:
                 continue
-            cell = srows[srows["architecture"] == arch]
-            if cell.empty:
+            cell = cells.get((ps.id, arch))
+            if cell is None or cell.empty:
                 continue
+            base_values = _matrix(base, metrics, reps)
+            cell_values = _matrix(cell, metrics, reps)
             for metric in metrics:
-                x, y = _values(base, metric, reps), _values(cell, metric, reps)
+                x, y = base_values[metric], cell_values[metric]
                 if not (np.isfinite(x) & np.isfinite(y)).any():
                     continue  # a metric only one side has (pool metrics)
                 quantile = quantile_of(metric)

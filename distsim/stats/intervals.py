@@ -30,6 +30,7 @@ significant, a non-zero one has p = 0. Nothing here returns NaN for finite input
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -72,6 +73,7 @@ class Comparison:
     n: int
 
 
+@functools.lru_cache(maxsize=4096)  # a sweep asks for the same few (n, confidence) per cell
 def _t_factor(n: int, confidence: float) -> float:
     from scipy import stats  # imported on use: Ray workers load this module but never call it
 
