@@ -44,7 +44,6 @@ def study(n: int) -> dict:
 
 
 def one_size(n: int, folder: Path) -> dict[str, float]:
-    from distsim.report.terminal import render
     from distsim.runner.plan import plan_study
     from distsim.runner.store import SUMMARY_FILE, ResultStore
     from distsim.runner.study import StudyResult, aggregate_rows, write_report_files
@@ -57,30 +56,34 @@ def one_size(n: int, folder: Path) -> dict[str, float]:
     template = pd.DataFrame(run_batch({first.id: first.scenario}, units).rows)
     out = folder / f"n{n}"
     times: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+
+    def timed(name: str, fn, *args):  # wall and CPU time of one phase
+        t0, c0 = time.perf_counter(), time.process_time()
+        value = fn(*args)
+        times[name], cpu[name] = time.perf_counter() - t0, time.process_time() - c0
+        return value
+
     with ResultStore.open(out, fresh=True) as store:
         store.write_spec(plan.study.model_dump(mode="json"))
         for ps in plan.scenarios:  # one part file per scenario, as tasks would leave them
             rows = template.assign(scenario_id=ps.id)
             store.append(rows.to_dict("records"))
-        t0 = time.perf_counter()
-        published = store.consolidate(plan)
-        times["consolidate"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        summary, comparisons, detail = aggregate_rows(published, plan)
-        times["aggregate"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        store.write_csv(SUMMARY_FILE, summary)
+        published = timed("consolidate", store.consolidate, plan)
+        summary, comparisons, detail = timed("aggregate", aggregate_rows, published, plan)
         result = StudyResult(study=plan.study, plan=plan, out_dir=out, replications=published,
                              summary=summary, comparisons=comparisons,
                              comparisons_detail=detail)  # fmt: skip
-        write_report_files(result)
-        times["report_files"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        render(plan, summary, detail)
-        times["terminal"] = time.perf_counter() - t0
-    times["files"] = float(sum(1 for _ in out.iterdir()))
-    times["total"] = sum(v for k, v in times.items() if k != "files")
-    return times
+
+        def files() -> None:
+            store.write_csv(SUMMARY_FILE, summary)
+            write_report_files(result)
+
+        timed("report_files", files)
+        timed("terminal", result.report)
+    out_files = sum(1 for _ in out.iterdir())
+    times["total"], cpu["total"] = sum(times.values()), sum(cpu.values())
+    return {**times, **{f"cpu_{k}": v for k, v in cpu.items()}, "files": float(out_files)}
 
 
 def main() -> None:
@@ -95,15 +98,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             results[n] = t = one_size(n, Path(tmp))
-            print(f"{n:>6} scenarios ({4 * n:>6} rows): total {t['total']:7.2f} s = consolidate "
-                  f"{t['consolidate']:.2f} + aggregate {t['aggregate']:.2f} + report files "
-                  f"{t['report_files']:.2f} + terminal {t['terminal']:.2f}; "
-                  f"{t['total'] / n * 1e3:.1f} ms/scenario; {int(t['files'])} files in the folder",
-                  flush=True)  # fmt: skip
+            print(f"{n:>6} scenarios ({4 * n:>6} rows): wall {t['total']:7.2f} s, CPU "
+                  f"{t['cpu_total']:7.2f} s = consolidate {t['cpu_consolidate']:.2f} + aggregate "
+                  f"{t['cpu_aggregate']:.2f} + report files {t['cpu_report_files']:.2f} + "
+                  f"terminal {t['cpu_terminal']:.2f}; {t['cpu_total'] / n * 1e3:.1f} CPU-ms and "
+                  f"{t['total'] / n * 1e3:.1f} wall-ms per scenario; {int(t['files'])} files in "
+                  "the folder", flush=True)  # fmt: skip
     if len(sizes) >= 2:
-        fit = stats.linregress(sizes, [results[n]["total"] for n in sizes])
-        print(f"fit: driver s = {fit.intercept:.3f} + {fit.slope * 1e3:.2f} ms x scenarios "
-              f"(R^2 {fit.rvalue**2:.4f})")  # fmt: skip
+        for key in ("cpu_total", "total"):
+            fit = stats.linregress(sizes, [results[n][key] for n in sizes])
+            print(f"fit ({'CPU' if key == 'cpu_total' else 'wall'}): driver s = "
+                  f"{fit.intercept:.3f} + {fit.slope * 1e3:.2f} ms x scenarios "
+                  f"(R^2 {fit.rvalue**2:.4f})")  # fmt: skip
     print(f"reference loop at the end {reference_loop_ms():.1f} ms; load "
           f"{os.getloadavg()[0]:.1f}")  # fmt: skip
 

@@ -7,7 +7,8 @@ with matplotlib's Agg backend (no display needed):
 - forest.png: every latency comparison's relative difference with its interval;
 - sweep_<metric>.png (sweeps only): the metric against the swept parameter, one line and shaded
   interval band per architecture;
-- cdf_<scenario>.png: the pooled TTFT distribution (CDF) per architecture, from the sketches.
+- cdf_<scenario>.png: the pooled TTFT distribution (CDF) per architecture, from the sketches,
+  for at most `MAX_DISTRIBUTION_PLOTS` scenarios (`plotted_scenarios`), however large the sweep.
 """
 
 from __future__ import annotations
@@ -128,6 +129,28 @@ def sweep_plots(summary: pd.DataFrame, plan: Plan, out_dir: Path) -> list[str]:
     return files
 
 
+# Distribution plots drawn at most, whatever the number of scenarios (one PNG each).
+MAX_DISTRIBUTION_PLOTS = 6
+
+
+def plotted_scenarios(
+    plan: Plan, detail: pd.DataFrame, limit: int = MAX_DISTRIBUTION_PLOTS
+) -> list[str]:
+    """The scenarios that get a distribution plot: all when there are at most `limit`; else the
+    sweep's first and last point and the scenarios with the lowest and highest relative P99 TTFT
+    difference of each other architecture to the baseline (in plan order)."""
+    ids = [ps.id for ps in plan.scenarios]
+    if len(ids) <= limit:
+        return ids
+    chosen = {ids[0], ids[-1]}
+    d = detail[detail["metric"] == "ttft_p99_s"] if len(detail) else detail
+    for _, g in d.groupby("architecture") if len(d) else []:
+        rel = g["rel_diff"].astype(float)
+        if rel.notna().any():
+            chosen |= {g.loc[rel.idxmin(), "scenario_id"], g.loc[rel.idxmax(), "scenario_id"]}
+    return [sid for sid in ids if sid in chosen][:limit]
+
+
 def cdf_plot(rows: pd.DataFrame, plan: Plan, scenario_id: str, path: Path) -> bool:
     """Pooled TTFT CDF per architecture of one scenario (log time axis)."""
     column = SKETCH_COLUMNS["ttft"]
@@ -155,6 +178,12 @@ def cdf_plot(rows: pd.DataFrame, plan: Plan, scenario_id: str, path: Path) -> bo
         _save(fig, path)
     plt.close(fig)
     return drawn
+
+
+def _by_scenario(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    if frame.empty or "scenario_id" not in frame.columns:
+        return {}
+    return {str(k): g for k, g in frame.groupby("scenario_id", sort=False)}
 
 
 def _warm(warmup_s: float | str) -> str:
@@ -220,15 +249,33 @@ def write_report(
     ]
     prec = precision.status(summary, plan)
     files: dict[str, Any] = {}
-    if forest_plot(detail, out_dir / FOREST_FILE):
+    plotted = plotted_scenarios(plan, detail)
+    # A large sweep's forest plot shows the plotted scenarios only (one line per comparison).
+    forest = (
+        detail
+        if len(plotted) == len(plan.scenarios) or detail.empty
+        else (detail[detail["scenario_id"].isin(plotted)])
+    )
+    if forest_plot(forest, out_dir / FOREST_FILE):
         files["forest"] = FOREST_FILE
     files["sweep"] = sweep_plots(summary, plan, out_dir)
     files["cdf"] = {}
-    for ps in plan.scenarios:
-        name = f"cdf_{ps.id}.png"
-        if not rows.empty and cdf_plot(rows, plan, ps.id, out_dir / name):
-            files["cdf"][ps.id] = name
+    for sid in plotted:
+        name = f"cdf_{sid}.png"
+        if not rows.empty and cdf_plot(rows, plan, sid, out_dir / name):
+            files["cdf"][sid] = name
+    if len(plan.scenarios) > len(files["cdf"]) and files["cdf"]:
+        lines += [
+            f"TTFT distribution plots and the forest plot cover {len(files['cdf'])} of "
+            f"{len(plan.scenarios)} scenarios: the sweep's first and last, and those with the "
+            "lowest and highest relative P99 TTFT difference to the baseline; the sweep plots "
+            "and the tables cover every scenario.",
+            "",
+        ]
 
+    # Each table split by scenario once (a scan per scenario is quadratic in large sweeps).
+    by_summary, by_prec = _by_scenario(summary), _by_scenario(prec)
+    by_diag, by_detail = _by_scenario(diag), _by_scenario(detail)
     for ps in plan.scenarios:
         params = ", ".join(f"{k} = {v}" for k, v in ps.params.items()) or "the spec as written"
         lines += [f"## Scenario `{ps.id}` ({params})", ""]
@@ -236,7 +283,7 @@ def write_report(
             lines += [auto_warmup_text(ps.warmup_auto) + ".", ""]
         lines += [f"- hardware {h}" for h in hardware_lines(ps.scenario, list(plan.architectures))]
         lines.append("")
-        s = summary[summary["scenario_id"] == ps.id] if len(summary) else summary
+        s = by_summary.get(ps.id, summary.iloc[:0])
         if len(s):
             s = s[
                 s["metric"].str.startswith(
@@ -247,12 +294,12 @@ def write_report(
                 s, ["architecture", "metric", "estimate", "ci_low", "ci_high", "n", "flags"]
             )
             lines.append("")
-        pst = prec[prec["scenario_id"] == ps.id] if len(prec) else prec
+        pst = by_prec.get(ps.id, prec.iloc[:0])
         if len(pst):
             lines += [f"- {line}." for line in precision_lines(plan, pst)] + [""]
             lines += _table(pst, ["architecture", "metric", "rel_half_width", "n", "met", "capped"])
             lines.append("")
-        d = diag[diag["scenario_id"] == ps.id] if len(diag) else diag
+        d = by_diag.get(ps.id, diag.iloc[:0])
         for rec in d.itertuples():
             if rec.unstable:
                 lines.append(
@@ -269,7 +316,7 @@ def write_report(
                     f"- TTFT of `{rec.architecture}` keeps growing through the measured window "
                     f"({rec.ttft_trend_rel * 100:+.0f}% from first to second half)."
                 )
-        c = detail[detail["scenario_id"] == ps.id] if len(detail) else detail
+        c = by_detail.get(ps.id, detail.iloc[:0])
         for rec in c.itertuples():
             if not str(rec.metric).startswith(("ttft_", "e2e_")):
                 continue

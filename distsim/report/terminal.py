@@ -121,6 +121,56 @@ def format_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+# A study with more scenarios than this is summarised in one table, not a block per scenario.
+LARGE_SWEEP_SCENARIOS = 12
+# ... of at most this many lines (scenarios evenly spaced in plan order); the rest are in the CSVs.
+SWEEP_TABLE_LINES = 30
+SWEEP_METRICS = ("ttft_p99_s", "e2e_p99_s")
+
+
+def sweep_lines(plan: Plan, comparisons: pd.DataFrame) -> list[str]:
+    """A large sweep in a few lines: per architecture and key metric, in how many scenarios it
+    is significantly lower, higher or not different from the baseline; then one line per
+    scenario (a bounded, evenly spaced selection) with its relative differences and intervals."""
+    out: list[str] = [""]
+    c = comparisons[comparisons["metric"].isin(SWEEP_METRICS)] if len(comparisons) else comparisons
+    if c is None or c.empty:
+        return out + ["no comparisons yet"]
+    n = len(plan.scenarios)
+    for (arch, metric), g in c.groupby(["architecture", "metric"], sort=False):
+        sig = g["significant"].astype(bool)
+        lower = int((sig & (g["rel_diff"] < 0)).sum())
+        higher = int((sig & (g["rel_diff"] > 0)).sum())
+        out.append(
+            f"{arch} vs {plan.baseline}, {metric_label(str(metric))}: significantly lower in "
+            f"{lower}, higher in {higher}, no significant difference in {len(g) - lower - higher} "
+            f"of {n} scenarios"
+        )
+    step = max(1, math.ceil(n / SWEEP_TABLE_LINES))
+    shown = plan.scenarios[::step]
+    by = {(r.scenario_id, r.architecture, r.metric): r for r in c.itertuples(index=False)}
+    out += [
+        "",
+        f"per scenario (relative difference to {plan.baseline} [interval], * significant)"
+        + (f", every {step}th of {n}; all in comparisons.csv" if step > 1 else "")
+        + ":",
+    ]
+    for ps in shown:
+        cells = []
+        for arch in plan.architectures:
+            for metric in SWEEP_METRICS:
+                r = by.get((ps.id, arch, metric))
+                if r is None:
+                    continue
+                star = "*" if bool(r.significant) else " "
+                cells.append(
+                    f"{arch} {metric_label(metric)} {format_pct(r.rel_diff)} "
+                    f"[{format_pct(r.rel_ci_low)}, {format_pct(r.rel_ci_high)}]{star}"
+                )
+        out.append(f"  {ps.label()}: " + ("; ".join(cells) or "no comparison"))
+    return out
+
+
 def verdict(row: pd.Series | dict[str, Any]) -> str:
     """One comparison as a sentence (needs the detailed comparison columns)."""
     what = f"{row['architecture']} vs {row['baseline']}: {metric_label(row['metric'])}"
@@ -263,7 +313,11 @@ def render(
         highlight=False,
     )
     prec = precision.status(summary, plan)
-    for ps in plan.scenarios:
+    large = len(plan.scenarios) > LARGE_SWEEP_SCENARIOS
+    if large:
+        for line in sweep_lines(plan, comparisons):
+            console.print(line, highlight=False, soft_wrap=True)
+    for ps in [] if large else plan.scenarios:
         s = summary[summary["scenario_id"] == ps.id]
         console.print()
         ns = sorted(set(s["n"].astype(int))) if not s.empty else [0]

@@ -85,14 +85,15 @@ class StudyResult:
 
     def report(self, width: int = 110) -> str:
         """The terminal report as text, with each scenario's workload characterisation."""
-        from distsim.report.terminal import render
+        from distsim.report.terminal import LARGE_SWEEP_SCENARIOS, render
 
+        large = len(self.plan.scenarios) > LARGE_SWEEP_SCENARIOS  # summarised: no blocks
         return render(
             self.plan,
             self.summary,
             self.comparisons_detail,
             width=width,
-            workloads=workload_lines(self.plan),
+            workloads=None if large else workload_lines(self.plan),
         )
 
 

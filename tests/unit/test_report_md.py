@@ -68,3 +68,39 @@ def test_unstable_scenario_flagged_and_untested(tmp_path: Path) -> None:
     assert c.loc[c["scenario_id"] != unstable_id, "p_adjusted"].notna().all()
     text = write_report_files(result).read_text()
     assert "unstable" in text and "excluded from significance testing" in text
+
+
+def test_a_large_sweep_writes_a_bounded_number_of_files_and_one_terminal_table(
+    tmp_path: Path,
+) -> None:
+    from distsim.report.markdown import MAX_DISTRIBUTION_PLOTS
+    from distsim.report.terminal import LARGE_SWEEP_SCENARIOS
+
+    rates = [0.5 + 0.25 * i for i in range(LARGE_SWEEP_SCENARIOS + 8)]
+    spec = study_dict(replications=2, duration_s=30, warmup_s=3,
+                      sweep={"workload.arrival.rate_rps": rates})  # fmt: skip
+    result = result_of(spec, tmp_path)
+    write_report_files(result, tables=True)
+    cdfs = sorted(p.name for p in tmp_path.glob("cdf_*.png"))
+    assert 2 <= len(cdfs) <= MAX_DISTRIBUTION_PLOTS
+    ids = [ps.id for ps in result.plan.scenarios]
+    # The sweep's ends and the extremes of the relative P99 TTFT difference are among them.
+    p99 = result.comparisons_detail[result.comparisons_detail["metric"] == "ttft_p99_s"]
+    extremes = {p99.loc[p99["rel_diff"].idxmin(), "scenario_id"],
+                p99.loc[p99["rel_diff"].idxmax(), "scenario_id"]}  # fmt: skip
+    assert {f"cdf_{sid}.png" for sid in {ids[0], ids[-1], *extremes}} == set(cdfs)
+    files_before = len(list(tmp_path.iterdir()))
+    # The terminal: one summary, no block per scenario.
+    text = result.report()
+    assert "scenario " + ids[1] not in text
+    p99_line = next(line for line in text.splitlines() if "significantly lower in" in line
+                    and "P99 TTFT" in line)  # fmt: skip
+    sig = p99["significant"].astype(bool)
+    lower, higher = (
+        int((sig & (p99["rel_diff"] < 0)).sum()),
+        int((sig & (p99["rel_diff"] > 0)).sum()),
+    )
+    assert (f"significantly lower in {lower}, higher in {higher}, no significant difference in "
+            f"{len(p99) - lower - higher} of {len(ids)} scenarios") in p99_line  # fmt: skip
+    assert sum(1 for line in text.splitlines() if line.startswith("  ") and ": " in line) <= 30
+    assert files_before == len(list(tmp_path.iterdir()))
