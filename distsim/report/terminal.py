@@ -151,9 +151,10 @@ def sweep_lines(plan: Plan, comparisons: pd.DataFrame) -> list[str]:
     by = {(r.scenario_id, r.architecture, r.metric): r for r in c.itertuples(index=False)}
     out += [
         "",
-        f"per scenario (relative difference to {plan.baseline} [interval], * significant)"
-        + (f", every {step}th of {n}; all in comparisons.csv" if step > 1 else "")
-        + ":",
+        f"per scenario (relative difference to {plan.baseline} [interval], * significant "
+        "after adjustment"
+        + (f"; every {step}th of {n}, all in comparisons.csv" if step > 1 else "")
+        + "):",
     ]
     for ps in shown:
         cells = []
@@ -162,7 +163,7 @@ def sweep_lines(plan: Plan, comparisons: pd.DataFrame) -> list[str]:
                 r = by.get((ps.id, arch, metric))
                 if r is None:
                     continue
-                star = "*" if bool(r.significant) else " "
+                star = " *" if bool(r.significant) else ""
                 cells.append(
                     f"{arch} {metric_label(metric)} {format_pct(r.rel_diff)} "
                     f"[{format_pct(r.rel_ci_low)}, {format_pct(r.rel_ci_high)}]{star}"
@@ -316,7 +317,7 @@ def render(
     large = len(plan.scenarios) > LARGE_SWEEP_SCENARIOS
     if large:
         for line in sweep_lines(plan, comparisons):
-            console.print(line, highlight=False, soft_wrap=True)
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
     for ps in [] if large else plan.scenarios:
         s = summary[summary["scenario_id"] == ps.id]
         console.print()
