@@ -33,7 +33,8 @@ def test_version_prints_the_version_and_exits_0() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["run"], ["validate"], ["simulate"], ["report"], ["schema"]]
+    "command",
+    [[], ["run"], ["validate"], ["simulate"], ["workload"], ["report"], ["schema"], ["select"]],
 )
 def test_dash_h_is_help_everywhere(command: list[str]) -> None:
     short = runner.invoke(app, [*command, "-h"], env={"COLUMNS": "100"})
