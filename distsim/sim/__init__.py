@@ -3,7 +3,8 @@
 `replication.py` is the entry point (`simulate`): one scenario x architecture x replication ->
 per-replication metrics (`metrics.py`). Engines: `simpy_exclusive.py` (the seed's model in SimPy,
 the reference) and `fast_exclusive.py` (its compiled twin); `batched_simpy.py` and
-`fast_batched.py` (continuous batching, KV cache, chunked prefill) behind `batched.py`.
+`fast_batched.py` (continuous batching, KV cache, chunked prefill; compiled from
+`batched_layout.py`, `batched_primitives.py` and `batched_kernel.py`) behind `batched.py`.
 `serving.py` turns a spec's serving sections into an engine configuration, `step_time.py` holds
 the step-time models, `timeline.py` what an engine returns, `jit.py` how kernels compile.
 

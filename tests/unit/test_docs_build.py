@@ -39,3 +39,12 @@ def test_the_docs_build_strictly_and_list_every_top_level_field(tmp_path):
 
     for field in Study.model_fields:
         assert f"<code>{field}</code>" in page, field
+
+
+def test_the_readme_is_a_front_page_and_ci_runs_its_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    assert "../shared" not in readme  # a clone has no such folder
+    ci_command = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert ci_command in readme, ci_command
+    assert 'python -m pytest -m "not slow"' in readme  # the quick check is named
