@@ -95,7 +95,7 @@ def _step(
     searches: dict[str, rate_search.Search] = {}
     units: dict[tuple[str, int], list[str]] = {}
     for a in archs:
-        per = obj.per(ps.scenario.architectures[a])  # type: ignore[misc]
+        per = obj.per(ps.scenario, ps.scenario.architectures[a])  # type: ignore[misc]
         att = {}
         for i in range(top + 1):
             rate = rate_search.grid_rate(gs.low_rps_per_gpu, gs.rel_precision, i) * per

@@ -25,19 +25,20 @@ from pydantic import Field, model_validator
 from distsim.spec.base import StrictModel as _Strict
 
 
-def _gpus(arch: Any) -> float:
+def _gpus(scenario: Any, arch: Any) -> float:
     return float(sum(arch.pools().values()))
 
 
 @dataclass(frozen=True)
 class Objective:
     """What `select.objective` may name. `per` is None for a per-replication metric; for a
-    searched goodput it maps an architecture to the divisor of its goodput (GPUs, dollars/s)."""
+    searched goodput it maps (scenario, architecture) to the divisor of the candidate's goodput
+    (its GPUs; a goodput per dollar would divide by its dollars per second)."""
 
     label: str
     unit: str
     goal: Literal["minimize", "maximize"]
-    per: Callable[[Any], float] | None = None
+    per: Callable[[Any, Any], float] | None = None
 
 
 OBJECTIVES: dict[str, Objective] = {
