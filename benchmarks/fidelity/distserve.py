@@ -62,6 +62,7 @@ SYSTEMS: dict[str, dict[str, Any]] = {
             "gpus": 1,
             "tensor_parallel": 1,
             "max_batch_size": 1024,  # max-num-seqs
+            "max_prefill_tokens": 16384,  # max-num-batched-tokens (no chunked prefill)
         },
     },
     "distserve-c21d11": {

@@ -73,6 +73,7 @@ from distsim.sim.batched_layout import (
     P_MBS,
     P_MODEL,
     P_NINST,
+    P_PREFILL_CAP,
     P_QHEAD,
     P_QLEN,
     P_THRESHOLD,
@@ -233,6 +234,7 @@ def instance_loop(
         npre = ii[I_NPRE, g]
         ndec = ii[I_NDEC, g]
         room = budget - ndec
+        cap_tokens = pi[P_PREFILL_CAP, p]
         p_tokens = 0
         p_sq = 0.0
         p_ctx = 0
@@ -241,6 +243,8 @@ def instance_loop(
         while r >= 0:
             left = ri[r, R_LEFT]
             if budget < 0:
+                if cap_tokens >= 0 and nchunks > 0 and p_tokens + left > cap_tokens:
+                    break  # unchunked prefill step: FCFS while the cap holds
                 c = left
             else:
                 if room <= 0:

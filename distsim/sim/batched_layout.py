@@ -99,10 +99,11 @@ P_BUDGET = 3  # -1: none
 P_TP = 4
 P_MODEL = 5
 P_THRESHOLD = 6
-P_IN = 7
-P_QHEAD = 7  # the pool's FCFS queue, a ring buffer
-P_QLEN = 8
-NPI = 9
+P_PREFILL_CAP = 7  # unchunked prefill steps: most prompt tokens (-1: none)
+P_IN = 8
+P_QHEAD = 8  # the pool's FCFS queue, a ring buffer
+P_QLEN = 9
+NPI = 10
 
 # Step-time model codes and parameter layouts, pf[pool, k].
 M_ROOFLINE = 0

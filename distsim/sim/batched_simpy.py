@@ -219,7 +219,17 @@ class _Instance(_InstanceBase):
         budget = self.plan.token_budget
         if budget is None:
             if prefills:
-                return [(s, s.prefill_left) for s in prefills], []
+                cap = self.plan.prefill_cap
+                if cap is None:
+                    return [(s, s.prefill_left) for s in prefills], []
+                whole: list[tuple[_Seq, int]] = []
+                tokens = 0
+                for s in prefills:  # FCFS while the cap holds (the first always runs)
+                    if whole and tokens + s.prefill_left > cap:
+                        break
+                    whole.append((s, s.prefill_left))
+                    tokens += s.prefill_left
+                return whole, []
             return [], decodes
         room = budget - len(decodes)
         chunks: list[tuple[_Seq, int]] = []

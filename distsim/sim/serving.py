@@ -64,6 +64,7 @@ class PoolConfig:
     step: StepTimeModel
     token_budget: int | None  # chunked prefill (gpu pool) or prefill batch budget (prefill pool)
     pipeline_parallel: int = 1  # stages per instance, each of tensor_parallel GPUs
+    prefill_cap: int | None = None  # unchunked gpu pool: most prompt tokens per prefill step
 
 
 @dataclass(frozen=True)
@@ -193,8 +194,10 @@ def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
         budget: int | None = None
         mbs = arch.max_batch_size
         pp = 1
+        cap = None
         if isinstance(arch, Monolithic):
             budget = arch.chunked_prefill_tokens
+            cap = arch.max_prefill_tokens
         elif name == "prefill":
             budget = arch.prefill_token_budget
             mbs = arch.prefill_max_batch_size or mbs
@@ -213,6 +216,7 @@ def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
             step=step_model(sc, tp, pool_gpu(sc, arch, name)),
             token_budget=budget,
             pipeline_parallel=pp,
+            prefill_cap=cap,
         )
     m = model_shape(sc)
     return ServingConfig(

@@ -346,6 +346,12 @@ class MonolithicServing(StrictModel):
         description="Chunked prefill: most tokens per step, decodes included "
         "(absent: prompts are prefilled whole, ahead of decodes).",
     )
+    max_prefill_tokens: BoundedCount | None = Field(
+        None,
+        description="Without chunked prefill: most prompt tokens in one prefill step, whole "
+        "prompts FCFS (a longer prompt runs alone); vLLM's max-num-batched-tokens "
+        "(absent: every waiting prompt in one step).",
+    )
     decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
 
     @model_validator(mode="after")
@@ -356,6 +362,11 @@ class MonolithicServing(StrictModel):
                 f"gpus ({gpus}) must be a multiple of tensor_parallel ({self.tensor_parallel})"
             )
         chunk = self.chunked_prefill_tokens
+        if chunk is not None and self.max_prefill_tokens is not None:
+            raise ValueError(
+                "max_prefill_tokens caps unchunked prefill steps; with chunked_prefill_tokens "
+                "that budget already caps every step"
+            )
         if chunk is not None and chunk < self.max_batch_size:
             raise ValueError(
                 f"chunked_prefill_tokens ({chunk}) must be at least max_batch_size "

@@ -202,6 +202,7 @@ def grid_plan(
     disaggregated: bool, instances: tuple[int, int], max_batch_size: int, capacity: float,
     budget: int | None, step: object, tensor_parallel: int, kv_bytes_per_token: float,
     link_gb_s: float, first_token: str, decode_steps: str = "output-1",
+    prefill_cap: int | None = None,
 ) -> ServingConfig:  # fmt: skip
     def pool(name: str, count: int, token_budget: int | None) -> PoolConfig:
         return PoolConfig(
@@ -216,8 +217,8 @@ def grid_plan(
             "decode": pool("decode", instances[1], None),
         }
         return ServingConfig(pools, kv_bytes_per_token, link_gb_s, first_token, decode_steps)
-    return ServingConfig({"gpu": pool("gpu", instances[0], budget)}, kv_bytes_per_token, None,
-                         "prefill", decode_steps)  # fmt: skip
+    gpu = replace(pool("gpu", instances[0], budget), prefill_cap=prefill_cap)
+    return ServingConfig({"gpu": gpu}, kv_bytes_per_token, None, "prefill", decode_steps)
 
 
 # Step times and arrival gaps that are exact binary fractions, so that step ends, transfers
@@ -258,6 +259,7 @@ def grid_cases(draw: st.DrawFn) -> tuple[Requests, ServingConfig]:
         link_gb_s=draw(st.sampled_from([1.0, 25.0])),
         first_token=draw(st.sampled_from(["prefill", "decode"])),
         decode_steps=draw(st.sampled_from(["output-1", "output"])),
+        prefill_cap=draw(st.sampled_from([None, 16, 40])),
     )
     return Requests(arrival, prompt, output), plan
 

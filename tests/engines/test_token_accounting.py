@@ -8,6 +8,8 @@ exclusive engine's accounting runs N (`decode_steps: output`).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,17 @@ def test_prefill_and_decode_batch_limits_are_separate(impl: str) -> None:
     req = requests([0.0, 0.0], [200, 200], [2, 2])
     trace = batched.run(req, disaggregated("output-1", prefill_mbs=1), implementation=impl)
     np.testing.assert_allclose(trace.first_token_s, [0.01, 0.02], rtol=1e-12)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_unchunked_prefill_steps_respect_the_token_cap(impl: str) -> None:
+    """vLLM's max-num-batched-tokens without chunking: three 100-token prompts at t = 0 with a
+    cap of 200 tokens: the first prefill step takes two (0 -> 0.01 s), the next the third
+    (0.01 -> 0.015 s); without the cap all three go in one step (0 -> 0.015 s)."""
+    req = requests([0.0, 0.0, 0.0], [100, 100, 100], [1, 1, 1])
+    plan = monolithic("output-1")
+    capped = replace(plan, pools={"gpu": replace(plan.pools["gpu"], prefill_cap=200)})
+    trace = batched.run(req, capped, implementation=impl)
+    np.testing.assert_allclose(trace.first_token_s, [0.01, 0.01, 0.015], rtol=1e-12)
+    trace = batched.run(req, plan, implementation=impl)
+    np.testing.assert_allclose(trace.first_token_s, [0.015, 0.015, 0.015], rtol=1e-12)

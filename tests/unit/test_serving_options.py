@@ -45,6 +45,14 @@ def test_prefill_and_decode_limits_and_a_two_stage_decode_pipeline() -> None:
     )  # fmt: skip
 
 
+def test_max_prefill_tokens_is_for_unchunked_steps_only() -> None:
+    arch = {"kind": "monolithic", "gpus": 1, "max_prefill_tokens": 4096}
+    sc = scenario(architectures={"m": arch}, **PROFILE)
+    assert serving.configure(sc, sc.architectures["m"]).pools["gpu"].prefill_cap == 4096
+    with pytest.raises(ValueError, match="max_prefill_tokens caps unchunked prefill steps"):
+        scenario(architectures={"m": {**arch, "chunked_prefill_tokens": 512}}, **PROFILE)
+
+
 def test_decode_gpus_must_fill_whole_pipelines() -> None:
     with pytest.raises(ValueError, match="decode_gpus \\(3\\) must be a multiple"):
         scenario(architectures={"d": {**DISAGG, "decode_gpus": 3}}, **PROFILE)
@@ -64,8 +72,9 @@ def test_profile_steps_add_the_per_iteration_overhead() -> None:
 
 
 def test_gpu_step_overhead_is_refused_where_it_would_be_ignored() -> None:
-    with pytest.raises(ValueError, match="gpu.step_overhead_s: applies to the roofline"):
-        scenario(
-            architectures={"m": {"kind": "monolithic", "gpus": 1}},
-            **{**PROFILE, "gpu": {"preset": "a100-80gb", "step_overhead_s": 0.5}},
-        )
+    sc = scenario(
+        architectures={"m": {"kind": "monolithic", "gpus": 1}},
+        **{**PROFILE, "gpu": {"preset": "a100-80gb", "step_overhead_s": 0.5}},
+    )
+    with pytest.raises(ValueError, match="^gpu.step_overhead_s: applies to the roofline"):
+        serving.check(sc)  # the plan's serving check (the spec itself imports no engine)
