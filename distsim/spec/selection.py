@@ -155,9 +155,10 @@ class Select(_Strict):
 
 
 class DisaggregatedSplits(_Strict):
-    """Every prefill + decode split of `gpus` GPUs (named d<p><d>, e.g. d35, or d<p>_<d> past
-    9), for each tensor-parallel degree (suffix _tp<t>), and a monolithic m<gpus> if asked.
-    `template` adds fields to every generated architecture (e.g. first_token, max_batch_size)."""
+    """Every prefill + decode split of `gpus` GPUs (named d<p><d>, e.g. d35; d<p>_<d> for more
+    than 10 GPUs, e.g. d3_9), for each tensor-parallel degree (suffix _tp<t>), and a monolithic
+    m<gpus> if asked. `template` adds fields to every generated architecture (e.g.
+    max_batch_size)."""
 
     gpus: int = Field(ge=2, le=256, description="The GPU budget every split uses.")
     tensor_parallel: list[Annotated[int, Field(ge=1, le=64)]] = Field(
@@ -179,8 +180,8 @@ class Candidates(_Strict):
     )
 
 
-def _name(p: int, d: int, tp: int, many_tp: bool) -> str:
-    core = f"d{p}{d}" if p < 10 and d < 10 else f"d{p}_{d}"
+def _name(p: int, d: int, tp: int, many_tp: bool, wide: bool) -> str:
+    core = f"d{p}_{d}" if wide else f"d{p}{d}"
     return f"{core}_tp{tp}" if many_tp else core
 
 
@@ -197,7 +198,7 @@ def expand_candidates(spec: Candidates) -> dict[str, dict[str, Any]]:
             arch: dict[str, Any] = {"kind": "disaggregated", "prefill_gpus": p, "decode_gpus": d}
             if tp > 1:
                 arch.update(prefill_tensor_parallel=tp, decode_tensor_parallel=tp)
-            out[_name(p, d, tp, many)] = {**s.template, **arch}
+            out[_name(p, d, tp, many, s.gpus > 10)] = {**s.template, **arch}
         if s.monolithic and s.gpus % tp == 0:
             mono: dict[str, Any] = {"kind": "monolithic", "gpus": s.gpus}
             if tp > 1:

@@ -99,3 +99,13 @@ def test_report_rederives_a_stored_selection_without_simulating(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"best: {expected.best} — ")
     assert "## Selection" in (tmp_path / "report.md").read_text()
+
+
+def test_a_sweep_gets_one_answer_per_scenario():
+    study = close_study().model_copy(update={"sweep": {"workload.arrival.rate_rps": [3.0, 5.0]}})
+    plan = plan_study(Study.model_validate(study.model_dump()))
+    rows = Rows()
+    sels = drive(plan, rows, local_simulator(plan, rows))
+    assert [s.scenario.params["workload.arrival.rate_rps"] for s in sels] == [3.0, 5.0]
+    assert all(s.best is not None for s in sels)
+    assert {r.architecture for s in sels for r in s.ranking} == set(plan.architectures)

@@ -100,3 +100,19 @@ def test_the_cap_stops_and_says_so():
     s = settings(max_replications=8, indifference=0.001)
     d = rs.replay({"a": np.abs(a) + 0.1, "b": np.abs(b) + 0.1}, {"a": {}, "b": {}}, s)
     assert d.done and d.capped and d.stage == 8
+
+
+def test_candidates_generator_names_and_fields():
+    from distsim.spec.selection import Candidates, expand_candidates
+
+    plain = expand_candidates(Candidates.model_validate({"disaggregated_splits": {"gpus": 8}}))
+    assert list(plain) == ["d17", "d26", "d35", "d44", "d53", "d62", "d71"]
+    assert plain["d35"] == {"kind": "disaggregated", "prefill_gpus": 3, "decode_gpus": 5}
+    many = expand_candidates(Candidates.model_validate({"disaggregated_splits": {
+        "gpus": 12, "tensor_parallel": [1, 2], "monolithic": True,
+        "template": {"max_batch_size": 64}}}))  # fmt: skip
+    assert "d3_9_tp1" in many and "d2_10_tp2" in many and "d3_9_tp2" not in many
+    assert many["d4_8_tp2"]["prefill_tensor_parallel"] == 2
+    assert many["m12_tp2"] == {"kind": "monolithic", "gpus": 12, "tensor_parallel": 2,
+                               "max_batch_size": 64}  # fmt: skip
+    assert all(a["max_batch_size"] == 64 for a in many.values())
