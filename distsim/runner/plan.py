@@ -345,9 +345,15 @@ def plan_study(study: Study) -> Plan:
             )
         seen[sid] = point
         dumped = scenario.model_dump(mode="json")
-        params = {
-            p: _column_value(get_path(dumped, p)) for p in param_paths if p not in _CORE_COLUMNS
-        }
+        # A swept value the resolved scenario does not store as given (a lognormal's mean, cv,
+        # median or p90: stored as mu and sigma) is labelled with the value the point set.
+        params: dict[str, Any] = {}
+        for p in param_paths:
+            if p not in _CORE_COLUMNS:
+                value = get_path(dumped, p)
+                if value is None and p in overrides:
+                    value = overrides[p]
+                params[p] = _column_value(value)
         legacy = legacy_scenario_id(scenario)
         planned.append(PlannedScenario(sid, len(planned), scenario, params, legacy_id=legacy))
     return Plan(

@@ -66,6 +66,7 @@ from distsim.spec.workload import (  # noqa: F401
     TraceWorkload,
     Uniform,
     Workload,
+    lognormal_pair,
 )
 from distsim.workload.trace_files import load_trace
 
@@ -557,10 +558,24 @@ def parse_value(text: str) -> Any:
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
-    """Set `a.b.c` in a nested dict in place; every segment must already exist."""
+    """Set `a.b.c` in a nested dict in place; every segment must already exist.
+
+    A stored lognormal holds mu and sigma only; setting its `mean`, `cv`, `median` or `p90`
+    rewrites it as that pair first (the other member keeping its current value).
+    """
     parts = path.split(".")
     node: Any = data
     for i, part in enumerate(parts):
+        if (
+            i == len(parts) - 1
+            and isinstance(node, dict)
+            and part in ("mean", "cv", "median", "p90")
+            and node.get("dist") == "lognormal"
+            and part not in node
+            and isinstance(node.get("mu"), int | float)
+            and isinstance(node.get("sigma"), int | float)
+        ):
+            node.update(lognormal_pair(node.pop("mu"), node.pop("sigma"), part))
         if not isinstance(node, dict) or part not in node:
             where = ".".join(parts[: i + 1])
             raise SpecError(f"{path}: no such field in the spec ('{where}' does not exist)")

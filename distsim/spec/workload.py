@@ -116,6 +116,17 @@ class Lognormal(_TokenDistBase):
         return self
 
 
+def lognormal_pair(mu: float, sigma: float, key: str) -> dict[str, float]:
+    """The friendlier pair holding `key` (`mean` and `cv`, or `median` and `p90`) of the lognormal
+    with these mu and sigma: how a sweep or `--set` of one of them keeps the other as it was."""
+    if key in ("mean", "cv"):
+        var = sigma * sigma
+        return {"mean": math.exp(mu + var / 2), "cv": math.sqrt(math.expm1(var))}
+    if key in ("median", "p90"):
+        return {"median": math.exp(mu), "p90": math.exp(mu + sigma * _Z90)}
+    raise KeyError(key)
+
+
 class Exponential(_TokenDistBase):
     """Exponential with the given mean, before rounding and clamping."""
 

@@ -83,3 +83,26 @@ def test_a_wrong_parametrisation_is_one_line(tmp_path, params: dict, message: st
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == f"error: workload.prompt_tokens: {message}"
+
+
+def test_a_sweep_of_mean_keeps_cv_and_labels_the_scenarios_with_the_swept_mean() -> None:
+    data = study_dict()
+    data["workload"]["prompt_tokens"] = {"dist": "lognormal", "mean": 500.0, "cv": 1.5}
+    data["sweep"] = {"workload.prompt_tokens.mean": [250.0, 1000.0]}
+    plan = plan_study(validate_study(data))
+    assert [ps.params["workload.prompt_tokens.mean"] for ps in plan.scenarios] == [250.0, 1000.0]
+    for ps, mean in zip(plan.scenarios, [250.0, 1000.0], strict=True):
+        ref = _frozen(ps.scenario.workload.prompt_tokens)
+        assert ref.mean() == pytest.approx(mean, rel=1e-12)
+        assert ref.std() / ref.mean() == pytest.approx(1.5, rel=1e-9)
+
+
+def test_set_p90_of_a_mu_sigma_lognormal_keeps_its_median(tmp_path) -> None:
+    from distsim.spec.study import apply_overrides
+
+    study = validate_study(study_dict())
+    d = study.workload.output_tokens
+    changed = apply_overrides(study, {"workload.output_tokens.p90": 2000.0})
+    ref = _frozen(changed.workload.output_tokens)
+    assert ref.median() == pytest.approx(math.exp(d.mu), rel=1e-12)
+    assert ref.ppf(0.9) == pytest.approx(2000.0, rel=1e-12)
