@@ -1,7 +1,7 @@
 """How distsim compiles its kernels: numba's `njit`, cached on disk when possible.
 
-Compiling the exclusive-engine kernels takes about a second (benchmarks/bench_engine.py prints
-it); loading them from numba's on-disk cache takes a few tens of milliseconds. So every process —
+Compiling the kernels is slow and loading them from numba's on-disk cache is fast (figures:
+benchmarks/README.md; benchmarks/bench_engine.py prints them). So every process —
 the CLI, each Ray worker, each CI job after the first — pays the compile once per machine and
 source version, not once per process. numba writes the cache next to the source
 (`__pycache__`), or, when that directory is read-only (a system-wide install), in its per-user
