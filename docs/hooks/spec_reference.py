@@ -21,6 +21,8 @@ def _ref_name(ref: str) -> str:
 
 
 def _number(x: Any) -> str:
+    if isinstance(x, int) and x >= 2**20 and x & (x - 1) == 0:
+        return f"2^{x.bit_length() - 1}"
     if isinstance(x, float) and x.is_integer() and abs(x) >= 1e6:
         return f"{x:.0e}".replace("e+0", "e").replace("e+", "e")
     if isinstance(x, int) and abs(x) >= 1e6:
