@@ -246,13 +246,17 @@ def summarize(
             if cell is None or cell.empty:
                 continue
             cell_flags = _cell_flags(diag_rows, ps.id, arch)
+            present = [m for m in metrics if m in cell.columns]
+            block = cell[present].to_numpy(dtype=np.float64, na_value=np.nan)  # once per cell
+            columns = {m: block[:, i] for i, m in enumerate(present)}
+            has = {c: _has(cell, c) for c in SKETCH_COLUMNS.values()}
             for metric in metrics:
-                values = cell[metric].to_numpy(dtype=np.float64, na_value=np.nan)
+                values = columns[metric]
                 if not np.isfinite(values).any():
                     continue  # e.g. a pool this architecture does not have
                 flags = list(cell_flags)
                 quantile = quantile_of(metric)
-                if quantile and _has(cell, quantile[0]) and len(cell) >= 2:
+                if quantile and has.get(quantile[0], False) and len(cell) >= 2:
                     reps = np.sort(cell["replication"].to_numpy())
                     sketches = _sketches(cell, quantile[0], reps, parsed)
                     if getattr(plan.study, "quantile_intervals", "sectioning") == "bootstrap":
@@ -346,13 +350,14 @@ def compare(
                 continue
             base_values = _matrix(base, metrics, reps)
             cell_values = _matrix(cell, metrics, reps)
+            both = {c: _has(base, c) and _has(cell, c) for c in SKETCH_COLUMNS.values()}
             for metric in metrics:
                 x, y = base_values[metric], cell_values[metric]
                 if not (np.isfinite(x) & np.isfinite(y)).any():
                     continue  # a metric only one side has (pool metrics)
                 quantile = quantile_of(metric)
                 d = None
-                if quantile and _has(base, quantile[0]) and _has(cell, quantile[0]):
+                if quantile and both.get(quantile[0], False):
                     d = _paired_quantile(
                         base, cell, quantile[0], quantile[1], plan.confidence, parsed
                     )
