@@ -16,7 +16,7 @@ import math
 from statistics import NormalDist
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from distsim.spec.base import Name, NonNegativeFloat, PositiveFloat, PositiveInt, StrictModel
 from distsim.workload.trace_files import load_column, load_trace
@@ -59,6 +59,13 @@ class Lognormal(_TokenDistBase):
     with the same id: mean m and cv c give sigma^2 = ln(1 + c^2), mu = ln m - sigma^2 / 2; median
     M and p90 P give mu = ln M, sigma = ln(P / M) / z_0.9.
     """
+
+    # Editors: one of the three pairs is required (the validator below says which is missing).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [{"required": list(pair)} for pair in _LOGNORMAL_PARAMETERS.values()]
+        }
+    )
 
     dist: Literal["lognormal"] = Field(description="Selects this distribution.")
     mu: float | None = Field(

@@ -7,7 +7,10 @@ would show up there as a blank cell; this test names it instead.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+import yaml
 from typer.testing import CliRunner
 
 from distsim.cli import app
@@ -42,3 +45,23 @@ def test_distsim_schema_prints_the_described_schema():
 def test_the_walk_catches_a_field_without_a_description():
     schema = {"description": "d", "properties": {"a": {"description": "x"}, "b": {}}}
     assert _undescribed(schema) == ["Study.b"]
+
+
+def test_an_editor_accepts_every_shipped_study_and_flags_an_incomplete_lognormal():
+    """What the YAML language server does with `distsim schema`, done with jsonschema."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = Study.model_json_schema()
+    studies = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.yaml"))
+    assert studies
+    for path in studies:
+        jsonschema.validate(yaml.safe_load(path.read_text(encoding="utf-8")), schema)
+    data = yaml.safe_load(studies[0].read_text(encoding="utf-8"))
+    data["workload"] = {
+        "arrival": {"process": "poisson", "rate_rps": 1.0},
+        "prompt_tokens": {"dist": "lognormal", "mean": 500, "cv": 1.0},
+        "output_tokens": {"dist": "lognormal", "median": 64, "p90": 256},
+    }
+    jsonschema.validate(data, schema)
+    data["workload"]["prompt_tokens"] = {"dist": "lognormal", "mean": 500}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
