@@ -39,7 +39,8 @@ RATE = "workload.arrival.rate_rps"
 
 def tiny(replications: int = 24, rates: tuple[float, ...] = (5.0, 7.0), **changes: Any) -> dict:
     """Two scenarios, two architectures, 30 s runs: ~150-210 requests per replication."""
-    return tiny_study("tiny", replications, rates, **({"duration_s": 30.0} | changes))
+    name = changes.pop("name", "tiny")
+    return tiny_study(name, replications, rates, **({"duration_s": 30.0} | changes))
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
