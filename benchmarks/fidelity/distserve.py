@@ -41,28 +41,26 @@ SLO_TTFT_S, SLO_TPOT_S = 0.2, 0.1
 UNSATURATED = {"ttft_p90_s": 1.0, "tpot_p90_s": 0.2}
 METRICS = ("ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "tpot_p90_s")
 
-# Each system as the data's README describes it, in spec fields.
+# Each system as the data's README describes it, in spec fields: the scheduler preset named after
+# it, and the settings of these runs where they differ from the preset or are not scheduling.
 _DISTSERVE = {
     "kind": "disaggregated",
+    "scheduler": "distserve",  # per-stage FCFS: prefill 128 requests / 8,192 tokens, decode 1,024
     "prefill_gpus": 2,
     "prefill_tensor_parallel": 2,
     "decode_tensor_parallel": 1,
-    "max_batch_size": 1024,
-    "prefill_max_batch_size": 128,  # prefill stage: 128 requests, 8,192 tokens per batch
-    "prefill_token_budget": 8192,
-    "decode_max_batch_size": 1024,  # decode stage: 1,024 requests
     "kv_link_gb_s": 300.0,  # one node, NVLink (A100: 600 GB/s both ways)
-    "first_token": "prefill",  # both systems emit the first token when the prefill ends
 }
 SYSTEMS: dict[str, dict[str, Any]] = {
     "vllm": {
         "step_time": {"model": "profile", "preset": "vllm"},
         "architecture": {
             "kind": "monolithic",
+            "scheduler": "vllm",
             "gpus": 1,
             "tensor_parallel": 1,
-            "max_batch_size": 1024,  # max-num-seqs
-            "max_prefill_tokens": 16384,  # max-num-batched-tokens (no chunked prefill)
+            "max_batch_size": 1024,  # these runs' max-num-seqs (the preset: vLLM's default 256)
+            "max_prefill_tokens": 16384,  # these runs' max-num-batched-tokens (preset: 2048)
         },
     },
     "distserve-c21d11": {

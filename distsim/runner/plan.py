@@ -132,7 +132,13 @@ def expected_cost_per_unit(scenario: Scenario) -> float:
 # added later whose default reproduces the earlier model: left out of the id, so a study stored
 # before they existed keeps its ids and its finished replications.
 _NOT_SIMULATED = ("usd_per_hour", "power_w")
-_LATER_DEFAULTS = {"routing": "central", "gpu": None, "prefill_gpu": None, "decode_gpu": None}
+_LATER_DEFAULTS = {
+    "scheduler": "custom",
+    "routing": "central",
+    "gpu": None,
+    "prefill_gpu": None,
+    "decode_gpu": None,
+}
 
 
 def _gpu_for_id(gpu: Any) -> Any:

@@ -329,6 +329,66 @@ DECODE_STEPS_HELP = (
 )
 
 
+Scheduler = Literal["custom", "vllm", "distserve"]
+# Each preset: the architecture kind it models -> the field values it fills (explicit fields win).
+# Sources: vLLM's engine arguments (max-num-seqs 256, max-num-batched-tokens max(max_model_len,
+# 2048) without chunked prefill) and DistServe's defaults as its README and the shipped
+# measurements' README give them (prefill stage FCFS, 128 requests and 8,192 tokens per batch;
+# decode stage FCFS, 1,024 requests; first token at the end of prefill).
+SCHEDULER_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "vllm": (
+        "monolithic",
+        {
+            "max_batch_size": 256,
+            "chunked_prefill_tokens": None,
+            "max_prefill_tokens": 2048,
+            "decode_steps": "output-1",
+        },
+    ),
+    "distserve": (
+        "disaggregated",
+        {
+            "prefill_max_batch_size": 128,
+            "prefill_token_budget": 8192,
+            "decode_max_batch_size": 1024,
+            "decode_steps": "output-1",
+            "first_token": "prefill",
+        },
+    ),
+}
+SCHEDULER_HELP = (
+    "Scheduler preset, named after the system it models; it fills the fields it lists, and "
+    "fields given explicitly win. 'custom' (default): every field its own default. 'vllm' "
+    "(monolithic; vLLM's default scheduler without chunked prefill): max_batch_size 256 "
+    "(max-num-seqs), max_prefill_tokens 2048 (max-num-batched-tokens; vLLM uses max(max_model_len, "
+    "2048): set it for longer-context models), whole prompts FCFS ahead of decodes, decode_steps "
+    "output-1. 'distserve' (disaggregated; DistServe's per-stage FCFS): prefill_max_batch_size "
+    "128, prefill_token_budget 8192, decode_max_batch_size 1024, decode_steps output-1, "
+    "first_token prefill. The per-iteration overhead comes with the profile step-time preset "
+    "of the same name (step_time: {model: profile, preset: vllm | distserve})."
+)
+
+
+def apply_scheduler_preset(data: Any, kind: str) -> Any:
+    """Fill the fields a `scheduler` preset lists and the input leaves out (explicit fields win);
+    a preset of another architecture kind is refused."""
+    if not isinstance(data, dict):
+        return data
+    name = data.get("scheduler", "custom")
+    if name not in SCHEDULER_PRESETS:
+        return data  # 'custom', or a bad value the Literal field reports
+    preset_kind, fields = SCHEDULER_PRESETS[name]
+    if preset_kind != kind:
+        fits = [repr(n) for n, (k, _) in SCHEDULER_PRESETS.items() if k == kind]
+        raise ValueError(
+            f"scheduler: {name!r} models a {preset_kind} engine; a {kind} architecture takes "
+            f"'custom' or {', '.join(fits)}"
+        )
+    if data.get("chunked_prefill_tokens") is not None:
+        fields = {k: v for k, v in fields.items() if k != "max_prefill_tokens"}  # chunking caps
+    return {**fields, **data}
+
+
 class MonolithicServing(StrictModel):
     """Batched-engine fields of a monolithic architecture (ignored by the exclusive engine).
 
@@ -353,6 +413,12 @@ class MonolithicServing(StrictModel):
         "(absent: every waiting prompt in one step).",
     )
     decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
+    scheduler: Scheduler = Field("custom", description=SCHEDULER_HELP)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        return apply_scheduler_preset(data, "monolithic")
 
     @model_validator(mode="after")
     def _fits(self) -> MonolithicServing:
@@ -414,6 +480,12 @@ class DisaggregatedServing(StrictModel):
         "stage's GPUs: the stages add KV capacity, not concurrency.",
     )
     decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
+    scheduler: Scheduler = Field("custom", description=SCHEDULER_HELP)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        return apply_scheduler_preset(data, "disaggregated")
 
     @model_validator(mode="after")
     def _fits(self) -> DisaggregatedServing:
