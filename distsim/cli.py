@@ -369,6 +369,12 @@ def run(
         f"results: {result.out_dir}/ (replications.parquet, summary.csv, comparisons.csv, "
         f"manifest.json) · {result.rows_simulated} rows simulated, {result.rows_reused} reused"
     )
+    plots = sorted(p.name for p in Path(result.out_dir).glob("*.png"))
+    if (Path(result.out_dir) / "report.md").exists():
+        typer.echo(
+            f"read next: {Path(result.out_dir) / 'report.md'}"
+            + (f" · plots: {', '.join(plots)}" if plots else "")
+        )
     if result.failures:
         for f in result.failures[:20]:
             typer.echo(

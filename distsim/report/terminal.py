@@ -18,21 +18,25 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 
 from distsim.runner import precision
 from distsim.runner.plan import Plan
 from distsim.stats.cost import hardware_lines
 from distsim.stats.cost import report_lines as cost_lines
+from distsim.spec.study import FIRST_TOKEN_TEXT
 from distsim.stats.goodput import report_lines as goodput_lines
 
 # What each name of summary.csv's `flags` column means (terminal, report.md, summary.json).
 FLAG_TEXT = {
-    "unstable": "offered load is at least 1 on some GPU pool: queues grow without bound, so the "
-    "numbers depend on the run length; shown, but left out of significance testing",
-    "run_too_short": "per-replication quantiles disagree with the pooled estimate by more than "
-    "0.35 of the interval half-width: the runs are too short for this quantile (its interval may "
-    "cover the truth less often than stated) — raise duration_s",
+    "unstable": "overloaded: a queue grows through the run (exclusive engine: offered load >= 1 "
+    "on a GPU pool; any engine: TTFT rising by half or more from the first to the second half of "
+    "the measured window in every replication), so the numbers depend on the run length; shown, "
+    "but its comparisons are not tested",
+    "run_too_short": "the pooled quantile's estimated short-run bias (per-replication quantiles "
+    "against the pooled one, over R - 1) exceeds 0.05 of its interval half-width: the interval "
+    "may cover the truth less often than stated — raise duration_s to the figure shown",
     "warmup_short": "warmup_s ends before the start-up transient that MSER-5 detects, or TTFT is "
     "still growing through the measured window — raise warmup_s (or duration_s)",
     "precision_capped": "the precision target (precision.rel_half_width) was not met within "
@@ -172,15 +176,78 @@ def sweep_lines(plan: Plan, comparisons: pd.DataFrame) -> list[str]:
     return out
 
 
-def verdict(row: pd.Series | dict[str, Any]) -> str:
-    """One comparison as a sentence (needs the detailed comparison columns)."""
-    what = f"{row['architecture']} vs {row['baseline']}: {metric_label(row['metric'])}"
+def _adjust_name(plan: Plan | None) -> str:
+    method = str(getattr(getattr(plan, "study", None), "multiple_comparisons", "holm"))
+    return {"holm": "Holm", "bonferroni": "Bonferroni", "bh": "BH", "none": "unadjusted"}.get(
+        method, method
+    )
+
+
+def _magnitude(row: pd.Series | dict[str, Any]) -> str:
+    """`by 28% [13%, 41%]`: the size of a change, its interval on the same side."""
+    rel, lo, hi = float(row["rel_diff"]), float(row["rel_ci_low"]), float(row["rel_ci_high"])
+    if rel < 0:
+        rel, lo, hi = -rel, -hi, -lo
+
+    def pct(x: float) -> str:
+        return format_pct(x).lstrip("+")
+
+    return f"by {pct(rel)} [{pct(lo)}, {pct(hi)}]"
+
+
+def verdict(row: pd.Series | dict[str, Any], plan: Plan | None = None) -> str:
+    """One comparison as a sentence a reader can act on (needs rel_ci_low/high, tested)."""
+    arch, base, label = row["architecture"], row["baseline"], metric_label(row["metric"])
+    adj = _adjust_name(plan)
+    if not bool(row.get("tested", True)):
+        why = str(row.get("not_tested") or "not tested")
+        return f"{label}: {why}"
     rel = f"{format_pct(row['rel_diff'])} [{format_pct(row['rel_ci_low'])}, " + (
         f"{format_pct(row['rel_ci_high'])}]"
     )
+    p_adj = float(row.get("p_adjusted", row["p_value"]))
     if bool(row["significant"]):
-        return f"{what} {rel}, {format_p(row['p_value'])}"
-    return f"{what} no significant difference ({rel}, {format_p(row['p_value'])})"
+        word = "lowers" if float(row["rel_diff"]) < 0 else "raises"
+        return f"{arch} {word} {label} {_magnitude(row)} vs {base} ({format_p(p_adj)}, {adj})"
+    if float(row["p_value"]) < 1 - (plan.confidence if plan is not None else 0.95):
+        return (
+            f"{label}: {arch} vs {base} {rel}, {format_p(row['p_value'])} alone, but not "
+            f"significant after {adj} adjustment across the study's comparisons "
+            f"(adjusted {format_p(p_adj)})"
+        )
+    return f"{label}: no significant difference, {arch} vs {base} {rel} ({format_p(p_adj)}, {adj})"
+
+
+def primary_metrics(plan: Plan, engine: str) -> list[str]:
+    """The metrics a scenario's headline speaks of: the study's `primary_metrics`, else mean and
+    P99 TTFT (plus mean TPOT and SLO attainment on the batched engine)."""
+    chosen = list(getattr(plan.study, "primary_metrics", None) or [])
+    if chosen:
+        return chosen
+    out = ["ttft_mean_s", "ttft_p99_s"]
+    if engine == "batched":
+        out += ["tpot_mean_s", "slo_attainment"]
+    return out
+
+
+def _comparison_table(plan: Plan, rows: pd.DataFrame) -> Table:
+    """The comparisons the headline leaves out: difference with its interval, p, verdict."""
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for name, justify in (("vs " + plan.baseline, "left"), ("metric", "left"),
+                          ("difference [95% CI]", "right"), ("p (" + _adjust_name(plan) + ")",
+                          "right"), ("verdict", "left")):  # fmt: skip
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for _, r in rows.iterrows():
+        if not bool(r.get("tested", True)):
+            p, word = "—", "not tested"
+        else:
+            p = format_p(float(r["p_adjusted"])).removeprefix("p ").removeprefix("= ")
+            word = ("lower" if r["rel_diff"] < 0 else "higher") if r["significant"] else "n.s."
+        rel = f"{format_pct(r['rel_diff'])} [{format_pct(r['rel_ci_low'])}, " + (
+            f"{format_pct(r['rel_ci_high'])}]"
+        )
+        table.add_row(str(r["architecture"]), metric_label(r["metric"]), rel, p, word)
+    return table
 
 
 def _scenario_table(plan: Plan, summary: pd.DataFrame) -> Table:
@@ -278,7 +345,11 @@ def flag_lines(summary: pd.DataFrame) -> list[str]:
         for flag in str(r.flags if isinstance(r.flags, str) else "").split(";"):
             if flag:
                 by_flag = hits.setdefault(str(r.architecture), {})
-                by_flag.setdefault(flag, []).append(metric_label(r.metric))
+                label = metric_label(r.metric)
+                needed = getattr(r, "duration_s_needed", math.nan)
+                if flag == "run_too_short" and isinstance(needed, float) and math.isfinite(needed):
+                    label += f": duration_s >= {needed:,.0f} would likely do"
+                by_flag.setdefault(flag, []).append(label)
     lines = []
     for arch, by_flag in hits.items():
         order = [f for f in FLAG_TEXT if f in by_flag] + sorted(set(by_flag) - set(FLAG_TEXT))
@@ -313,6 +384,13 @@ def render(
         f"architectures x {replications_text(plan)} · {pct} intervals · baseline {plan.baseline}",
         highlight=False,
     )
+    console.print(
+        f"{FIRST_TOKEN_TEXT[str(getattr(study, 'first_token', 'prefill'))]}; differences are "
+        f"other / {plan.baseline} - 1, significant after {_adjust_name(plan)} adjustment across "
+        "the study's comparisons",
+        highlight=False,
+        soft_wrap=True,
+    )
     prec = precision.status(summary, plan)
     large = len(plan.scenarios) > LARGE_SWEEP_SCENARIOS
     if large:
@@ -326,6 +404,14 @@ def render(
         if ns[-1] < plan.replications:
             reps += f" of {plan.replications} planned"
         console.print(f"scenario {ps.label()} · {reps}", style="bold", highlight=False)
+        c = comparisons[comparisons["scenario_id"] == ps.id] if not comparisons.empty else None
+        if c is not None and len(c):
+            primary = primary_metrics(plan, str(getattr(ps.scenario, "engine", "exclusive")))
+            order = {m: i for i, m in enumerate(primary)}
+            head = c[c["metric"].isin(primary)].copy()
+            head["_order"] = head["metric"].map(order)
+            for _, row in head.sort_values(["_order", "architecture"]).iterrows():
+                console.print("  ▶ " + verdict(row, plan), highlight=False, soft_wrap=True)
         if ps.warmup_auto is not None:
             console.print("  " + auto_warmup_text(ps.warmup_auto), highlight=False, soft_wrap=True)
         for line in hardware_lines(ps.scenario, list(plan.architectures)):
@@ -341,10 +427,13 @@ def render(
         for line in flag_lines(s):
             console.print("  " + line, highlight=False, soft_wrap=True)
         c = comparisons[comparisons["scenario_id"] == ps.id] if not comparisons.empty else None
-        if c is not None:
-            for _, row in c.iterrows():
-                if str(row["metric"]).startswith(VERDICT_PREFIXES):
-                    console.print("  " + verdict(row), highlight=False)
+        if c is not None and len(c):
+            primary = primary_metrics(plan, str(getattr(ps.scenario, "engine", "exclusive")))
+            rest = c[~c["metric"].isin(primary)]
+            rest = rest[rest["metric"].astype(str).str.startswith(VERDICT_PREFIXES)]
+            if len(rest):
+                console.print("  other comparisons:", highlight=False)
+                console.print(Padding(_comparison_table(plan, rest), (0, 0, 0, 4)))
     for line in goodput_lines(plan, summary) + cost_lines(plan, summary):
         console.print(line, highlight=False, soft_wrap=True)
     used = used_flags(summary)

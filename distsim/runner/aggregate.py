@@ -25,20 +25,28 @@ from distsim.stats import compare as stats
 from distsim.stats import diagnostics, intervals
 from distsim.stats.sketch import LogHistogram, from_json
 
-SUMMARY_VALUE_COLUMNS = ["architecture", "metric", "estimate", "ci_low", "ci_high", "n", "flags"]
+SUMMARY_VALUE_COLUMNS = [
+    "architecture", "metric", "estimate", "ci_low", "ci_high", "n", "flags", "duration_s_needed",
+]  # fmt: skip
+# One paired test per row: p_value < 1 - confidence exactly when [diff_ci_low, diff_ci_high]
+# excludes 0, and exactly when [rel_ci_low, rel_ci_high] does (distsim.stats.intervals).
+# `significant` uses p_adjusted; `tested` is False (with `not_tested`, the reason) for
+# comparisons left out of testing.
 COMPARISON_VALUE_COLUMNS = [
     "architecture", "baseline", "metric", "baseline_estimate", "estimate", "diff",
-    "diff_ci_low", "diff_ci_high", "rel_diff", "p_value", "p_adjusted", "significant",
+    "diff_ci_low", "diff_ci_high", "rel_diff", "rel_ci_low", "rel_ci_high", "p_value",
+    "p_adjusted", "significant", "tested", "not_tested",
 ]  # fmt: skip
 # Quantile metrics estimated from the pooled sketches: metric -> (sketch column, level).
 _QUANTILE = re.compile(r"^(?P<what>ttft|e2e)_p(?P<level>\d+)_s$")
 # Extra columns kept in memory for the terminal report (not written to comparisons.csv).
-COMPARISON_DETAIL_COLUMNS = ["rel_ci_low", "rel_ci_high", "n"]
+COMPARISON_DETAIL_COLUMNS = ["n"]
 
 # Metrics in the order a reader wants them; pool metrics and anything new follow.
 _METRIC_ORDER = [
     "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_max_s",
-    "e2e_mean_s", "e2e_p99_s", "n_requests",
+    "e2e_mean_s", "e2e_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
+    "n_requests",
 ]  # fmt: skip
 
 
@@ -52,7 +60,9 @@ def comparison_columns(plan: Plan) -> list[str]:
 
 def metric_columns(rows: pd.DataFrame, plan: Plan) -> list[str]:
     """Metric columns of the rows, in reading order."""
-    skip = set(CORE_COLUMNS) | set(plan.param_paths) | set(PAYLOAD_COLUMNS)
+    # ttft_max_s: an average of per-run maxima estimates nothing a reader wants (it can read
+    # below the P99); the rows keep it, the study's answer does not.
+    skip = set(CORE_COLUMNS) | set(plan.param_paths) | set(PAYLOAD_COLUMNS) | {"ttft_max_s"}
     present = [c for c in rows.columns if c not in skip]
     known = [m for m in _METRIC_ORDER if m in present]
     return known + [m for m in present if m not in known]
@@ -153,34 +163,59 @@ def _offered_load(cell: pd.DataFrame) -> float:
 
 
 DIAGNOSTIC_COLUMNS = [
-    "scenario_id", "architecture", "offered_load", "unstable", "warmup_s", "warmup_detected_s",
-    "warmup_short", "ttft_trend_rel", "ttft_growing",
+    "scenario_id", "architecture", "offered_load", "unstable", "unstable_reason", "warmup_s",
+    "warmup_detected_s", "warmup_short", "ttft_trend_rel", "ttft_growing",
 ]  # fmt: skip
+# TTFT rising by at least this fraction from the first to the second half of the measured window,
+# consistently across replications (diagnostics.ttft_trend), is taken as overload: a queue that
+# grows through the run (a stable system's late warm-up rarely does more than that).
+OVERLOAD_GROWTH = 0.5
+
+
+def _engine(ps: Any) -> str:
+    return str(getattr(ps.scenario, "engine", "exclusive"))
 
 
 def diagnose(rows: pd.DataFrame, plan: Plan, parsed: Parsed | None = None) -> pd.DataFrame:
-    """Per scenario x architecture: largest offered load, MSER-5 warm-up against the configured
-    one, and the TTFT trend through the measured window (see `distsim.stats.diagnostics`)."""
+    """Per scenario x architecture: is it overloaded, and is its warm-up long enough.
+
+    Overload is decided from the engine that ran. The exclusive engine serves one request per
+    GPU at the spec's token rates, so its offered load (arrival rate x mean service / GPUs, from
+    the spec) >= 1 means a queue without bound. The batched engine's capacity depends on batch
+    size, KV use and step times, so the exclusive engine's load says nothing about it (and is not
+    reported); for both engines, evidence from the runs counts: a TTFT that grows by at least
+    `OVERLOAD_GROWTH` from the first to the second half of the measured window, significantly
+    across replications (see `distsim.stats.diagnostics.ttft_trend`). Warm-up: MSER-5 against
+    the configured warm-up.
+    """
     parsed = Parsed() if parsed is None else parsed
     records: list[dict[str, Any]] = []
     cells = _cells(rows)
     for ps in plan.scenarios:
+        batched = _engine(ps) == "batched"
         for arch in plan.architectures:
             cell = cells.get((ps.id, arch))
             if cell is None or cell.empty:
                 continue
-            load = _offered_load(cell)
+            load = np.nan if batched else _offered_load(cell)
             rec: dict[str, Any] = {
                 "scenario_id": ps.id,
                 "architecture": arch,
                 "offered_load": load,
-                "unstable": load >= 1.0,
+                "unstable": False,
+                "unstable_reason": "",
                 "warmup_s": ps.scenario.warmup_s,
                 "warmup_detected_s": np.nan,
                 "warmup_short": False,
                 "ttft_trend_rel": np.nan,
                 "ttft_growing": False,
             }
+            if not batched and load >= 1.0:
+                rec["unstable"] = True
+                rec["unstable_reason"] = (
+                    f"{arch} is overloaded (offered load {load:.2f} on a GPU pool: its queue grows "
+                    "through the run)"
+                )
             if _has(cell, PROFILE_COLUMN) and len(cell) >= 2:
                 profiles = [parsed.profile(t) for t in cell[PROFILE_COLUMN]]
                 warm = diagnostics.detect_warmup(profiles)
@@ -191,6 +226,13 @@ def diagnose(rows: pd.DataFrame, plan: Plan, parsed: Parsed | None = None) -> pd
                     ttft_trend_rel=trend.rel_increase,
                     ttft_growing=trend.growing,
                 )
+                if trend.growing and trend.rel_increase >= OVERLOAD_GROWTH and not rec["unstable"]:
+                    rec["unstable"] = True
+                    rec["unstable_reason"] = (
+                        f"{arch} is overloaded (its TTFT grows {trend.rel_increase * 100:+.0f}% "
+                        "from the first to the second half of the measured window, in every "
+                        "replication: its queue grows through the run)"
+                    )
             records.append(rec)
     return pd.DataFrame(records, columns=DIAGNOSTIC_COLUMNS)
 
@@ -214,9 +256,15 @@ def _cell_flags(diag: pd.DataFrame | dict, scenario_id: str, arch: str) -> list[
     return flags
 
 
-def unstable_scenarios(diag: pd.DataFrame) -> set[str]:
-    """Scenarios with offered load >= 1 on some pool of some architecture."""
-    return set(diag.loc[diag["unstable"].astype(bool), "scenario_id"]) if len(diag) else set()
+def unstable_scenarios(diag: pd.DataFrame) -> dict[str, str]:
+    """Scenario id -> why its comparisons are not tested (an architecture is overloaded)."""
+    if not len(diag):
+        return {}
+    hit = diag[diag["unstable"].astype(bool)]
+    out: dict[str, str] = {}
+    for sid, group in hit.groupby("scenario_id", sort=False):
+        out[str(sid)] = "not tested: " + "; ".join(group["unstable_reason"].astype(str))
+    return out
 
 
 def summarize(
@@ -251,10 +299,13 @@ def summarize(
             columns = {m: block[:, i] for i, m in enumerate(present)}
             has = {c: _has(cell, c) for c in SKETCH_COLUMNS.values()}
             for metric in metrics:
+                if metric.startswith("offered_load_") and _engine(ps) == "batched":
+                    continue  # the exclusive engine's figure: meaningless for batching
                 values = columns[metric]
                 if not np.isfinite(values).any():
                     continue  # e.g. a pool this architecture does not have
                 flags = list(cell_flags)
+                needed_s = np.nan
                 quantile = quantile_of(metric)
                 if quantile and has.get(quantile[0], False) and len(cell) >= 2:
                     reps = np.sort(cell["replication"].to_numpy())
@@ -264,8 +315,13 @@ def summarize(
                     else:
                         iv = intervals.quantile_interval(sketches, quantile[1], plan.confidence)
                     per_rep = [s.quantile(quantile[1]) for s in sketches]
-                    if diagnostics.quantile_run_too_short(iv.estimate, per_rep, iv.half_width):
+                    ratio = diagnostics.pooled_bias_ratio(iv.estimate, per_rep, iv.half_width)
+                    if ratio > diagnostics.RUN_SHORT_FRACTION:
                         flags.append("run_too_short")
+                        warm = ps.scenario.warmup_s
+                        needed_s = diagnostics.duration_to_clear(
+                            ps.scenario.duration_s, warm if isinstance(warm, float) else 0.0, ratio
+                        )
                 else:
                     iv = stats.mean_interval(values, plan.confidence)
                 records.append(
@@ -279,6 +335,7 @@ def summarize(
                         "ci_high": iv.high,
                         "n": iv.n,
                         "flags": ";".join(sorted(flags)),
+                        "duration_s_needed": needed_s,
                     }
                 )
     return pd.DataFrame(records, columns=summary_columns(plan))
@@ -375,11 +432,15 @@ def compare(
                     "diff_ci_low": d.diff_low,
                     "diff_ci_high": d.diff_high,
                     "rel_diff": d.rel_diff,
+                    "rel_ci_low": d.rel_low,
+                    "rel_ci_high": d.rel_high,
                     "p_value": d.p_value,
                     "tested": ps.id not in unstable and d.n >= 2,
+                    "not_tested": unstable.get(ps.id, "")
+                    or ("fewer than 2 paired replications" if d.n < 2 else ""),
                 }
                 if detail:
-                    record.update(rel_ci_low=d.rel_low, rel_ci_high=d.rel_high, n=d.n)
+                    record.update(n=d.n)
                 records.append(record)
     out = pd.DataFrame(records)
     if out.empty:

@@ -22,7 +22,14 @@ from pydantic import ValidationError
 
 from distsim.errors import SpecError
 from distsim.sim import serving
-from distsim.spec.study import SCENARIO_FIELDS, Scenario, Study, format_validation_error, set_path
+from distsim.spec.study import (
+    SCENARIO_FIELDS,
+    Scenario,
+    Study,
+    editable_dump,
+    format_validation_error,
+    set_path,
+)
 from distsim.stats.goodput import with_rate_sweep
 from distsim.workload.generate import arrival_rate_rps, data_digests
 
@@ -330,7 +337,7 @@ def _after_path(exc: SpecError, path: str) -> str:
 def plan_study(study: Study) -> Plan:
     """Expand and validate every scenario of a study; one-line `SpecError` on any problem."""
     study = with_rate_sweep(study)  # `goodput`: its rates are swept like any parameter
-    base = study.model_dump(mode="python")
+    base = editable_dump(study)
     base["sweep"], base["scenarios"] = {}, []
     param_paths: list[str] = list(study.sweep)
     for point in study.scenarios:
@@ -351,6 +358,7 @@ def plan_study(study: Study) -> Plan:
             )
         seen[sid] = point
         dumped = scenario.model_dump(mode="json")
+        dumped["first_token"] = scenario.first_token  # not in dumps (see Scenario.first_token)
         # A swept value the resolved scenario does not store as given (a lognormal's mean, cv,
         # median or p90: stored as mu and sigma) is labelled with the value the point set.
         params: dict[str, Any] = {}

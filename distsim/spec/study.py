@@ -115,18 +115,18 @@ class Monolithic(MonolithicServing):
 class Disaggregated(DisaggregatedServing):
     """A prefill pool and a decode pool, each FCFS.
 
-    `first_token: decode` (the seed's semantics): the first token appears one decode-token time
-    after decode starts, so TTFT includes the wait for a decode GPU. `first_token: prefill`
-    (DistServe's): it appears when prefill ends.
+    `first_token` is the study's TTFT definition (`Scenario.first_token`), copied here for the
+    engines; written on an architecture it is the old spelling of the study-level setting.
+    None (an architecture built directly, outside a study) means `decode`.
     """
 
     kind: Literal["disaggregated"] = Field(description="Selects separate prefill and decode pools.")
     prefill_gpus: PositiveInt = Field(le=100_000, description="GPUs in the prefill pool.")
     decode_gpus: PositiveInt = Field(le=100_000, description="GPUs in the decode pool.")
-    first_token: Literal["decode", "prefill"] = Field(
-        "decode",
-        description="When the first token counts: after the first decode iteration (decode) or "
-        "at the end of prefill (prefill, as DistServe).",
+    first_token: Literal["decode", "prefill"] | None = Field(
+        None,
+        description="Old spelling of the study-level first_token (one TTFT definition for every "
+        "architecture); the study copies its setting here for the engines.",
     )
     prefill_gpu: Gpu | None = Field(None, description=_POOL_GPU_HELP)
     decode_gpu: Gpu | None = Field(None, description=_POOL_GPU_HELP)
@@ -141,13 +141,20 @@ class Disaggregated(DisaggregatedServing):
 
 
 Architecture = Annotated[Union[Monolithic, Disaggregated], Field(discriminator="kind")]  # noqa: UP007
+FirstToken = Literal["prefill", "decode"]
+# How the report header names each TTFT definition.
+FIRST_TOKEN_TEXT = {
+    "prefill": "TTFT ends when the prefill ends (first_token: prefill, as vLLM and DistServe)",
+    "decode": "TTFT ends at the first decode step (first_token: decode, the seed summary's "
+    "definition: disaggregated TTFT includes the wait for a decode slot)",
+}
 
 # ---------------------------------------------------------------- scenario and study
 
 # Fields of a study that change what is simulated; everything else is study-level.
 SCENARIO_FIELDS = (
     "seed", "duration_s", "warmup_s", "workload", "gpu", "architectures",
-    "engine", "model", "step_time", "slo",
+    "engine", "model", "step_time", "slo", "first_token",
 )  # fmt: skip
 
 
@@ -183,6 +190,55 @@ class Scenario(StrictModel):
         None, description="How long a batched step takes (default: roofline)."
     )
     slo: Slo | None = Field(None, description="Latency targets; adds slo_attainment.")
+    # One TTFT definition for every architecture. `prefill`: the first token is emitted when the
+    # prefill ends, as vLLM and DistServe measure it. `decode` (the seed summary's): a
+    # disaggregated architecture's first token comes from its decode pool, one decode-token time
+    # after a decode slot is found, so its TTFT includes the wait for one (monolithic: prefill end).
+    # Not in dumps (scenario ids): the architectures carry it (see `_one_first_token`).
+    first_token: FirstToken = Field(
+        "prefill",
+        exclude=True,
+        description="When TTFT ends, for every architecture: prefill (when the prefill ends, as "
+        "vLLM and DistServe measure it) or decode (the seed summary's: a disaggregated first "
+        "token comes from the decode pool, after the wait for a decode slot).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_first_token(cls, data: Any) -> Any:
+        """Read the old per-architecture spelling; refuse two definitions in one study."""
+        if not isinstance(data, dict) or not isinstance(data.get("architectures"), dict):
+            return data
+        per_arch = {}
+        for name, arch in data["architectures"].items():
+            value = arch.get("first_token") if isinstance(arch, dict) else None
+            value = getattr(arch, "first_token", None) if not isinstance(arch, dict) else value
+            if value in ("prefill", "decode"):  # anything else: the architecture's own error
+                per_arch[name] = value
+        given = data.get("first_token")
+        values = sorted(set(per_arch.values()), key=str)
+        clash = len(values) > 1 if given is None else any(v != given for v in values)
+        if clash:
+            name = next(n for n, v in per_arch.items() if given is None or v != given)
+            raise ValueError(
+                f"architectures.{name}.first_token: one TTFT definition for every architecture — "
+                "set `first_token: prefill` or `first_token: decode` once at the top of the study "
+                "(the per-architecture field is its old spelling)"
+            )
+        if given is None and values:
+            data = {**data, "first_token": values[0]}
+        return data
+
+    @model_validator(mode="after")
+    def _first_token_to_architectures(self) -> Scenario:
+        archs = {
+            name: arch.model_copy(update={"first_token": self.first_token})
+            if isinstance(arch, Disaggregated) and arch.first_token != self.first_token
+            else arch
+            for name, arch in self.architectures.items()
+        }
+        object.__setattr__(self, "architectures", archs)  # frozen model, set while validating
+        return self
 
     @field_validator("warmup_s", mode="before")
     @classmethod
@@ -299,6 +355,12 @@ class Study(Scenario):
         "sectioning",
         description="Intervals of pooled quantiles: sectioning (t over per-replication "
         "quantiles) or a BCa bootstrap over replications (use with >= 20 replications).",
+    )
+    primary_metrics: list[str] = Field(
+        default_factory=list,
+        description="Metrics the report's headline speaks of, per scenario (the rest follow in a "
+        "table); empty: mean and P99 TTFT, plus mean TPOT and SLO attainment on the batched "
+        "engine.",
     )
     # `distsim select`: the candidates are the architectures (see distsim.spec.selection).
     select: Select | None = Field(
@@ -603,14 +665,23 @@ def validate_study(data: dict[str, Any]) -> Study:
         raise SpecError(format_validation_error(exc)) from None
 
 
+def editable_dump(study: Scenario) -> dict[str, Any]:
+    """The spec as a mapping to edit and validate again: the TTFT definition at the study level
+    (the architectures' copies of it removed), so an override of `first_token` takes effect."""
+    data = study.model_dump(mode="python")
+    for arch in data["architectures"].values():
+        arch.pop("first_token", None)
+    data["first_token"] = study.first_token
+    return data
+
+
 def apply_overrides(study: Study, overrides: dict[str, Any]) -> Study:
     """The study with dotted-path overrides applied (paths must exist), validated again.
 
     A relative data-file path given as an override (a key ending in `.path`, e.g. `--set
     workload.trace.path=my.csv`) is relative to the working directory and stored absolute.
     """
-    data = study.model_dump(mode="python")
-    data = copy.deepcopy(data)
+    data = copy.deepcopy(editable_dump(study))
     cwd = Path.cwd()
     for path, value in overrides.items():
         set_path(data, path, _resolve(value, cwd) if path.endswith(".path") else value)

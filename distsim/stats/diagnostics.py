@@ -32,9 +32,9 @@ from distsim.stats.intervals import Interval
 PROFILE_BINS = 250  # time bins per replication for warm-up and trend checks
 MSER_BATCH = 5
 TRANSIENT_ALPHA = 0.01  # significance a detected transient must reach across replications
-# A quantile is flagged when |mean of per-replication estimates - pooled| exceeds this fraction
-# of its interval half-width (see quantile_run_too_short).
-RUN_SHORT_FRACTION = 0.35
+# A quantile is flagged when its pooled estimate's estimated bias exceeds this fraction of its
+# interval half-width (see quantile_run_too_short).
+RUN_SHORT_FRACTION = 0.05
 # A TTFT rise from the first to the second half of the measured window is "growing" when it is
 # significant at this level across replications and larger than this fraction of the first half.
 GROWTH_ALPHA = 1e-3
@@ -187,34 +187,59 @@ def warmup_short(warmup_s: float, detected: Warmup) -> bool:
 # ---------------------------------------------------------------------------- run length
 
 
+def pooled_bias_ratio(
+    pooled: float, per_replication: Sequence[float] | np.ndarray, half_width: float
+) -> float:
+    """Estimated bias of the pooled quantile, as a fraction of its interval half-width.
+
+    A quantile estimated from n requests has a bias of order 1/n. The average of R
+    per-replication estimates carries it in full; the pooled estimate, from R·n requests, about
+    1/R of it. So (mean(per-replication) - pooled) / (R - 1) estimates the pooled estimate's own
+    bias, which is what shifts its interval away from the truth.
+    """
+    values = np.asarray(per_replication, dtype=np.float64)
+    if values.size < 2:
+        return 0.0
+    bias = (float(values.mean()) - float(pooled)) / (values.size - 1)
+    if half_width > 0:
+        return abs(bias) / half_width
+    return 0.0 if bias == 0 else math.inf
+
+
 def quantile_run_too_short(
     pooled: float,
     per_replication: Sequence[float] | np.ndarray,
     half_width: float,
     fraction: float = RUN_SHORT_FRACTION,
 ) -> bool:
-    """Per-replication quantiles disagree with the pooled estimate by more than `fraction` of
-    the interval half-width.
+    """The pooled quantile's estimated bias (`pooled_bias_ratio`) exceeds `fraction` of the
+    half-width.
 
-    Why this measures run length: a quantile estimated from n requests has a bias of order 1/n
-    (for P99 of a queue, low, and worst near saturation). The average of R per-replication
-    estimates carries that bias in full; the pooled estimate, from R*n requests, about 1/R of it.
-    So ``mean(per-replication) - pooled`` estimates the short-run bias (times 1 - 1/R), while in
-    long runs the two agree to a small fraction of a standard error (both are, to first order,
-    averages of the same per-replication terms). The same short runs make the per-replication
-    estimates skewed (a run with one congestion episode has a much larger P99), so the
-    sectioning interval, which assumes they are roughly normal, then covers the truth too rarely.
-
-    The threshold 0.35: a centre shifted by 0.35 half-widths alone lowers a 95% normal interval's
-    coverage to about 90%. Calibrated on M/M/1 and M/M/4 runs with R = 10 (closed-form truth,
-    400 studies each, see tests/test_coverage.py): P99 intervals with coverage 0.93-0.96 raise
-    the flag in 1-5% of studies; runs with P99 coverage 0.89 in 30%, 0.79 in 78%, and 0.58
-    (near saturation, no warm-up) in 97%. Longer runs shrink the bias as 1/n but the half-width
-    only as 1/sqrt(n), so raising duration_s clears the flag.
+    Accounts for the number of replications R: the same per-replication disagreement means a
+    pooled bias R-1 times smaller. Calibrated by coverage studies (docs/statistics.md): on
+    studies/default.yaml (R = 30, 400 studies) it fires in 8% of monolithic P99 intervals (which
+    cover 0.93) and in at most 1% of every other TTFT cell; on M/M/1 at load 0.8 in 100 s runs
+    from empty (R = 10, P99 coverage 0.57) in 95%; on M/M/1 and M/M/4 runs whose P99 intervals
+    cover 0.93-0.96 in at most 5%. It measures run length, not skew: a cell whose per-replication
+    values are skewed by rare bursts (the default study's disaggregated P99) can undercover
+    without it firing.
     """
-    values = np.asarray(per_replication, dtype=np.float64)
-    gap = abs(float(values.mean()) - float(pooled))
-    return gap > fraction * half_width if half_width > 0 else gap > 0
+    return pooled_bias_ratio(pooled, per_replication, half_width) > fraction
+
+
+def duration_to_clear(
+    duration_s: float, warmup_s: float, ratio: float, fraction: float = RUN_SHORT_FRACTION
+) -> float:
+    """The duration_s at which a flagged quantile would likely clear the flag.
+
+    The pooled bias falls as 1/(measured time) and the half-width as 1/sqrt(measured time), so
+    their ratio falls as 1/sqrt(measured time): the measured window grows by (ratio/fraction)²,
+    with a factor 1.5 of margin, rounded up to a multiple of 10 s.
+    """
+    if not math.isfinite(ratio) or ratio <= fraction:
+        return float(duration_s)
+    measured = (duration_s - warmup_s) * 1.5 * (ratio / fraction) ** 2
+    return float(math.ceil((warmup_s + measured) / 10.0) * 10.0)
 
 
 # ---------------------------------------------------------------------------- stability

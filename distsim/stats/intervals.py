@@ -16,12 +16,15 @@ times more requests, so its bias is about R times smaller, while the spread of t
 quantiles still measures the pooled estimator's sampling error (both are asymptotically the average
 of the same per-replication influence terms).
 
-Paired comparisons (same replications, common random numbers) apply the same construction to the
-per-replication differences: pooled difference ± t·sd(d_r)/sqrt(R), with a t-test p-value on R-1
-degrees of freedom. For a mean, pooled = average of the per-replication means and this is exactly
-the paired t-test. The relative difference other/baseline - 1 gets its interval by sectioning on
-log ratios (scale-free and symmetric), or, when a value is not positive, from the difference
-interval divided by the baseline estimate.
+Positive estimates (every latency) get that interval on the log scale (`sectioning_interval`), so
+it never reaches below 0.
+
+Paired comparisons (same replications, common random numbers) are one test per comparison, on one
+scale: for positive values the log ratio log(other/baseline), with the same sectioning standard
+error over replications and a t p-value on R-1 degrees of freedom; its interval is reported as a
+relative difference (expm1 of the ends) and as an absolute one (baseline x that). So the p-value,
+the relative interval and the absolute interval always agree on whether 0 is excluded. Values that
+can be 0 or negative use a paired t on the difference instead (relative = difference / |baseline|).
 
 Degenerate spread: when every per-replication difference is identical (e.g. the same architecture
 twice), the interval collapses to the point; a zero difference then has p = 1 and is never
@@ -99,11 +102,24 @@ def _spread_se(values: np.ndarray) -> float:
 def sectioning_interval(
     pooled: float, per_replication: Sequence[float] | np.ndarray, confidence: float = 0.95
 ) -> Interval:
-    """pooled ± t·sd(per-replication estimates)/sqrt(R)."""
+    """The interval of a pooled estimate from the spread of its per-replication estimates.
+
+    Positive values (latencies): on the log scale, pooled x exp(± t·sd(x_r / pooled)/sqrt(R))
+    (the delta method: sd(x_r / pooled) is the standard error of log(pooled) times sqrt(R)), so
+    the interval stays above 0 and reaches further up than down, as a right-skewed estimate
+    needs. Otherwise pooled ± t·sd(x_r)/sqrt(R). The paired tests use the same construction
+    (`paired_comparison`); docs/statistics.md has the coverage of both on M/M/c and on
+    studies/default.yaml.
+    """
     values = np.asarray(per_replication, dtype=np.float64)
     _check(values, confidence)
-    h = _t_factor(values.size, confidence) * _spread_se(values)
-    return Interval(float(pooled), float(pooled - h), float(pooled + h), int(values.size))
+    t = _t_factor(values.size, confidence)
+    p = float(pooled)
+    if p > 0 and bool(np.all(values > 0)):
+        h = t * _spread_se(values / p)
+        return Interval(p, float(p * np.exp(-h)), float(p * np.exp(h)), int(values.size))
+    h = t * _spread_se(values)
+    return Interval(p, float(p - h), float(p + h), int(values.size))
 
 
 def mean_interval(
@@ -132,6 +148,18 @@ def _p_value(centre: float, se: float, n: int) -> float:
     return float(2.0 * stats.t.sf(abs(centre) / se, n - 1))
 
 
+def _linearised_log_ratio(
+    baseline_pooled: float, other_pooled: float, base: np.ndarray, other: np.ndarray
+) -> np.ndarray:
+    """Per-replication terms whose spread measures the error of log(other/baseline).
+
+    The delta method on log(O) - log(B): replication r contributes o_r/O - b_r/B (its share of
+    each side, relative to the pooled estimate). For a mean this is exactly the linearisation of
+    the log of a ratio of averages; for pooled quantiles it is sectioning on that scale.
+    """
+    return other / other_pooled - base / baseline_pooled
+
+
 def paired_comparison(
     baseline_pooled: float,
     other_pooled: float,
@@ -139,7 +167,16 @@ def paired_comparison(
     other_reps: Sequence[float] | np.ndarray,
     confidence: float = 0.95,
 ) -> Comparison:
-    """Sectioning on paired per-replication values (paired t when pooled = average)."""
+    """One paired test per comparison; the absolute and relative intervals are the same
+    interval on two scales, so `p_value < 1 - confidence` exactly when either excludes 0.
+
+    Positive values (latencies, TPOT, goodput): the test is on the log ratio
+    log(other/baseline) with a sectioning standard error over replications
+    (`_linearised_log_ratio`); the relative interval is expm1 of its ends and the absolute one
+    baseline x that, so neither can imply a negative latency. Otherwise (a value <= 0, e.g. a
+    queue wait of 0): a paired t on the difference, and the relative interval is the absolute
+    one over |baseline| (infinite with a zero baseline).
+    """
     base = np.asarray(baseline_reps, dtype=np.float64)
     other = np.asarray(other_reps, dtype=np.float64)
     _check(base, confidence)
@@ -149,27 +186,37 @@ def paired_comparison(
     n = int(base.size)
     t = _t_factor(n, confidence)
     diff = float(other_pooled - baseline_pooled)
-    se = _spread_se(other - base)
-    p = _p_value(diff, se, n)
-    if diff == 0.0 and se == 0.0:
-        rel, rel_lo, rel_hi = 0.0, 0.0, 0.0
-    elif baseline_pooled > 0 and other_pooled > 0 and np.all(base > 0) and np.all(other > 0):
-        log_ratio = float(np.log(other_pooled / baseline_pooled))
-        lr_se = _spread_se(np.log(other) - np.log(base))
-        rel = float(np.expm1(log_ratio))
-        rel_lo = float(np.expm1(log_ratio - t * lr_se))
-        rel_hi = float(np.expm1(log_ratio + t * lr_se))
-    elif baseline_pooled != 0:
-        scale = abs(baseline_pooled)
-        rel, rel_lo, rel_hi = diff / scale, (diff - t * se) / scale, (diff + t * se) / scale
-    else:  # a zero baseline with a non-zero difference has no finite relative size
-        rel = rel_lo = rel_hi = float(np.copysign(np.inf, diff))
+    b0 = float(baseline_pooled)
+    positive = b0 > 0 and other_pooled > 0 and bool(np.all(base > 0) and np.all(other > 0))
+    if positive:
+        centre = float(np.log(other_pooled / baseline_pooled))
+        se = _spread_se(_linearised_log_ratio(b0, float(other_pooled), base, other))
+        if centre == 0.0 and diff != 0.0:  # O and B differ below log's resolution
+            centre = float(np.log1p(diff / b0))
+        p = _p_value(centre, se, n)
+        rel = float(np.expm1(centre))
+        rel_lo, rel_hi = float(np.expm1(centre - t * se)), float(np.expm1(centre + t * se))
+        lo, hi = b0 * rel_lo, b0 * rel_hi
+        if not (lo <= diff <= hi):  # rounding of b0 * expm1(log(O/B)) against O - B
+            lo, hi = min(lo, diff), max(hi, diff)
+    else:
+        se = _spread_se(other - base)
+        p = _p_value(diff, se, n)
+        lo, hi = diff - t * se, diff + t * se
+        if b0 != 0:
+            scale = abs(b0)
+            rel, rel_lo, rel_hi = diff / scale, lo / scale, hi / scale
+        elif diff == 0.0 and se == 0.0:
+            rel = rel_lo = rel_hi = 0.0
+        else:  # a zero baseline has no finite relative size
+            rel = float(np.copysign(np.inf, diff)) if diff != 0 else float("nan")
+            rel_lo, rel_hi = -np.inf, np.inf
     return Comparison(
-        baseline_estimate=float(baseline_pooled),
+        baseline_estimate=b0,
         estimate=float(other_pooled),
         diff=diff,
-        diff_low=diff - t * se,
-        diff_high=diff + t * se,
+        diff_low=float(lo),
+        diff_high=float(hi),
         rel_diff=rel,
         rel_low=rel_lo,
         rel_high=rel_hi,

@@ -13,6 +13,7 @@ from distsim.sim.replication import simulate_requests
 from distsim.stats.diagnostics import (
     TimeProfile,
     detect_warmup,
+    duration_to_clear,
     mser,
     next_wave,
     quantile_run_too_short,
@@ -88,11 +89,15 @@ def test_unstable_load_and_growing_ttft() -> None:
     assert not steady.growing
 
 
-def test_run_too_short_rule() -> None:
-    # gap 0.4 against half-width 1: beyond 0.35 of it
+def test_run_too_short_rule_accounts_for_replications() -> None:
+    # gap 0.4 over R - 1 = 1: pooled bias 0.4 against half-width 1, beyond 0.05 of it
     assert quantile_run_too_short(10.0, [9.6, 9.6], half_width=1.0)
-    assert not quantile_run_too_short(10.0, [9.8, 9.9], half_width=1.0)
+    # the same gap with 11 replications: pooled bias 0.04, within 0.05 of the half-width
+    assert not quantile_run_too_short(10.0, [9.6] * 11, half_width=1.0)
     assert not quantile_run_too_short(10.0, [10.0, 10.0], half_width=0.0)
+    # what would clear it: ratio 0.4/0.05 = 8 -> measured 90 s x 1.5 x 64 + warm-up 10
+    assert duration_to_clear(100.0, 10.0, 0.4) == 8650.0
+    assert duration_to_clear(100.0, 10.0, 0.01) == 100.0
 
 
 def test_precision_planning() -> None:

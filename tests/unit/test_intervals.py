@@ -73,11 +73,19 @@ def test_sketch_round_trip_and_empty() -> None:
 
 
 def test_sectioning_by_hand() -> None:
-    # per-replication values 1, 2, 3: sd 1, se 1/sqrt(3); t(2, 0.975) = 4.302653
+    # positive: x_r / pooled = 0.4, 0.8, 1.2: sd 0.4, se 0.4/sqrt(3); t(2, 0.975) = 4.302653;
+    # the interval is pooled * exp(± t se) (the log scale: above 0, longer upwards)
     iv = sectioning_interval(2.5, [1.0, 2.0, 3.0], 0.95)
-    h = 4.302652729911275 / math.sqrt(3)
+    h = 4.302652729911275 * 0.4 / math.sqrt(3)
     assert iv.estimate == 2.5 and iv.n == 3
-    assert iv.low == pytest.approx(2.5 - h) and iv.high == pytest.approx(2.5 + h)
+    assert iv.low == pytest.approx(2.5 * math.exp(-h)) and iv.high == pytest.approx(
+        2.5 * math.exp(h)
+    )
+    assert iv.low > 0 and iv.high - 2.5 > 2.5 - iv.low
+    # a value of 0 (not positive): pooled ± t·sd/sqrt(R), sd 1.5
+    z = sectioning_interval(1.5, [0.0, 1.5, 3.0], 0.95)
+    hz = 4.302652729911275 * 1.5 / math.sqrt(3)
+    assert z.low == pytest.approx(1.5 - hz) and z.high == pytest.approx(1.5 + hz)
     assert mean_interval([1.0, 2.0, 3.0]).estimate == 2.0
 
 
@@ -87,12 +95,13 @@ def test_quantile_interval_centres_on_pooled_quantile() -> None:
     pooled = np.concatenate([np.arange(1, 101) * (1 + r) for r in range(4)])
     assert iv.estimate == pytest.approx(np.quantile(pooled, 0.5, method="lower"), rel=1e-3)
     per_rep = [np.quantile(np.arange(1, 101) * (1 + r), 0.5, method="lower") for r in range(4)]
-    expected_h = stats.t.ppf(0.975, 3) * np.std(per_rep, ddof=1) / 2
-    assert iv.half_width == pytest.approx(expected_h, rel=2e-3)
+    h = stats.t.ppf(0.975, 3) * np.std(np.array(per_rep) / iv.estimate, ddof=1) / 2
+    assert iv.low == pytest.approx(iv.estimate * np.exp(-h), rel=2e-3)
+    assert iv.high == pytest.approx(iv.estimate * np.exp(h), rel=2e-3)
 
 
-def test_paired_t_matches_scipy() -> None:
-    a = np.array([1.0, 1.2, 0.9, 1.1, 1.3])
+def test_paired_t_matches_scipy_where_values_can_be_zero() -> None:
+    a = np.array([0.0, 1.2, 0.9, 1.1, 1.3])
     b = a + np.array([0.3, 0.1, 0.25, 0.2, 0.4])
     c = paired_mean_comparison(a, b)
     ref = stats.ttest_rel(b, a)
@@ -100,7 +109,60 @@ def test_paired_t_matches_scipy() -> None:
     ci = ref.confidence_interval(0.95)
     assert (c.diff_low, c.diff_high) == (pytest.approx(ci.low), pytest.approx(ci.high))
     assert c.rel_diff == pytest.approx(b.mean() / a.mean() - 1)
+    assert c.rel_low == pytest.approx(ci.low / a.mean())
+
+
+def test_positive_values_are_tested_on_the_log_ratio_by_hand() -> None:
+    a = np.array([1.0, 1.2, 0.9, 1.1, 1.3])
+    b = a * np.array([1.3, 1.1, 1.25, 1.2, 1.4])
+    c = paired_mean_comparison(a, b)
+    # one t-test of log(mean b / mean a) with se = sd(b_r/mean b - a_r/mean a)/sqrt(5)
+    lr = math.log(b.mean() / a.mean())
+    se = np.std(b / b.mean() - a / a.mean(), ddof=1) / math.sqrt(5)
+    t = stats.t.ppf(0.975, 4)
+    assert c.p_value == pytest.approx(2 * stats.t.sf(abs(lr / se), 4))
+    assert (c.rel_low, c.rel_high) == (
+        pytest.approx(math.expm1(lr - t * se)),
+        pytest.approx(math.expm1(lr + t * se)),
+    )
+    # the absolute interval is the same interval on the baseline's scale
+    assert c.diff_low == pytest.approx(a.mean() * c.rel_low)
+    assert c.diff_high == pytest.approx(a.mean() * c.rel_high)
     assert c.rel_low < c.rel_diff < c.rel_high
+
+
+positive_pairs = st.integers(2, 40).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.floats(1e-3, 1e3), min_size=n, max_size=n),
+        st.lists(st.floats(0.2, 5.0), min_size=n, max_size=n),
+        st.lists(st.floats(-2.0, 2.0), min_size=n, max_size=n),
+        st.sampled_from([0.8, 0.9, 0.95, 0.99]),
+        st.booleans(),
+    )
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(positive_pairs)
+def test_p_value_and_both_intervals_agree_on_excluding_zero(case) -> None:
+    """For any paired sample: p < alpha exactly when the absolute interval excludes 0, and
+    exactly when the relative one does (ratios, or shifted values that may cross 0)."""
+    base, factor, shift, confidence, shifted = case
+    a = np.array(base)
+    b = a * np.array(factor)
+    if shifted:  # values of any sign: the difference scale
+        a, b = a + np.array(shift), b + np.array(shift)
+    c = paired_mean_comparison(a, b, confidence)
+    alpha = 1 - confidence
+    if abs(c.p_value - alpha) < 1e-9:
+        return  # on the boundary rounding decides either way
+    rejected = c.p_value < alpha
+    assert rejected == (c.diff_low > 0 or c.diff_high < 0)
+    if math.isfinite(c.rel_low) and math.isfinite(c.rel_high):
+        assert rejected == (c.rel_low > 0 or c.rel_high < 0)
+    assert c.diff_low <= c.diff <= c.diff_high
+    if np.all(a > 0) and np.all(b > 0):
+        assert c.rel_low > -1  # a positive metric never gets a negative value in its interval
 
 
 def test_identical_results_are_no_difference() -> None:
