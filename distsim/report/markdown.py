@@ -24,16 +24,21 @@ import pandas as pd
 
 from distsim.report.terminal import (
     FLAG_TEXT,
+    _is_time,
     auto_warmup_text,
+    flag_lines,
     metric_label,
     precision_lines,
+    primary_metrics,
     replications_text,
     used_flags,
+    verdict,
 )
 from distsim.runner import precision
 from distsim.runner.payload import SKETCH_COLUMNS
 from distsim.runner.plan import Plan
 from distsim.runner.store import atomic_write_bytes, atomic_write_text
+from distsim.spec.study import FIRST_TOKEN_TEXT
 from distsim.stats.cost import hardware_lines
 from distsim.stats.cost import report_lines as cost_lines
 from distsim.stats.sketch import LogHistogram, from_json
@@ -70,34 +75,102 @@ def _pct(x: float) -> str:
     return "—" if not math.isfinite(x) else f"{x * 100:+.1f}%"
 
 
-def forest_plot(detail: pd.DataFrame, path: Path) -> bool:
-    """Relative differences (%) with intervals, one line per scenario x architecture x metric."""
+_UNITS = {"_rps": "req/s", "_s": "s", "_gb_s": "GB/s", "_tokens": "tokens", "_gpus": "GPUs"}
+
+
+def param_label(path: str) -> str:
+    """A reader's axis name for a swept path, e.g. `workload.arrival.rate_rps` ->
+    `arrival rate (req/s)`, `workload.trace.rate_scale` -> `trace rate scale (x)`."""
+    parts = path.split(".")
+    leaf = parts[-1]
+    unit = ""
+    for suffix, name in sorted(_UNITS.items(), key=lambda kv: -len(kv[0])):
+        if leaf.endswith(suffix):
+            leaf, unit = leaf[: -len(suffix)], name
+            break
+    if leaf.endswith("scale") and not unit:
+        unit = "x"
+    words = leaf.replace("_", " ")
+    parent = parts[-2] if len(parts) > 1 else ""
+    if parent and parent not in ("workload", "gpu") and not parent.startswith(("architectures",)):
+        words = f"{parent.replace('_', ' ')} {words}"
+    if len(parts) > 2 and parts[0] == "architectures":
+        words = f"{parts[1]} {words}"
+    return f"{words} ({unit})" if unit else words
+
+
+def scenario_text(params: dict[str, Any]) -> str:
+    """Swept values as a reader would say them: `arrival rate 2 req/s`."""
+    out = []
+    for path, value in params.items():
+        label = param_label(path)
+        name, _, unit = label.partition(" (")
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        out.append(f"{name} {shown}{' ' + unit.rstrip(')') if unit and unit != 'x)' else ''}")
+    return ", ".join(out)
+
+
+def forest_plot(detail: pd.DataFrame, plan: Plan, path: Path) -> bool:
+    """Each TTFT comparison's relative difference with its interval: rows labelled by the swept
+    values and the metric, coloured significant / not significant / not tested."""
     rows = detail[detail["metric"].isin(PLOT_METRICS)] if len(detail) else detail
     if rows.empty or "rel_ci_low" not in rows.columns:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    params = {ps.id: ps.params for ps in plan.scenarios}
+    others = [a for a in plan.architectures if a != plan.baseline]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.9))
     y = np.arange(len(rows))[::-1]
     est = rows["rel_diff"].to_numpy(dtype=float) * 100
     lo = rows["rel_ci_low"].to_numpy(dtype=float) * 100
     hi = rows["rel_ci_high"].to_numpy(dtype=float) * 100
     sig = rows["significant"].to_numpy(dtype=bool)
-    ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="none", ecolor="grey", capsize=2)
-    ax.scatter(est, y, c=np.where(sig, "tab:red", "tab:blue"), zorder=3, s=18)
+    tested = rows["tested"].to_numpy(dtype=bool) if "tested" in rows else np.ones(len(rows), bool)
+    kinds = {
+        "significant": ("tab:red", sig & tested),
+        "not significant": ("tab:blue", ~sig & tested),
+        "not tested (overloaded)": ("0.6", ~tested),
+    }
+    for label, (colour, mask) in kinds.items():
+        if not mask.any():  # still in the legend: the reader learns the colours once
+            ax.plot([], [], "o", color=colour, ms=4, label=label)
+            continue
+        if mask.any():
+            ax.errorbar(
+                est[mask], y[mask], xerr=[est[mask] - lo[mask], hi[mask] - est[mask]],
+                fmt="o", color=colour, ecolor=colour, capsize=2, ms=4, label=label,
+            )  # fmt: skip
     ax.axvline(0, color="black", lw=0.8)
-    labels = [
-        f"{r.scenario_id} {r.architecture} {metric_label(r.metric)}" for r in rows.itertuples()
-    ]
-    ax.set_yticks(y, labels, fontsize=7)
-    ax.set_xlabel("relative difference to baseline (%)  — red: significant after adjustment")
+    labels = []
+    for r in rows.itertuples():
+        where = scenario_text(params.get(r.scenario_id, {}))
+        who = f"{r.architecture}: " if len(others) > 1 else ""
+        labels.append(f"{who}{metric_label(r.metric)}" + (f" · {where}" if where else ""))
+    ax.set_yticks(y, labels, fontsize=8)
+    pct = f"{plan.confidence * 100:g}%"
+    who = others[0] if len(others) == 1 else "other"
+    ax.set_xlabel(
+        f"relative difference to {plan.baseline} (%), {pct} interval\n"
+        f"← {who} faster        |        {who} slower →"
+    )
+    ax.set_title(f"{plan.study.name}: TTFT, {' / '.join(others)} vs {plan.baseline}")
+    ax.legend(loc="best", fontsize=8, title=f"{_adjust(plan)}-adjusted", title_fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
     return True
 
 
+def _adjust(plan: Plan) -> str:
+    method = str(getattr(plan.study, "multiple_comparisons", "holm"))
+    return {"holm": "Holm", "bonferroni": "Bonferroni", "bh": "BH", "none": "not"}.get(
+        method, method
+    )
+
+
 def sweep_plots(summary: pd.DataFrame, plan: Plan, out_dir: Path) -> list[str]:
-    """One PNG per plotted metric for the first numeric swept parameter."""
+    """One PNG per plotted metric against the first numeric swept parameter, each architecture a
+    line with its interval as a labelled band."""
     numeric = [
         p for p in plan.param_paths if p in summary and pd.api.types.is_numeric_dtype(summary[p])
     ]
@@ -105,22 +178,28 @@ def sweep_plots(summary: pd.DataFrame, plan: Plan, out_dir: Path) -> list[str]:
         return []
     param = numeric[0]
     plt = _plt()
+    pct = f"{plan.confidence * 100:g}%"
     files = []
     for metric in PLOT_METRICS:
         rows = summary[summary["metric"] == metric]
         if rows.empty:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
         for arch in plan.architectures:
             a = rows[rows["architecture"] == arch].groupby(param).first().sort_index()
             if a.empty:
                 continue
             x = a.index.to_numpy(dtype=float)
-            ax.plot(x, a["estimate"], marker="o", label=arch)
-            ax.fill_between(x, a["ci_low"], a["ci_high"], alpha=0.25)
-        ax.set_xlabel(param)
+            (line,) = ax.plot(x, a["estimate"], marker="o", label=f"{arch}")
+            ax.fill_between(
+                x, a["ci_low"], a["ci_high"], alpha=0.2, color=line.get_color(),
+                label=f"{arch}, {pct} interval",
+            )  # fmt: skip
+        ax.set_xlabel(param_label(param))
         ax.set_ylabel(f"{metric_label(metric)} (s)")
-        ax.legend()
+        ax.set_title(f"{plan.study.name}: {metric_label(metric)} against {param_label(param)}")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
         fig.tight_layout()
         name = f"sweep_{metric}.png"
         _save(fig, out_dir / name)
@@ -152,14 +231,16 @@ def plotted_scenarios(
 
 
 def cdf_plot(rows: pd.DataFrame, plan: Plan, scenario_id: str, path: Path) -> bool:
-    """Pooled TTFT CDF per architecture of one scenario (log time axis)."""
+    """Pooled TTFT tail per architecture of one scenario: the share of requests slower than t
+    (complementary CDF) on log-log axes, so P90 and P99 are visible, with their levels marked."""
     column = SKETCH_COLUMNS["ttft"]
     if column not in rows.columns:
         return False
     cell_rows = rows[rows["scenario_id"] == scenario_id]
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     drawn = False
+    n_min = math.inf
     for arch in plan.architectures:
         texts = cell_rows.loc[cell_rows["architecture"] == arch, column].dropna()
         if texts.empty:
@@ -167,13 +248,28 @@ def cdf_plot(rows: pd.DataFrame, plan: Plan, scenario_id: str, path: Path) -> bo
         pooled = LogHistogram.merge(from_json(t) for t in texts)
         x, f = pooled.cdf_points()
         if x.size:
-            ax.step(np.maximum(x, 1e-6), f, where="post", label=arch)
+            tail = 1.0 - np.asarray(f, dtype=float)
+            keep = tail > 0
+            n = float(pooled.count.sum() + pooled.zero_count)
+            n_min = min(n_min, n)
+            ax.step(np.maximum(x[keep], 1e-6), tail[keep], where="post",
+                    label=f"{arch} ({texts.size} replications, {n:,.0f} requests)")  # fmt: skip
             drawn = True
     if drawn:
         ax.set_xscale("log")
-        ax.set_xlabel("TTFT (s)")
-        ax.set_ylabel("fraction of requests")
-        ax.legend()
+        ax.set_yscale("log")
+        if math.isfinite(n_min):
+            ax.set_ylim(bottom=max(0.5 / n_min, 1e-6), top=1.05)
+        for level, name in ((0.5, "P50"), (0.1, "P90"), (0.01, "P99")):
+            ax.axhline(level, color="0.7", lw=0.6, ls="--")
+            ax.annotate(name, (1.0, level), xycoords=("axes fraction", "data"), fontsize=7,
+                        ha="right", va="bottom", color="0.4")  # fmt: skip
+        ps = next((p for p in plan.scenarios if p.id == scenario_id), None)
+        where = scenario_text(ps.params) if ps is not None else ""
+        ax.set_title(f"{plan.study.name}: TTFT tail" + (f" ({where})" if where else ""))
+        ax.set_xlabel("TTFT t (s, log scale)")
+        ax.set_ylabel("share of requests with TTFT > t")
+        ax.legend(fontsize=8)
         fig.tight_layout()
         _save(fig, path)
     plt.close(fig)
@@ -224,6 +320,7 @@ def write_report(
     out_dir = Path(out_dir)
     study = plan.study
     lines = [f"# Study `{study.name}`", ""]
+    # (the headline of each scenario is its first lines; the terminal prints the same sentences)
     lines += [
         f"{len(plan.scenarios)} scenario(s) x {len(plan.architectures)} architecture(s) "
         f"({', '.join(plan.architectures)}; baseline `{plan.baseline}`), "
@@ -242,9 +339,13 @@ def write_report(
             if getattr(study, "quantile_intervals", "sectioning") == "bootstrap"
             else "(sectioning)"
         )
-        + ", never from individual requests. Means use Student t over replications; comparisons "
-        "are paired over the same replications (common random numbers; quantile differences by "
-        "sectioning).",
+        + ", never from individual requests; positive values get them on the log scale (never "
+        "below 0). Means use Student t over replications. Each comparison is one paired test "
+        "over the same replications (common random numbers): on the log ratio for positive "
+        "metrics, whose interval is shown both as a difference and as a percentage, so the "
+        "p-value and both intervals agree.",
+        "",
+        FIRST_TOKEN_TEXT[str(getattr(study, "first_token", "prefill"))] + ".",
         "",
     ]
     prec = precision.status(summary, plan)
@@ -256,7 +357,7 @@ def write_report(
         if len(plotted) == len(plan.scenarios) or detail.empty
         else (detail[detail["scenario_id"].isin(plotted)])
     )
-    if forest_plot(forest, out_dir / FOREST_FILE):
+    if forest_plot(forest, plan, out_dir / FOREST_FILE):
         files["forest"] = FOREST_FILE
     files["sweep"] = sweep_plots(summary, plan, out_dir)
     files["cdf"] = {}
@@ -277,22 +378,31 @@ def write_report(
     by_summary, by_prec = _by_scenario(summary), _by_scenario(prec)
     by_diag, by_detail = _by_scenario(diag), _by_scenario(detail)
     for ps in plan.scenarios:
-        params = ", ".join(f"{k} = {v}" for k, v in ps.params.items()) or "the spec as written"
+        params = scenario_text(ps.params) or "the spec as written"
         lines += [f"## Scenario `{ps.id}` ({params})", ""]
         if ps.warmup_auto is not None:
             lines += [auto_warmup_text(ps.warmup_auto) + ".", ""]
         lines += [f"- hardware {h}" for h in hardware_lines(ps.scenario, list(plan.architectures))]
         lines.append("")
+        c = by_detail.get(ps.id, detail.iloc[:0])
+        primary = primary_metrics(plan, str(getattr(ps.scenario, "engine", "exclusive")))
+        head = c[c["metric"].isin(primary)] if len(c) else c
+        if len(head):
+            order = {m: i for i, m in enumerate(primary)}
+            head = head.assign(_o=head["metric"].map(order)).sort_values(["_o", "architecture"])
+            lines += [f"- **{verdict(r, plan)}**" for _, r in head.iterrows()] + [""]
         s = by_summary.get(ps.id, summary.iloc[:0])
         if len(s):
-            s = s[
-                s["metric"].str.startswith(
-                    ("ttft_", "e2e_", "offered_load_", "n_requests", "cost_usd_per_hour")
-                )
-            ]
+            s = s.assign(
+                metric=s["metric"].map(lambda m: metric_label(m) + (" (s)" if _is_time(m) else "")),
+                flags=s["flags"].fillna("").replace("", "—"),
+            )
             lines += _table(
                 s, ["architecture", "metric", "estimate", "ci_low", "ci_high", "n", "flags"]
             )
+            lines.append("")
+            for line in flag_lines(by_summary.get(ps.id, summary.iloc[:0])):
+                lines.append(f"- {line}")
             lines.append("")
         pst = by_prec.get(ps.id, prec.iloc[:0])
         if len(pst):
@@ -303,8 +413,7 @@ def write_report(
         for rec in d.itertuples():
             if rec.unstable:
                 lines.append(
-                    f"- **unstable**: `{rec.architecture}` offered load {rec.offered_load:.3f} "
-                    ">= 1; excluded from significance testing."
+                    f"- **unstable**: {rec.unstable_reason}; its comparisons are not tested."
                 )
             if rec.warmup_short:
                 lines.append(
@@ -316,21 +425,26 @@ def write_report(
                     f"- TTFT of `{rec.architecture}` keeps growing through the measured window "
                     f"({rec.ttft_trend_rel * 100:+.0f}% from first to second half)."
                 )
-        c = by_detail.get(ps.id, detail.iloc[:0])
-        for rec in c.itertuples():
-            if not str(rec.metric).startswith(("ttft_", "e2e_")):
-                continue
-            verdict = "significant" if rec.significant else "no significant difference"
-            padj = "not tested" if not math.isfinite(rec.p_adjusted) else f"{rec.p_adjusted:.3g}"
-            rel = (
-                f"{_pct(rec.rel_diff)} [{_pct(rec.rel_ci_low)}, {_pct(rec.rel_ci_high)}]"
-                if hasattr(rec, "rel_ci_low")
-                else _pct(rec.rel_diff)
-            )
-            lines.append(
-                f"- {rec.architecture} vs {rec.baseline}, {metric_label(rec.metric)}: {rel}, "
-                f"p = {rec.p_value:.3g}, adjusted p = {padj}: **{verdict}**"
-            )
+        if len(c):
+            lines += ["", "| comparison | difference | interval | relative | relative interval "
+                      "| p | adjusted p | verdict |", "|" + "---|" * 8]  # fmt: skip
+            for _, r in c.iterrows():
+                tested = bool(r.get("tested", True))
+                word = (
+                    str(r.get("not_tested") or "not tested")
+                    if not tested
+                    else ("**significant**" if r["significant"] else "no significant difference")
+                )
+                padj = (
+                    f"{r['p_adjusted']:.3g}" if tested and math.isfinite(r["p_adjusted"]) else "—"
+                )
+                lines.append(
+                    f"| {r['architecture']} vs {r['baseline']}, {metric_label(r['metric'])} "
+                    f"| {_fmt(r['diff'])} | [{_fmt(r['diff_ci_low'])}, {_fmt(r['diff_ci_high'])}] "
+                    f"| {_pct(r['rel_diff'])} "
+                    f"| [{_pct(r['rel_ci_low'])}, {_pct(r['rel_ci_high'])}] "
+                    f"| {r['p_value']:.3g} | {padj} | {word} |"
+                )
         if ps.id in files["cdf"]:
             lines += ["", f"![TTFT distribution]({files['cdf'][ps.id]})"]
         lines.append("")

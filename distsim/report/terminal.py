@@ -23,9 +23,9 @@ from rich.table import Table
 
 from distsim.runner import precision
 from distsim.runner.plan import Plan
+from distsim.spec.study import FIRST_TOKEN_TEXT
 from distsim.stats.cost import hardware_lines
 from distsim.stats.cost import report_lines as cost_lines
-from distsim.spec.study import FIRST_TOKEN_TEXT
 from distsim.stats.goodput import report_lines as goodput_lines
 
 # What each name of summary.csv's `flags` column means (terminal, report.md, summary.json).
