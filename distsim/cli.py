@@ -436,7 +436,7 @@ def validate(
         )
     typer.echo(f"  rows           {plan.rows:,} (scenario x architecture x replication)")
     cost = sum(max(expected_cost_per_unit(ps.scenario), 1.0) for ps in plan.scenarios)
-    cpus = os.cpu_count() or 1
+    cpus = budget.run_cpus(plan, None, None) or os.cpu_count() or 1  # as `run` chooses them
     tasks = task_count(cost * plan.replications, plan.units, cpus)
     typer.echo(
         f"  tasks          {tasks:,} on this machine ({cpus} CPUs); each runs whole "

@@ -37,6 +37,11 @@ BYTES_PER_ROW = 64 * 1024
 DRIVER_COPIES = 3
 # A study that would run longer than this even at the best speed is refused (without --force).
 MAX_WALL_S = 24 * 3600.0
+# What a run costs besides simulating, end to end (benchmarks/README.md, the shared VM: 9.95 s +
+# 0.111 s per M requests; 10.6 s + 0.65 s per scenario): a local Ray start-up of ~6 s, imports,
+# aggregation and report files.
+FIXED_S = 10.0
+PER_SCENARIO_S = 0.65
 
 
 class TooLargeError(DistsimError):
@@ -56,10 +61,17 @@ class Estimate:
     worker_bytes: float  # every CPU running the largest replication at once
     driver_bytes: float  # result rows in the driver
     available_bytes: float | None
+    scenarios: int = 1
+    precision_waves: bool = False  # a `precision` study: waves follow, their number unknown
 
     @property
     def wall_s(self) -> float:
         return self.cpu_s / max(self.cpus or 1, 1)
+
+    @property
+    def total_s(self) -> float:
+        """End to end: Ray start-up, simulation on the CPUs, aggregation and report."""
+        return FIXED_S + PER_SCENARIO_S * self.scenarios + self.wall_s
 
     @property
     def memory_bytes(self) -> float:
@@ -89,8 +101,14 @@ class Estimate:
         when = (
             format_duration(self.cpu_s) + " CPU time"
             if self.cpus is None
-            else (format_duration(self.wall_s))
+            else (
+                f"~{format_duration(self.total_s)} end to end (Ray start-up, imports and "
+                f"aggregation ~{format_duration(self.total_s - self.wall_s)}, simulation "
+                f"{format_duration(self.wall_s)})"
+            )
         )
+        if self.precision_waves:
+            when += " plus the precision waves"
         return (
             f"~{format_count(self.requests)} simulated requests, at least "
             f"{when} on {where}, peak memory "
@@ -147,7 +165,29 @@ def estimate(plan: Plan, cpus: int | None, available_bytes: float | None = None)
         worker_bytes=task_bytes * concurrent,
         driver_bytes=float(plan.rows) * BYTES_PER_ROW * DRIVER_COPIES,
         available_bytes=available_bytes,
+        scenarios=len(plan.scenarios),
+        precision_waves=getattr(plan.study, "precision", None) is not None,
     )
+
+
+def run_cpus(plan: Plan, address: str | None, workers: int | None) -> int | None:
+    """The CPUs `distsim run` will use, as it chooses them: a joined cluster (None), the Ray
+    session of this process, `workers`, or for a local start one per core or fewer when the
+    expected simulation cannot keep them busy (`execute.local_cpus`)."""
+    cpus = planned_cpus(address, workers)
+    if cpus is None or workers or address or _ray_running():
+        return cpus
+    from distsim.runner.execute import local_cpus
+
+    expected = (
+        estimate(plan, cpus).cpu_s if getattr(plan.study, "precision", None) is None else None
+    )
+    return local_cpus(None, expected)
+
+
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
 
 
 def check(plan: Plan, cpus: int | None, *, force: bool = False) -> Estimate:

@@ -371,7 +371,7 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.1f} rows/s", style="progress.data.speed")
+        return Text("" if speed is None else f"{speed:,.1f} runs/s", style="progress.data.speed")
 
 
 @dataclass
@@ -387,7 +387,7 @@ class ProgressBar:
     def __enter__(self) -> ProgressBar:
         if self.enabled:
             self.progress = Progress(
-                TextColumn("[bold]replications"),
+                TextColumn("[bold]runs (architecture x replication)"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 _RateColumn(),

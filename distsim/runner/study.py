@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import platform
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -296,6 +297,11 @@ def _preload_aggregation_imports() -> None:
     threading.Thread(target=work, name="distsim-preload", daemon=True).start()
 
 
+def _status(text: str) -> None:
+    """One progress line on stderr (the tables go to stdout)."""
+    print(text, file=sys.stderr, flush=True)
+
+
 class _LazyRay:
     """The Ray session of one run, started only when something has to be simulated, and shut
     down on a background thread (`close_soon`) while the driver aggregates."""
@@ -306,8 +312,10 @@ class _LazyRay:
         workers: int | None,
         result: StudyResult,
         expected_cpu_s: float | None = None,
+        progress: bool = False,
     ) -> None:
         self.address, self.workers, self.result = address, workers, result
+        self.progress = progress
         self.expected_cpu_s = expected_cpu_s
         self.session: Any = None
         self._stack: contextlib.ExitStack | None = None  # holds the open session
@@ -319,6 +327,12 @@ class _LazyRay:
             from distsim.runner import execute  # imports Ray lazily, only when there is work
 
             _preload_aggregation_imports()
+            if self.progress:
+                _status(
+                    "starting Ray ..."
+                    if self.address is None
+                    else f"joining Ray at {self.address} ..."
+                )
             with contextlib.ExitStack() as stack:
                 self.session = stack.enter_context(
                     execute.RaySession(
@@ -418,7 +432,7 @@ def run_study(
         raise SpecError(f"--workers: must be at least 1 (got {workers})")
     study = resolve_study(spec_or_path, replications=replications, overrides=overrides)
     plan = plan_study(study)
-    estimate = budget.check(plan, budget.planned_cpus(address, workers), force=force)
+    estimate = budget.check(plan, budget.run_cpus(plan, address, workers), force=force)
     out = Path(out_dir) if out_dir is not None else Path("results") / study.name
     if out.exists() and not out.is_dir():
         raise StoreError(f"{out}: exists and is not a folder")
@@ -426,6 +440,12 @@ def run_study(
 
     check_address(resolve_address(address))  # before anything is written
 
+    if progress:  # at once: what will run, before Ray's few seconds of start-up
+        _status(
+            f"{study.name}: {len(plan.scenarios)} scenario(s) x {len(plan.architectures)} "
+            f"architectures x {plan.replications} replications = {plan.rows} runs "
+            f"(estimated ~{budget.format_duration(estimate.total_s)} including Ray start-up)"
+        )
     with ResultStore.open(out, fresh=fresh) as store:
         previous = store.read_manifest()
         result = StudyResult(
@@ -440,7 +460,7 @@ def run_study(
         result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0, task_cpu=0.0)
         # Sizes a local Ray instance (`execute.local_cpus`); precision waves add unknown work.
         expected = estimate.cpu_s if plan.study.precision is None else None
-        ray = _LazyRay(address, workers, result, expected)
+        ray = _LazyRay(address, workers, result, expected, progress=progress)
         try:
             _run(plan, store, result, previous, ray, t_total=t_total, progress=progress)
         finally:
