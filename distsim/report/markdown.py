@@ -106,7 +106,8 @@ def scenario_text(params: dict[str, Any]) -> str:
         label = param_label(path)
         name, _, unit = label.partition(" (")
         shown = f"{value:g}" if isinstance(value, float) else str(value)
-        out.append(f"{name} {shown}{' ' + unit.rstrip(')') if unit and unit != 'x)' else ''}")
+        unit = unit.rstrip(")")
+        out.append(f"{name} {shown}" + ("x" if unit == "x" else f" {unit}" if unit else ""))
     return ", ".join(out)
 
 
@@ -132,8 +133,8 @@ def forest_plot(detail: pd.DataFrame, plan: Plan, path: Path) -> bool:
         "not tested (overloaded)": ("0.6", ~tested),
     }
     for label, (colour, mask) in kinds.items():
-        if not mask.any():  # still in the legend: the reader learns the colours once
-            ax.plot([], [], "o", color=colour, ms=4, label=label)
+        if not mask.any():  # still in the legend (in this order): the colours are learnt once
+            ax.errorbar([], [], xerr=[[], []], fmt="o", color=colour, ms=4, label=label)
             continue
         if mask.any():
             ax.errorbar(

@@ -109,6 +109,21 @@ def format_pm(estimate: float, half_width: float) -> str:
     return f"{estimate:.{decimals}f} ± {half_width:.{decimals}f}"
 
 
+def format_interval(estimate: float, low: float, high: float, scale: float = 1.0) -> str:
+    """`estimate ± half-width` for a symmetric interval; `estimate [low, high]` for one that is
+    not (log-scale intervals of skewed latencies), so no reader sees a negative latency."""
+    half = (high - low) / 2.0
+    if not (math.isfinite(low) and math.isfinite(high)) or half == 0:
+        return format_pm(estimate * scale, half * scale)
+    symmetric = abs((high - estimate) - (estimate - low)) <= 0.1 * half
+    if symmetric or half <= 1e-3 * abs(estimate):  # no visible asymmetry at 4 digits
+        return format_pm(estimate * scale, half * scale)
+    by_width = 1 - math.floor(math.log10(half * scale))
+    by_value = 3 - math.floor(math.log10(abs(estimate * scale))) if estimate != 0 else by_width
+    d = min(max(0, min(by_width, by_value)), 9)
+    return f"{estimate * scale:.{d}f} [{low * scale:.{d}f}, {high * scale:.{d}f}]"
+
+
 def format_pct(x: float) -> str:
     """A relative difference as a signed percentage: +48%, -3.5%."""
     if math.isnan(x):
@@ -242,7 +257,12 @@ def _comparison_table(plan: Plan, rows: pd.DataFrame) -> Table:
             p, word = "—", "not tested"
         else:
             p = format_p(float(r["p_adjusted"])).removeprefix("p ").removeprefix("= ")
-            word = ("lower" if r["rel_diff"] < 0 else "higher") if r["significant"] else "n.s."
+            alone = float(r["p_value"]) < 1 - plan.confidence
+            word = (
+                ("lower" if r["rel_diff"] < 0 else "higher")
+                if r["significant"]
+                else (f"n.s. after {_adjust_name(plan)}" if alone else "n.s.")
+            )
         rel = f"{format_pct(r['rel_diff'])} [{format_pct(r['rel_ci_low'])}, " + (
             f"{format_pct(r['rel_ci_high'])}]"
         )
@@ -267,8 +287,7 @@ def _scenario_table(plan: Plan, summary: pd.DataFrame) -> Table:
                 cells.append("—")
                 continue
             r = hit.iloc[0]
-            half = (r["ci_high"] - r["ci_low"]) / 2.0
-            cells.append(format_pm(r["estimate"] * scale, half * scale))
+            cells.append(format_interval(r["estimate"], r["ci_low"], r["ci_high"], scale))
         table.add_row(metric_label(metric) + (f" ({unit})" if unit else ""), *cells)
     return table
 

@@ -24,8 +24,10 @@ COMPARISONS = [
     "scenario_id", RATE, "architecture", "baseline", "metric", "baseline_estimate", "estimate",
     "diff", "diff_ci_low", "diff_ci_high", "rel_diff", "p_value", "significant",
 ]  # fmt: skip
-# Columns the statistics issue adds to the same files (flags, multiple-comparison adjustment).
-LATER = {"flags", "p_adjusted"}
+# Columns the statistics issues add to the same files (flags and the duration that would clear
+# run_too_short; the relative interval, multiple-comparison adjustment, whether tested and why).
+LATER = {"flags", "duration_s_needed", "rel_ci_low", "rel_ci_high", "p_adjusted", "tested",
+         "not_tested"}  # fmt: skip
 
 runner = CliRunner()
 
@@ -76,7 +78,10 @@ def test_run_writes_every_file_and_prints_the_report(finished):
     plan = plan_study(validate_study(spec_dict()))
     for ps in plan.scenarios:
         assert f"scenario {ps.id} ({RATE}={ps.params[RATE]})" in result.output
-    assert "disaggregated vs monolithic: P99 TTFT" in result.output
+    # the headline: one sentence per primary metric, P99 TTFT among them, Holm-adjusted
+    headline = [ln for ln in result.output.splitlines() if ln.startswith("  ▶ ")]
+    assert any("P99 TTFT" in ln and "Holm" in ln for ln in headline)
+    assert "read next: " in result.output.splitlines()[-1]  # report.md and the plots
     assert "±" in result.output
     assert "--workers does not apply" in result.output  # the session was already running
 
@@ -217,8 +222,8 @@ def test_report_reprints_the_tables_from_disk(finished):
     _, out, run_result = finished
     result = invoke("report", out)
     assert result.exit_code == 0, result.output
-    report_lines = [ln for ln in result.output.splitlines() if " vs monolithic: " in ln]
-    run_lines = [ln for ln in run_result.output.splitlines() if " vs monolithic: " in ln]
+    report_lines = [ln for ln in result.output.splitlines() if ln.startswith("  ▶ ")]
+    run_lines = [ln for ln in run_result.output.splitlines() if ln.startswith("  ▶ ")]
     assert report_lines and report_lines == run_lines
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -454,22 +455,30 @@ def test_summary_and_comparisons_match_an_independent_computation(reference):
     summary, comparisons, _ = aggregate_rows(reference, plan)
     ps = plan.scenarios[0]  # stable (rate 7 overloads the 2 decode GPUs: not tested)
     cell = reference[(reference["scenario_id"] == ps.id)]
-    metric = "ttft_mean_s"  # a mean: Student t over replications, paired t between arms
+    metric = "ttft_mean_s"  # a mean: t over replications on the log scale, paired log ratio
     mono = cell[cell["architecture"] == "monolithic"].sort_values("replication")[metric]
     dis = cell[cell["architecture"] == "disaggregated"].sort_values("replication")[metric]
-    lo, hi = sps.t.interval(0.95, len(mono) - 1, loc=mono.mean(), scale=sps.sem(mono))
+    m, d, n = mono.to_numpy(), dis.to_numpy(), len(mono)
+    tq = sps.t.ppf(0.975, n - 1)
+    h = tq * np.std(m / m.mean(), ddof=1) / np.sqrt(n)  # se of log(mean) by the delta method
     row = summary[(summary["scenario_id"] == ps.id) & (summary["architecture"] == "monolithic")
                   & (summary["metric"] == metric)].iloc[0]  # fmt: skip
     assert (row["estimate"], row["ci_low"], row["ci_high"], row["n"]) == (
-        pytest.approx(mono.mean()), pytest.approx(lo), pytest.approx(hi), 24,
+        pytest.approx(m.mean()), pytest.approx(m.mean() * np.exp(-h)),
+        pytest.approx(m.mean() * np.exp(h)), 24,
     )  # fmt: skip
-    t = sps.ttest_rel(dis.to_numpy(), mono.to_numpy())
+    # the paired test: t on log(mean d / mean m), se from d_r / mean d - m_r / mean m
+    lr = np.log(d.mean() / m.mean())
+    se = np.std(d / d.mean() - m / m.mean(), ddof=1) / np.sqrt(n)
+    p = 2 * sps.t.sf(abs(lr / se), n - 1)
     c = comparisons[(comparisons["scenario_id"] == ps.id)
                     & (comparisons["metric"] == metric)].iloc[0]  # fmt: skip
-    assert c["p_value"] == pytest.approx(t.pvalue, rel=1e-9)
-    assert c["diff"] == pytest.approx(dis.mean() - mono.mean())
-    assert c["rel_diff"] == pytest.approx(dis.mean() / mono.mean() - 1)
-    assert bool(c["significant"]) == (t.pvalue < 0.05)
+    assert c["p_value"] == pytest.approx(p, rel=1e-9)
+    assert c["diff"] == pytest.approx(d.mean() - m.mean())
+    assert c["rel_diff"] == pytest.approx(d.mean() / m.mean() - 1)
+    assert c["rel_ci_low"] == pytest.approx(np.expm1(lr - tq * se))
+    assert c["diff_ci_high"] == pytest.approx(m.mean() * np.expm1(lr + tq * se))
+    assert bool(c["significant"]) == (c["p_adjusted"] < 0.05)
     # Identical metrics (n_requests under common random numbers) are "no difference".
     n = comparisons[comparisons["metric"] == "n_requests"]
     assert (n["diff"] == 0).all() and (n["p_value"] == 1).all() and not n["significant"].any()

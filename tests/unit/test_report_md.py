@@ -67,7 +67,7 @@ def test_unstable_scenario_flagged_and_untested(tmp_path: Path) -> None:
     assert untested["p_adjusted"].isna().all() and not untested["significant"].any()
     assert c.loc[c["scenario_id"] != unstable_id, "p_adjusted"].notna().all()
     text = write_report_files(result).read_text()
-    assert "unstable" in text and "excluded from significance testing" in text
+    assert "unstable" in text and "disaggregated is overloaded" in text and "not tested: " in text
 
 
 def test_a_large_sweep_writes_a_bounded_number_of_files_and_one_terminal_table(
