@@ -22,8 +22,9 @@ it never reaches below 0.
 Paired comparisons (same replications, common random numbers) are one test per comparison, on one
 scale: for positive values the log ratio log(other/baseline), with the same sectioning standard
 error over replications and a t p-value on R-1 degrees of freedom; its interval is reported as a
-relative difference (expm1 of the ends) and as an absolute one (baseline x that). So the p-value,
-the relative interval and the absolute interval always agree on whether 0 is excluded. Values that
+relative difference (expm1 of the ends); the absolute interval inverts the same test (every shift
+of `other` it does not reject), so the p-value, the relative interval and the absolute interval
+always agree on whether 0 is excluded, and each covers its own quantity. Values that
 can be 0 or negative use a paired t on the difference instead (relative = difference / |baseline|).
 
 Degenerate spread: when every per-replication difference is identical (e.g. the same architecture
@@ -34,7 +35,8 @@ significant, a non-zero one has p = 0. Nothing here returns NaN for finite input
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -160,6 +162,73 @@ def _linearised_log_ratio(
     return other / other_pooled - base / baseline_pooled
 
 
+def _shifted_log_t(
+    delta: float, b0: float, o0: float, base: np.ndarray, other: np.ndarray
+) -> float:
+    """The log-ratio t statistic of `other - delta` against `base` (the test of "the difference
+    is delta", on the same scale as the test of 0)."""
+    x = o0 - delta
+    if x <= 0:
+        return -math.inf
+    se = _spread_se(_linearised_log_ratio(b0, x, base, other - delta))
+    centre = math.log(x / b0)
+    if se == 0.0:
+        return 0.0 if centre == 0.0 else math.copysign(math.inf, centre)
+    return centre / se
+
+
+def _bisect(inside_left: Callable[[float], bool], left: float, right: float) -> float:
+    """The point between `left` and `right` where `inside_left` changes from True to False
+    (bisection: robust to the infinite t of a spread-free shift)."""
+    for _ in range(100):
+        mid = 0.5 * (left + right)
+        if mid in (left, right):
+            break
+        left, right = (mid, right) if inside_left(mid) else (left, mid)
+    return 0.5 * (left + right)
+
+
+def _difference_interval(
+    b0: float, o0: float, base: np.ndarray, other: np.ndarray, t: float, rejected: bool
+) -> tuple[float, float]:
+    """The absolute interval of other - baseline: every shift delta that the log-ratio test of
+    `other - delta` against `baseline` does not reject (test inversion). It is the same test as
+    the p-value's at delta = 0, so it excludes 0 exactly when that test rejects, and it covers the
+    difference itself (multiplying the ratio interval by the estimated baseline would ignore the
+    baseline's own error)."""
+    diff = o0 - b0
+    if diff == 0.0 and np.array_equal(base, other):  # the same results: no difference at all
+        return 0.0, 0.0
+    if np.all(base == base[0]) and np.all(other == other[0]):  # no spread on either side
+        return diff, diff
+    step = max(abs(diff), 1e-12 * max(abs(b0), abs(o0)), 1e-300)
+    f = lambda d: _shifted_log_t(d, b0, o0, base, other)  # noqa: E731
+    if f(diff - step) == f(diff) == f(diff + min(step, o0) / 2):  # no spread at all
+        return diff, diff
+    # below: t rises as delta falls; find where it reaches +t
+    lo_edge, d = diff, step
+    for _ in range(200):
+        if f(diff - d) >= t:
+            break
+        lo_edge, d = diff - d, d * 2.0
+    lo = _bisect(lambda x: f(x) >= t, diff - d, lo_edge)
+    # above: t falls towards -t as delta rises to o0 (where the shifted other reaches 0); past
+    # the first crossing or up to o0 itself when it never gets there
+    hi, prev, frac = o0, diff, 0.5
+    for k in range(1, 200):
+        d = diff + (o0 - diff) * (1.0 - frac**k)
+        if f(d) <= -t:
+            hi = _bisect(lambda x: f(x) > -t, prev, d)
+            break
+        prev = d
+    # the same test at 0 decides: guard the last bit of rounding
+    if rejected and lo <= 0.0 <= hi:
+        lo, hi = (max(lo, math.ulp(0.0)), hi) if diff > 0 else (lo, min(hi, -math.ulp(0.0)))
+    if not rejected and not (lo <= 0.0 <= hi):
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    return float(min(lo, diff)), float(max(hi, diff))
+
+
 def paired_comparison(
     baseline_pooled: float,
     other_pooled: float,
@@ -196,9 +265,7 @@ def paired_comparison(
         p = _p_value(centre, se, n)
         rel = float(np.expm1(centre))
         rel_lo, rel_hi = float(np.expm1(centre - t * se)), float(np.expm1(centre + t * se))
-        lo, hi = b0 * rel_lo, b0 * rel_hi
-        if not (lo <= diff <= hi):  # rounding of b0 * expm1(log(O/B)) against O - B
-            lo, hi = min(lo, diff), max(hi, diff)
+        lo, hi = _difference_interval(b0, float(other_pooled), base, other, t, p < 1 - confidence)
     else:
         se = _spread_se(other - base)
         p = _p_value(diff, se, n)

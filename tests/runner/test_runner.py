@@ -477,7 +477,13 @@ def test_summary_and_comparisons_match_an_independent_computation(reference):
     assert c["diff"] == pytest.approx(d.mean() - m.mean())
     assert c["rel_diff"] == pytest.approx(d.mean() / m.mean() - 1)
     assert c["rel_ci_low"] == pytest.approx(np.expm1(lr - tq * se))
-    assert c["diff_ci_high"] == pytest.approx(m.mean() * np.expm1(lr + tq * se))
+    # the absolute interval inverts the same test: at each end, the log-ratio t of (dis - end)
+    # against mono is -+t(0.975)
+    for end, sign in ((c["diff_ci_low"], 1), (c["diff_ci_high"], -1)):
+        x = d.mean() - end
+        z = (d - end) / x - m / m.mean()
+        t_end = np.log(x / m.mean()) / (np.std(z, ddof=1) / np.sqrt(n))
+        assert t_end == pytest.approx(sign * tq, rel=1e-6)
     assert bool(c["significant"]) == (c["p_adjusted"] < 0.05)
     # Identical metrics (n_requests under common random numbers) are "no difference".
     n = comparisons[comparisons["metric"] == "n_requests"]

@@ -116,6 +116,7 @@ def test_disaggregated_tandem_mean_ttft_is_sum_of_two_mmc_stages() -> None:
         gpu={"prefill_tokens_per_s": 100_000, "decode_tokens_per_s": 1 / token_s},
         architectures={"d": {"kind": "disaggregated", "prefill_gpus": c, "decode_gpus": c}},
         baseline="d",
+        first_token="decode",  # the seed's definition: TTFT includes the decode-pool wait
     )
     wq = erlang_c(c, lam / mu) / (c * mu - lam)
     truth = wq + 1 / mu + wq + token_s

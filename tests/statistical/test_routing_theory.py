@@ -134,6 +134,7 @@ def test_disaggregated_tandem_with_a_gpu_per_pool_is_two_erlang_c_pools() -> Non
                     "decode_tokens_per_s": 1.0,
                 },
                 "decode_gpu": {"prefill_tokens_per_s": 1.0, "decode_tokens_per_s": dec_rate},
+                "first_token": "decode",  # the seed's definition (the docstring's TTFT)
             }
         },  # fmt: skip
         gpu={"prefill_tokens_per_s": 1.0, "decode_tokens_per_s": 1.0},

@@ -125,9 +125,13 @@ def test_positive_values_are_tested_on_the_log_ratio_by_hand() -> None:
         pytest.approx(math.expm1(lr - t * se)),
         pytest.approx(math.expm1(lr + t * se)),
     )
-    # the absolute interval is the same interval on the baseline's scale
-    assert c.diff_low == pytest.approx(a.mean() * c.rel_low)
-    assert c.diff_high == pytest.approx(a.mean() * c.rel_high)
+    # the absolute interval inverts the same test: at each end d, the log-ratio t of b - d
+    # against a is -+t
+    for end, sign in ((c.diff_low, 1), (c.diff_high, -1)):
+        x = b.mean() - end
+        z = (b - end) / x - a / a.mean()
+        t_end = math.log(x / a.mean()) / (np.std(z, ddof=1) / math.sqrt(5))
+        assert t_end == pytest.approx(sign * t, rel=1e-6)
     assert c.rel_low < c.rel_diff < c.rel_high
 
 
