@@ -222,8 +222,11 @@ def verdict(row: pd.Series | dict[str, Any], plan: Plan | None = None) -> str:
     )
     p_adj = float(row.get("p_adjusted", row["p_value"]))
     if bool(row["significant"]):
-        word = "lowers" if float(row["rel_diff"]) < 0 else "raises"
-        return f"{arch} {word} {label} {_magnitude(row)} vs {base} ({format_p(p_adj)}, {adj})"
+        lower = float(row["rel_diff"]) < 0
+        word = "lowers" if lower else "raises"
+        # latencies: lower is faster; say so, so nobody has to work out the direction
+        good = ("faster; " if lower else "slower; ") if _is_time(str(row["metric"])) else ""
+        return f"{arch} {word} {label} {_magnitude(row)} vs {base} ({good}{format_p(p_adj)}, {adj})"
     if float(row["p_value"]) < 1 - (plan.confidence if plan is not None else 0.95):
         return (
             f"{label}: {arch} vs {base} {rel}, {format_p(row['p_value'])} alone, but not "
