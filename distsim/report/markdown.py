@@ -343,8 +343,8 @@ def write_report(
         + ", never from individual requests; positive values get them on the log scale (never "
         "below 0). Means use Student t over replications. Each comparison is one paired test "
         "over the same replications (common random numbers): on the log ratio for positive "
-        "metrics, whose interval is shown both as a difference and as a percentage, so the "
-        "p-value and both intervals agree.",
+        "metrics; its interval is the percentage's, and the difference's interval inverts the "
+        "same test, so the p-value and both intervals agree on whether 0 is excluded.",
         "",
         FIRST_TOKEN_TEXT[str(getattr(study, "first_token", "prefill"))] + ".",
         "",
