@@ -82,7 +82,7 @@ def test_custom_is_the_default_and_changes_nothing() -> None:
     assert (d.prefill_max_batch_size, d.decode_max_batch_size, d.first_token) == (
         None,
         None,
-        "decode",
+        "prefill",  # the study's TTFT definition, whose default is the prefill's end
     )
 
 
