@@ -128,7 +128,7 @@ def table_lines(sel: Any) -> list[str]:
         if r.status == "infeasible":
             worse = f"violates {r.note}"
         elif r.status == "unstable":
-            worse = "offered load >= 1"
+            worse = r.note
         lines.append(
             f"  {r.architecture:<14} {_num(r.estimate):>14} "
             f"{_iv(r.ci_low, r.ci_high, r.estimate):>20} "

@@ -158,12 +158,16 @@ def sweep_lines(plan: Plan, comparisons: pd.DataFrame) -> list[str]:
     n = len(plan.scenarios)
     for (arch, metric), g in c.groupby(["architecture", "metric"], sort=False):
         sig = g["significant"].astype(bool)
+        tested = g["tested"].astype(bool) if "tested" in g else pd.Series(True, index=g.index)
         lower = int((sig & (g["rel_diff"] < 0)).sum())
         higher = int((sig & (g["rel_diff"] > 0)).sum())
+        untested = int((~tested).sum())
+        same = int(tested.sum()) - lower - higher
         out.append(
             f"{arch} vs {plan.baseline}, {metric_label(str(metric))}: significantly lower in "
-            f"{lower}, higher in {higher}, no significant difference in {len(g) - lower - higher} "
-            f"of {n} scenarios"
+            f"{lower}, higher in {higher}, no significant difference in {same}"
+            + (f", not tested (overloaded) in {untested}" if untested else "")
+            + f" of {n} scenarios"
         )
     step = max(1, math.ceil(n / SWEEP_TABLE_LINES))
     shown = plan.scenarios[::step]
@@ -183,6 +187,8 @@ def sweep_lines(plan: Plan, comparisons: pd.DataFrame) -> list[str]:
                 if r is None:
                     continue
                 star = " *" if bool(r.significant) else ""
+                if not bool(getattr(r, "tested", True)):
+                    star = " (not tested: overloaded)"
                 cells.append(
                     f"{arch} {metric_label(metric)} {format_pct(r.rel_diff)} "
                     f"[{format_pct(r.rel_ci_low)}, {format_pct(r.rel_ci_high)}]{star}"

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from distsim.runner.payload import PAYLOAD_COLUMNS, PROFILE_COLUMN, SKETCH_COLUMNS
-from distsim.runner.plan import Plan
+from distsim.runner.plan import Plan, PlannedScenario
 from distsim.runner.store import CORE_COLUMNS
 from distsim.stats import compare as stats
 from distsim.stats import diagnostics, intervals
@@ -210,12 +210,7 @@ def diagnose(rows: pd.DataFrame, plan: Plan, parsed: Parsed | None = None) -> pd
                 "ttft_trend_rel": np.nan,
                 "ttft_growing": False,
             }
-            if not batched and load >= 1.0:
-                rec["unstable"] = True
-                rec["unstable_reason"] = (
-                    f"{arch} is overloaded (offered load {load:.2f} on a GPU pool: its queue grows "
-                    "through the run)"
-                )
+            trend = None
             if _has(cell, PROFILE_COLUMN) and len(cell) >= 2:
                 profiles = [parsed.profile(t) for t in cell[PROFILE_COLUMN]]
                 warm = diagnostics.detect_warmup(profiles)
@@ -226,15 +221,44 @@ def diagnose(rows: pd.DataFrame, plan: Plan, parsed: Parsed | None = None) -> pd
                     ttft_trend_rel=trend.rel_increase,
                     ttft_growing=trend.growing,
                 )
-                if trend.growing and trend.rel_increase >= OVERLOAD_GROWTH and not rec["unstable"]:
-                    rec["unstable"] = True
-                    rec["unstable_reason"] = (
-                        f"{arch} is overloaded (its TTFT grows {trend.rel_increase * 100:+.0f}% "
-                        "from the first to the second half of the measured window, in every "
-                        "replication: its queue grows through the run)"
-                    )
+            reason = _overload(arch, load, trend)
+            rec.update(unstable=bool(reason), unstable_reason=reason)
             records.append(rec)
     return pd.DataFrame(records, columns=DIAGNOSTIC_COLUMNS)
+
+
+def _overload(arch: str, load: float, trend: diagnostics.Trend | None) -> str:
+    """Why `arch` counts as overloaded, or "" when it does not: offered load >= 1 on a pool
+    (exclusive engine; NaN for the batched engine, whose capacity depends on its batches), or TTFT
+    growing through the measured window consistently across replications (any engine)."""
+    if load >= 1.0:
+        return (
+            f"{arch} is overloaded (offered load {load:.2f} on a GPU pool: its queue grows "
+            "through the run)"
+        )
+    if trend is not None and trend.growing and trend.rel_increase >= OVERLOAD_GROWTH:
+        return (
+            f"{arch} is overloaded (its TTFT grows {trend.rel_increase * 100:+.0f}% "
+            "from the first to the second half of the measured window, in every "
+            "replication: its queue grows through the run)"
+        )
+    return ""
+
+
+def overload_reason(
+    ps: PlannedScenario, arch: str, cell: pd.DataFrame, parsed: Parsed | None = None
+) -> str:
+    """The overload decision `diagnose` takes for one cell (one architecture's rows of one
+    scenario), for callers that look at one candidate at a time (`distsim select`)."""
+    if cell.empty:
+        return ""
+    load = np.nan if _engine(ps) == "batched" else _offered_load(cell)
+    trend = None
+    if _has(cell, PROFILE_COLUMN) and len(cell) >= 2:
+        parsed = Parsed() if parsed is None else parsed
+        profiles = [parsed.profile(t) for t in cell[PROFILE_COLUMN]]
+        trend = diagnostics.ttft_trend(profiles, ps.scenario.warmup_s)
+    return _overload(arch, load, trend)
 
 
 def _diag_rows(diag: pd.DataFrame) -> dict[tuple[str, str], Any]:

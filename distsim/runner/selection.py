@@ -25,7 +25,7 @@ import pandas as pd
 
 from distsim.errors import DistsimError, SpecError, StoreError
 from distsim.runner import budget
-from distsim.runner.aggregate import _offered_load
+from distsim.runner.aggregate import overload_reason
 from distsim.runner.plan import Plan, PlannedScenario, plan_study
 from distsim.runner.store import (
     ResultStore,
@@ -41,11 +41,12 @@ SELECTION_FILE = "selection.json"
 Simulate = Callable[[Sequence[Unit]], None]
 
 
-def overloaded(cell: pd.DataFrame) -> bool:
-    """Is this candidate set apart as `unstable`? The study's overload flag (offered load >= 1
-    on some pool, `aggregate.diagnose`), read from the candidate's rows. One place to switch
-    when the stability decision becomes engine-aware."""
-    return bool(_offered_load(cell) >= 1.0)
+def overloaded(ps: PlannedScenario, arch: str, cell: pd.DataFrame) -> str:
+    """Why this candidate is set apart as `unstable` ("" when it is not): the same decision
+    `distsim run` takes (`aggregate.overload_reason`: offered load >= 1 on a pool for the
+    exclusive engine; for any engine, TTFT growing through the run in every replication)."""
+    reason = overload_reason(ps, arch, cell)
+    return reason.removeprefix(f"{arch} is ")
 
 
 def settings_of(study: Study) -> rs.Settings:
@@ -210,7 +211,8 @@ def _step(plan: Plan, ps: PlannedScenario, rows: Rows) -> tuple[ScenarioSelectio
     units = _units(ps.id, first, rows)
     if units:
         return out, units
-    out.unstable = [a for a in plan.architectures if overloaded(rows.frame(ps.id, a, n0))]
+    reasons = {a: overloaded(ps, a, rows.frame(ps.id, a, n0)) for a in plan.architectures}
+    out.unstable = [a for a in plan.architectures if reasons[a]]
     stable = [a for a in plan.architectures if a not in out.unstable]
     objective = {a: rows.array(ps.id, a, sel.objective) for a in stable}
     cons = {a: {c.metric: rows.array(ps.id, a, c.metric) for c in sel.subject_to} for a in stable}
@@ -222,7 +224,10 @@ def _step(plan: Plan, ps: PlannedScenario, rows: Rows) -> tuple[ScenarioSelectio
     if not decision.done:
         return out, _units(ps.id, decision.needs, rows)
     unstable_values = {a: rows.array(ps.id, a, sel.objective) for a in out.unstable}
-    out.ranking = rs.rank(decision, objective, settings, out.unstable, unstable_values)
+    out.ranking = rs.rank(
+        decision, objective, settings, out.unstable, unstable_values,
+        {a: reasons[a] for a in out.unstable},
+    )  # fmt: skip
     out.constraints = _constraint_lines(decision, cons, settings)
     if decision.capped:
         out.notes.append(

@@ -320,6 +320,7 @@ def rank(
     settings: Settings,
     unstable: Sequence[str] = (),
     unstable_values: Mapping[str, np.ndarray] | None = None,
+    unstable_notes: Mapping[str, str] | None = None,
 ) -> list[Ranked]:
     """The ranking: best first, then tied, eliminated, infeasible, unstable.
 
@@ -368,5 +369,6 @@ def rank(
         out.append(line(a, "infeasible", objective[a], note=f"{metric}"))
     for a in unstable:
         values = (unstable_values or {}).get(a, np.array([]))
-        out.append(line(a, "unstable", values, note="offered load >= 1"))
+        note = (unstable_notes or {}).get(a) or "overloaded"
+        out.append(line(a, "unstable", values, note=note))
     return out
