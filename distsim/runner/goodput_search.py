@@ -17,6 +17,7 @@ ahead, intervals that narrow cannot overlap, so it is selected alone.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -106,6 +107,9 @@ def _step(
             att, gs.low_rps_per_gpu, gs.high_rps_per_gpu, gs.rel_precision, gs.attainment,
             level, reps[a],
         )  # fmt: skip
+        if obj.scale is not None:  # the same search, reported in the objective's units
+            f = obj.scale(ps.scenario, ps.scenario.architectures[a])
+            s = dataclasses.replace(s, estimate=s.estimate * f, low=s.low * f, high=s.high * f)
         searches[a] = s
         if s.need is not None:
             rate = rate_search.grid_rate(gs.low_rps_per_gpu, gs.rel_precision, s.need) * per

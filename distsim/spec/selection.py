@@ -2,7 +2,8 @@
 
     candidates: {disaggregated_splits: {gpus: 8, monolithic: true}}   # d17, d26, ..., d71, m8
     select:
-      objective: e2e_mean_s        # a per-replication metric, or goodput_rps_per_gpu
+      objective: e2e_mean_s        # a per-replication metric, goodput_rps_per_gpu or
+                                   # goodput_requests_per_usd
       goal: minimize               # default: the objective's natural direction
       indifference: 0.02           # relative: within 2% of the best counts as equally good
       subject_to:
@@ -29,6 +30,20 @@ def _gpus(scenario: Any, arch: Any) -> float:
     return float(sum(arch.pools().values()))
 
 
+def _requests_per_usd(scenario: Any, arch: Any) -> float:
+    """Requests per dollar of one req/s/GPU of goodput: GPUs x 3600 s / (USD per hour)."""
+    from distsim.errors import SpecError
+    from distsim.spec.serving import economics
+
+    cost = economics(scenario, arch).cost_usd_per_hour
+    if cost is None or cost <= 0:
+        raise SpecError(
+            "select.objective: goodput_requests_per_usd needs a price: set gpu.usd_per_hour "
+            "(or use a GPU preset that has one) for every pool"
+        )
+    return _gpus(scenario, arch) * 3600.0 / cost
+
+
 @dataclass(frozen=True)
 class Objective:
     """What `select.objective` may name. `per` is None for a per-replication metric; for a
@@ -39,6 +54,9 @@ class Objective:
     unit: str
     goal: Literal["minimize", "maximize"]
     per: Callable[[Any, Any], float] | None = None
+    # A searched objective reported in other units than rate per `per`: (scenario, architecture)
+    # -> factor from the searched rate per `per` to the objective (e.g. req/s/GPU -> req/USD).
+    scale: Callable[[Any, Any], float] | None = None
 
 
 OBJECTIVES: dict[str, Objective] = {
@@ -52,6 +70,9 @@ OBJECTIVES: dict[str, Objective] = {
     "tpot_p99_s": Objective("P99 TPOT (per run)", "s", "minimize"),
     "slo_attainment": Objective("SLO attainment", "", "maximize"),
     "goodput_rps_per_gpu": Objective("goodput per GPU", "req/s/GPU", "maximize", per=_gpus),
+    "goodput_requests_per_usd": Objective(
+        "goodput per dollar", "req/USD", "maximize", per=_gpus, scale=_requests_per_usd
+    ),
 }
 
 # Metrics a constraint may bound: every per-replication metric (searched ones are not).
@@ -111,7 +132,10 @@ class Select(_Strict):
     at least the study's `confidence` whenever the best is more than `indifference` ahead."""
 
     objective: Literal[tuple(OBJECTIVES)] = Field(  # type: ignore[valid-type]
-        description="What is compared: a per-replication metric or goodput_rps_per_gpu."
+        description=(
+            "What is compared: a per-replication metric, goodput_rps_per_gpu or "
+            "goodput_requests_per_usd (the searched goodput x GPUs x 3600 / the GPUs' USD per hour)."
+        ),
     )
     goal: Literal["minimize", "maximize"] | None = Field(
         None, description="Direction (default: the objective's natural one)."

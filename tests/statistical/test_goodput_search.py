@@ -75,3 +75,30 @@ def test_goodput_search_selects_against_erlang_c(seed):
         assert math.isfinite(r.ci_high)
     # m3 is 11% behind (more than the 5% indifference): separated, not tied
     assert by["m3"].status == "eliminated"
+
+
+PRICE_USD_PER_GPU_HOUR = {2: 1.0, 3: 1.0, 4: 2.0}  # m4's GPUs cost twice as much
+
+
+@pytest.mark.slow
+def test_goodput_per_dollar_selects_against_erlang_c():
+    """`goodput_requests_per_usd` = goodput (req/s) x 3600 / (USD per hour of all GPUs): with
+    m4 at twice the price, m3 serves the most requests per dollar (truth from Erlang C: m2 1,804,
+    m3 2,268, m4 1,269 req/USD)."""
+    data = mmc_select_study(3).model_dump(mode="json", exclude_none=True)
+    data["select"]["objective"] = "goodput_requests_per_usd"
+    for c in (2, 3, 4):
+        data["architectures"][f"m{c}"]["gpu"] = {
+            "prefill_tokens_per_s": PROMPT_MEAN_TOKENS,
+            "decode_tokens_per_s": 1e12,
+            "usd_per_hour": PRICE_USD_PER_GPU_HOUR[c],
+        }
+    plan = plan_study(Study.model_validate(data))
+    rows = Rows()
+    [sel] = gsearch.drive(plan, gsearch.Grid(plan), rows, gsearch.local_simulator(rows))
+    by = {r.architecture: r for r in sel.ranking}
+    assert sel.best == "m3"
+    for c in (2, 3, 4):
+        truth = capacity_rps(c) * 3600.0 / (c * PRICE_USD_PER_GPU_HOUR[c])
+        r = by[f"m{c}"]
+        assert r.ci_low <= truth <= r.ci_high, (c, r, truth)
