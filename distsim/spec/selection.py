@@ -134,7 +134,8 @@ class Select(_Strict):
     objective: Literal[tuple(OBJECTIVES)] = Field(  # type: ignore[valid-type]
         description=(
             "What is compared: a per-replication metric, goodput_rps_per_gpu or "
-            "goodput_requests_per_usd (the searched goodput x GPUs x 3600 / the GPUs' USD per hour)."
+            "goodput_requests_per_usd (the searched goodput x GPUs x 3600 / the GPUs' USD per "
+            "hour)."
         ),
     )
     goal: Literal["minimize", "maximize"] | None = Field(
