@@ -141,6 +141,7 @@ def expected_cost_per_unit(scenario: Scenario) -> float:
 _NOT_SIMULATED = ("usd_per_hour", "power_w")
 _LATER_DEFAULTS = {
     "scheduler": "custom",
+    "kv_block_tokens": 1,
     "routing": "central",
     "gpu": None,
     "prefill_gpu": None,

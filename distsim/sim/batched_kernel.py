@@ -36,6 +36,7 @@ from distsim.sim.batched_layout import (
     F_TSTART,
     I_BCOUNT,
     I_BHEAD,
+    I_BLOCK,
     I_BTAIL,
     I_COUNT,
     I_DHEAD,
@@ -67,6 +68,7 @@ from distsim.sim.batched_layout import (
     NRF,
     NRI,
     NST,
+    P_BLOCK,
     P_BUDGET,
     P_FIRST,
     P_IN,
@@ -124,6 +126,28 @@ from distsim.sim.jit import njit, njit_inline
 # ------------------------------------------------------------------ monolithic and decode instances
 
 
+@njit_inline
+def held(tokens: int, block: int) -> int:
+    """KV held for a context of `tokens`: rounded up to whole blocks."""
+    return tokens if block == 1 else -(-tokens // block) * block
+
+
+@njit_inline
+def growth(ri: np.ndarray, ii: np.ndarray, g: int, nd: int) -> int:
+    """KV a decode iteration of the first `nd` decoding sequences adds: a block for each whose
+    last block is full (`nd` tokens with 1-token blocks)."""
+    b = ii[I_BLOCK, g]
+    if b == 1:
+        return nd
+    out = 0
+    r = ii[I_DHEAD, g]
+    for _ in range(nd):
+        if ri[r, R_KV] % b == 0:
+            out += b
+        r = ri[r, R_NEXT]
+    return out
+
+
 @njit
 def preempt_newest(
     g: int, now: float, ri: np.ndarray, rf: np.ndarray, ii: np.ndarray, fi: np.ndarray,
@@ -139,7 +163,7 @@ def preempt_newest(
         victim = last_decode
     unlink(ri, ii, g, victim, 0 if ri[victim, R_LEFT] > 0 else 1)
     ii[I_COUNT, g] -= 1
-    change_kv(ii, fi, g, -ri[victim, R_KV], now)
+    change_kv(ii, fi, g, -held(ri[victim, R_KV], ii[I_BLOCK, g]), now)
     ri[victim, R_KV] = 0
     context = ri[victim, R_PROMPT] + ri[victim, R_GEN]
     st[S_PREEMPTIONS] += 1
@@ -195,7 +219,7 @@ def instance_loop(
             if ri[r, R_NEEDS_T] == 1 and st[S_EMIT_AT_PREFILL] == 1:
                 need -= 1  # the last token's KV is written by the next decode iteration
             seqs = ii[I_COUNT, g] + ii[I_IN_T, g] + 1
-            if not (seqs <= mbs and ii[I_KV, g] + need + seqs <= cap):
+            if not (seqs <= mbs and ii[I_KV, g] + held(need, ii[I_BLOCK, g]) + seqs <= cap):
                 if ii[I_COUNT, g] == 0 and ii[I_IN_T, g] == 0:
                     fail(st, ht, hk, r, ri[r, R_PROMPT] + ri[r, R_OUTPUT], p, now)
                     go = False
@@ -203,7 +227,7 @@ def instance_loop(
             pop_queue(p, pi, qbuf)
             wait[p, r] += now - rf[r, F_QUEUED]
             ri[r, R_KV] = need
-            change_kv(ii, fi, g, need, now)
+            change_kv(ii, fi, g, held(need, ii[I_BLOCK, g]), now)
             if ri[r, R_NEEDS_T] == 1:
                 ii[I_IN_T, g] += 1
                 ri[r, R_LINK] = g
@@ -218,7 +242,11 @@ def instance_loop(
             go = False
             break
         # the step's decodes: none while unchunked prompts are waiting
-        while ii[I_KV, g] + (0 if (budget < 0 and ii[I_NPRE, g] > 0) else ii[I_NDEC, g]) > cap:
+        while (
+            ii[I_KV, g]
+            + (0 if (budget < 0 and ii[I_NPRE, g] > 0) else growth(ri, ii, g, ii[I_NDEC, g]))
+            > cap
+        ):
             if ii[I_COUNT, g] == 1 and ii[I_IN_T, g] == 0:
                 r0 = ii[I_PHEAD, g] if ii[I_NPRE, g] > 0 else ii[I_DHEAD, g]
                 fail(st, ht, hk, r0, ri[r0, R_PROMPT] + ri[r0, R_OUTPUT], p, now)
@@ -277,7 +305,7 @@ def instance_loop(
                 ii[I_LOCAL, g],
                 now,
                 dt,
-                ii[I_KV, g] + nd,
+                ii[I_KV, g] + growth(ri, ii, g, nd),
                 nchunks,
                 nd,
             )
@@ -313,7 +341,7 @@ def instance_step_done(
     share = fi[J_SHARE, g]
     nd = ii[I_SNAP_DEC, g]
     if nd > 0:
-        change_kv(ii, fi, g, nd, now)
+        change_kv(ii, fi, g, growth(ri, ii, g, nd), now)
         r = ii[I_DHEAD, g]
         for _ in range(nd):
             nxt = ri[r, R_NEXT]
@@ -324,7 +352,7 @@ def instance_step_done(
                 rf[r, F_FIRST] = now
             if ri[r, R_GEN] == ri[r, R_OUTPUT]:
                 rf[r, F_DONE] = now
-                change_kv(ii, fi, g, -ri[r, R_KV], now)
+                change_kv(ii, fi, g, -held(ri[r, R_KV], ii[I_BLOCK, g]), now)
                 unlink(ri, ii, g, r, np.int64(1))
                 ii[I_COUNT, g] -= 1
             r = nxt
@@ -344,7 +372,7 @@ def instance_step_done(
                 ri[r, R_GEN] += 1
             if ri[r, R_GEN] == ri[r, R_OUTPUT]:  # its only token came from the prefill
                 rf[r, F_DONE] = now
-                change_kv(ii, fi, g, -ri[r, R_KV], now)
+                change_kv(ii, fi, g, -held(ri[r, R_KV], ii[I_BLOCK, g]), now)
                 unlink(ri, ii, g, r, np.int64(0))
                 ii[I_COUNT, g] -= 1
             else:
@@ -379,14 +407,14 @@ def prefill_loop(
         prompt = ri[r, R_PROMPT]
         if count > 0 and budget > 0 and tokens + prompt > budget:
             break
-        if ii[I_KV, g] + prompt > cap:
+        if ii[I_KV, g] + held(prompt, ii[I_BLOCK, g]) > cap:
             if count == 0 and ii[I_KV, g] == 0:
                 fail(st, ht, hk, r, prompt, p, now)
                 failed = True
             break
         pop_queue(p, pi, qbuf)
         wait[p, r] += now - rf[r, F_QUEUED]
-        change_kv(ii, fi, g, prompt, now)
+        change_kv(ii, fi, g, held(prompt, ii[I_BLOCK, g]), now)
         ri[r, R_BNEXT] = -1
         if tail >= 0:
             ri[tail, R_BNEXT] = r
@@ -446,7 +474,7 @@ def prefill_step_done(
             if math.isnan(rf[r, F_FIRST]):
                 rf[r, F_FIRST] = now
             rf[r, F_DONE] = now
-            change_kv(ii, fi, g, -ri[r, R_PROMPT], now)
+            change_kv(ii, fi, g, -held(ri[r, R_PROMPT], ii[I_BLOCK, g]), now)
         else:
             ri[r, R_NEEDS_T] = 1
             ri[r, R_SOURCE] = g
@@ -531,7 +559,7 @@ def transfer_done(
     tr_f[0, k] = rf[r, F_TSTART]
     tr_f[1, k] = now
     src = ri[r, R_SOURCE]
-    change_kv(ii, fi, src, -ri[r, R_PROMPT], now)
+    change_kv(ii, fi, src, -held(ri[r, R_PROMPT], ii[I_BLOCK, src]), now)
     notify(ii, ht, hk, st, src, now)
     ri[r, R_SOURCE] = -1
     ri[r, R_NEEDS_T] = 0
@@ -621,6 +649,7 @@ def instance_state(
             ii[I_BHEAD, g] = -1
             ii[I_BTAIL, g] = -1
             fi[J_CAP, g] = pool_cap[p]
+            ii[I_BLOCK, g] = pool_in[P_BLOCK, p]
     return pi, ii, fi
 
 

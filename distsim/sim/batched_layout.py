@@ -61,7 +61,7 @@ I_SLEEP = 4  # 1 while waiting on a wake-up event (the reference's `wake is not 
 I_TRIG = 5  # 1 once that event was triggered
 I_COUNT = 6  # running sequences (the reference's `running`): prefilling + decoding
 I_ORD = 7  # counter giving running sequences their order
-I_SPARE = 8
+I_BLOCK = 8  # KV block, tokens (1: token-exact)
 I_IN_T = 9  # transfers admitted, not yet arrived
 I_USERS = 10  # link in use (0/1)
 I_LQHEAD = 11  # link request queue
@@ -100,10 +100,11 @@ P_TP = 4
 P_MODEL = 5
 P_THRESHOLD = 6
 P_PREFILL_CAP = 7  # unchunked prefill steps: most prompt tokens (-1: none)
-P_IN = 8
-P_QHEAD = 8  # the pool's FCFS queue, a ring buffer
-P_QLEN = 9
-NPI = 10
+P_BLOCK = 8  # KV block, tokens
+P_IN = 9
+P_QHEAD = 9  # the pool's FCFS queue, a ring buffer
+P_QLEN = 10
+NPI = 11
 
 # Step-time model codes and parameter layouts, pf[pool, k].
 M_ROOFLINE = 0

@@ -108,10 +108,21 @@ class _InstanceBase:
         self.index = index
         self.checker = checker
         self.capacity = pool.plan.kv_capacity_tokens
+        self.block = pool.plan.kv_block_tokens
         self.kv_used = 0
         self.kv_integral = 0.0  # token-seconds, for the mean KV use
         self.kv_since = 0.0
         self.wake: simpy.Event | None = None
+
+    def held(self, tokens: int) -> int:
+        """KV held for a context of `tokens`: rounded up to whole blocks."""
+        b = self.block
+        return tokens if b == 1 else -(-tokens // b) * b
+
+    def growth(self, decodes: list[_Seq]) -> int:
+        """KV a decode iteration of `decodes` adds: a block for each whose last block is full."""
+        b = self.block
+        return len(decodes) if b == 1 else b * sum(1 for s in decodes if s.kv % b == 0)
 
     def free_kv(self) -> float:
         return self.capacity - self.kv_used
@@ -172,7 +183,10 @@ class _Instance(_InstanceBase):
 
     def _fits(self, need: int) -> bool:
         seqs = len(self.running) + self.in_transfer + 1
-        return seqs <= self.plan.max_batch_size and self.kv_used + need + seqs <= self.capacity
+        return (
+            seqs <= self.plan.max_batch_size
+            and self.kv_used + self.held(need) + seqs <= self.capacity
+        )
 
     def admit(self) -> None:
         q = self.pool.queue
@@ -190,7 +204,7 @@ class _Instance(_InstanceBase):
             q.popleft()
             self.rec.wait[self.plan.name][seq.rid] += self.env.now - seq.queued_at
             seq.kv = need
-            self.change_kv(need)
+            self.change_kv(self.held(need))
             if seq.needs_transfer:
                 self.in_transfer += 1
                 self.env.process(self._transfer(seq))
@@ -243,7 +257,7 @@ class _Instance(_InstanceBase):
 
     def _preempt_newest(self) -> None:
         victim = self.running.pop()
-        self.change_kv(-victim.kv)
+        self.change_kv(-self.held(victim.kv))
         victim.kv = 0
         context = victim.prompt + victim.generated
         self.rec.preemptions += 1
@@ -262,7 +276,7 @@ class _Instance(_InstanceBase):
                 self.wake = None
                 continue
             chunks, decodes = self._compose()
-            while self.kv_used + len(decodes) > self.capacity:
+            while self.kv_used + self.growth(decodes) > self.capacity:
                 if len(self.running) == 1 and not self.in_transfer:
                     s = self.running[0]
                     raise self.too_big(s, s.prompt + s.output)
@@ -288,7 +302,7 @@ class _Instance(_InstanceBase):
                         pool=name, instance=self.index, start_s=env.now, duration_s=dt,
                         prefill_chunks=tuple((s.rid, c) for s, c in chunks),
                         decode_ids=tuple(s.rid for s in decodes),
-                        kv_used_tokens=self.kv_used + len(decodes),
+                        kv_used_tokens=self.kv_used + self.growth(decodes),
                         kv_capacity_tokens=self.capacity,
                         max_batch_size=self.plan.max_batch_size,
                         token_budget=self.plan.token_budget,
@@ -309,10 +323,10 @@ class _Instance(_InstanceBase):
                         s.generated += 1
                         if s.generated == s.output:
                             rec.done[s.rid] = now
-                            self.change_kv(-s.kv)
+                            self.change_kv(-self.held(s.kv))
                             finished = True
             if decodes:
-                self.change_kv(len(decodes))
+                self.change_kv(self.growth(decodes))
                 for s in decodes:
                     s.generated += 1
                     s.kv += 1
@@ -320,7 +334,7 @@ class _Instance(_InstanceBase):
                         rec.first[s.rid] = now
                     if s.generated == s.output:
                         rec.done[s.rid] = now
-                        self.change_kv(-s.kv)
+                        self.change_kv(-self.held(s.kv))
                         finished = True
             if finished:
                 self.running = [s for s in self.running if s.generated < s.output]
@@ -345,7 +359,7 @@ class _PrefillInstance(_InstanceBase):
 
     def release(self, tokens: int) -> None:
         """A transfer has ended: the prompt's KV leaves this instance."""
-        self.change_kv(-tokens)
+        self.change_kv(-self.held(tokens))
         self.notify()
 
     def _take_batch(self) -> list[_Seq]:
@@ -357,13 +371,13 @@ class _PrefillInstance(_InstanceBase):
             seq = q[0]
             if batch and tokens + seq.prompt > budget:
                 break
-            if self.kv_used + seq.prompt > self.capacity:
+            if self.kv_used + self.held(seq.prompt) > self.capacity:
                 if not batch and self.kv_used == 0:
                     raise self.too_big(seq, seq.prompt)
                 break
             q.popleft()
             self.rec.wait[self.plan.name][seq.rid] += self.env.now - seq.queued_at
-            self.change_kv(seq.prompt)
+            self.change_kv(self.held(seq.prompt))
             batch.append(seq)
             tokens += seq.prompt
         return batch
@@ -402,7 +416,7 @@ class _PrefillInstance(_InstanceBase):
                         if math.isnan(rec.first[s.rid]):
                             rec.first[s.rid] = env.now
                         rec.done[s.rid] = env.now
-                        self.change_kv(-s.prompt)
+                        self.change_kv(-self.held(s.prompt))
                         continue
                 s.needs_transfer = True
                 s.source = self

@@ -229,6 +229,7 @@ def run(requests: Requests, plan: ServingConfig, checker: Checker | None = None)
             code,
             threshold,
             -1 if pool.prefill_cap is None else pool.prefill_cap,
+            pool.kv_block_tokens,
         )
         pool_cap[p] = pool.kv_capacity_tokens
         first += pool.instances
@@ -337,7 +338,7 @@ def load_kernels() -> None:
     """Compile the kernel now, or load it from numba's on-disk cache (never needed for
     correctness; lets a driver pay it once before starting workers or timing)."""
     pool_in = np.zeros((P_IN, 1), np.int64)
-    pool_in[:, 0] = (1, 0, 1, -1, 1, M_LINEAR, 0, -1)
+    pool_in[:, 0] = (1, 0, 1, -1, 1, M_LINEAR, 0, -1, 1)
     pf = np.zeros((1, NPARAM))
     pf[0, :2] = (0.0, 1.0)
     one = np.ones(1, np.int64)

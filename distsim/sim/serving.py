@@ -65,6 +65,7 @@ class PoolConfig:
     token_budget: int | None  # chunked prefill (gpu pool) or prefill batch budget (prefill pool)
     pipeline_parallel: int = 1  # stages per instance, each of tensor_parallel GPUs
     prefill_cap: int | None = None  # unchunked gpu pool: most prompt tokens per prefill step
+    kv_block_tokens: int = 1  # KV allocation unit; capacity is a whole number of blocks
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,13 @@ def kv_capacity(sc: Scenario, tp: int, gpu: Gpu | None = None, pp: int = 1) -> t
     return float(kv_capacity_tokens(m, hw, tp * pp, g.memory_fraction)), "memory formula"
 
 
+def _whole_blocks(capacity_tokens: float, block_tokens: int) -> float:
+    """A KV capacity rounded down to whole blocks (unchanged for 1-token blocks or no limit)."""
+    if block_tokens == 1 or math.isinf(capacity_tokens):
+        return capacity_tokens
+    return float(math.floor(capacity_tokens / block_tokens) * block_tokens)
+
+
 def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
     """The batched engine's plan for one architecture of a (validated) scenario."""
     pools: dict[str, PoolConfig] = {}
@@ -212,11 +220,14 @@ def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
             tensor_parallel=tp,
             instances=gpus // (tp * pp),
             max_batch_size=mbs,
-            kv_capacity_tokens=kv_capacity(sc, tp, pool_gpu(sc, arch, name), pp)[0],
+            kv_capacity_tokens=_whole_blocks(
+                kv_capacity(sc, tp, pool_gpu(sc, arch, name), pp)[0], arch.kv_block_tokens
+            ),
             step=step_model(sc, tp, pool_gpu(sc, arch, name)),
             token_budget=budget,
             pipeline_parallel=pp,
             prefill_cap=cap,
+            kv_block_tokens=arch.kv_block_tokens,
         )
     m = model_shape(sc)
     return ServingConfig(

@@ -343,6 +343,7 @@ SCHEDULER_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "chunked_prefill_tokens": None,
             "max_prefill_tokens": 2048,
             "decode_steps": "output-1",
+            "kv_block_tokens": 16,
         },
     ),
     "distserve": (
@@ -356,14 +357,20 @@ SCHEDULER_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
 }
+KV_BLOCK_HELP = (
+    "KV cache block, tokens (vLLM's block size): a sequence holds its context rounded up to "
+    "whole blocks, a decode takes a new block when its last one is full, and an instance's "
+    "capacity is rounded down to whole blocks (default 1: token-exact)."
+)
 SCHEDULER_HELP = (
     "Scheduler preset, named after the system it models; it fills the fields it lists, and "
     "fields given explicitly win. 'custom' (default): every field its own default. 'vllm' "
     "(monolithic; vLLM's default scheduler without chunked prefill): max_batch_size 256 "
-    "(max-num-seqs), max_prefill_tokens 2048 (max-num-batched-tokens; vLLM uses max(max_model_len, "
-    "2048): set it for longer-context models), whole prompts FCFS ahead of decodes, decode_steps "
-    "output-1. 'distserve' (disaggregated; DistServe's per-stage FCFS): prefill_max_batch_size "
-    "128, prefill_token_budget 8192, decode_max_batch_size 1024, decode_steps output-1, "
+    "(max-num-seqs), kv_block_tokens 16 (block size), max_prefill_tokens 2048 "
+    "(max-num-batched-tokens; vLLM uses max(max_model_len, 2048): set it for longer-context "
+    "models), whole prompts FCFS ahead of decodes, decode_steps output-1. 'distserve' "
+    "(disaggregated; DistServe's per-stage FCFS): prefill_max_batch_size 128, "
+    "prefill_token_budget 8192, decode_max_batch_size 1024, decode_steps output-1, "
     "first_token prefill. The per-iteration overhead comes with the profile step-time preset "
     "of the same name (step_time: {model: profile, preset: vllm | distserve})."
 )
@@ -413,6 +420,7 @@ class MonolithicServing(StrictModel):
         "(absent: every waiting prompt in one step).",
     )
     decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
+    kv_block_tokens: BoundedCount = Field(1, description=KV_BLOCK_HELP)
     scheduler: Scheduler = Field("custom", description=SCHEDULER_HELP)
 
     @model_validator(mode="before")
@@ -480,6 +488,7 @@ class DisaggregatedServing(StrictModel):
         "stage's GPUs: the stages add KV capacity, not concurrency.",
     )
     decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
+    kv_block_tokens: BoundedCount = Field(1, description=KV_BLOCK_HELP)
     scheduler: Scheduler = Field("custom", description=SCHEDULER_HELP)
 
     @model_validator(mode="before")

@@ -6,7 +6,7 @@ per instance). For every scenario both engines run on the same requests and must
 preemptions, recomputed tokens, batch-size and KV-use means, the KV-transfer log, and the
 sequence of StepRecords the checker hook receives. Scenarios cover both architectures, chunked
 and unchunked prefill, KV pressure with preemptions, tensor parallelism, queued KV links,
-zero-time transfers, max_batch_size 1, all three step-time models, the too-big error, and
+zero-time transfers, KV blocks of 16 tokens, max_batch_size 1, all three step-time models, the too-big error, and
 hypothesis-generated small cases whose arrivals and step times sit on a coarse binary grid, so
 that simultaneous events (the tie-breaking order) are the common case rather than the exception.
 """
@@ -118,6 +118,9 @@ CASES = {
     "heavy-chunked": (HEAVY, CHUNKED),
     "heavy-disaggregated": (HEAVY, DISAGG),
     "heavy-disaggregated-first-token-decode": (HEAVY, {**DISAGG, "first_token": "decode"}),
+    # block-granular KV (vLLM's 16-token blocks) under KV pressure
+    "heavy-blocks": (HEAVY, {**MONO, "kv_block_tokens": 16}),
+    "heavy-disaggregated-blocks": (HEAVY, {**DISAGG, "kv_block_tokens": 16}),
     # tensor parallelism (roofline with its communication term; the profile at TP 2)
     "tensor-parallel-roofline": (
         HEAVY, {"kind": "monolithic", "gpus": 4, "tensor_parallel": 2, "max_batch_size": 64},
@@ -202,13 +205,13 @@ def grid_plan(
     disaggregated: bool, instances: tuple[int, int], max_batch_size: int, capacity: float,
     budget: int | None, step: object, tensor_parallel: int, kv_bytes_per_token: float,
     link_gb_s: float, first_token: str, decode_steps: str = "output-1",
-    prefill_cap: int | None = None,
+    prefill_cap: int | None = None, kv_block_tokens: int = 1,
 ) -> ServingConfig:  # fmt: skip
     def pool(name: str, count: int, token_budget: int | None) -> PoolConfig:
         return PoolConfig(
             name=name, gpus=count * tensor_parallel, tensor_parallel=tensor_parallel,
             instances=count, max_batch_size=max_batch_size, kv_capacity_tokens=capacity,
-            step=step, token_budget=token_budget,
+            step=step, token_budget=token_budget, kv_block_tokens=kv_block_tokens,
         )  # fmt: skip
 
     if disaggregated:
@@ -260,6 +263,7 @@ def grid_cases(draw: st.DrawFn) -> tuple[Requests, ServingConfig]:
         first_token=draw(st.sampled_from(["prefill", "decode"])),
         decode_steps=draw(st.sampled_from(["output-1", "output"])),
         prefill_cap=draw(st.sampled_from([None, 16, 40])),
+        kv_block_tokens=draw(st.sampled_from([1, 1, 4, 16])),
     )
     return Requests(arrival, prompt, output), plan
 

@@ -28,7 +28,7 @@ def test_vllm_preset_is_vllms_default_scheduler_without_chunking() -> None:
     # vLLM: max-num-seqs 256; max-num-batched-tokens max(max_model_len, 2048) = 2048 for OPT-13B
     # (2,048-token context); no chunked prefill; the prefill samples the first token.
     assert (a.max_batch_size, a.max_prefill_tokens, a.chunked_prefill_tokens) == (256, 2048, None)
-    assert a.decode_steps == "output-1"
+    assert (a.decode_steps, a.kv_block_tokens) == ("output-1", 16)  # vLLM's block size
     sc = scenario(architectures={"a": {**MONO, "scheduler": "vllm"}}, **PROFILE)
     pool = serving.configure(sc, sc.architectures["a"]).pools["gpu"]
     assert (pool.max_batch_size, pool.prefill_cap, pool.token_budget) == (256, 2048, None)
@@ -40,7 +40,7 @@ def test_distserve_preset_is_per_stage_fcfs_with_distserves_limits() -> None:
     # requests; the first token counts when the prefill ends.
     assert (a.prefill_max_batch_size, a.prefill_token_budget) == (128, 8192)
     assert a.decode_max_batch_size == 1024
-    assert (a.first_token, a.decode_steps) == ("prefill", "output-1")
+    assert (a.first_token, a.decode_steps, a.kv_block_tokens) == ("prefill", "output-1", 1)
     sc = scenario(architectures={"a": {**DISAGG, "scheduler": "distserve"}}, **PROFILE)
     plan = serving.configure(sc, sc.architectures["a"])
     assert plan.pools["prefill"].max_batch_size == 128
@@ -52,8 +52,8 @@ def test_distserve_preset_is_per_stage_fcfs_with_distserves_limits() -> None:
 def test_an_explicit_field_wins_over_the_preset() -> None:
     a = arch(**MONO, scheduler="vllm", max_batch_size=1024, max_prefill_tokens=16384)
     assert (a.max_batch_size, a.max_prefill_tokens) == (1024, 16384)
-    a = arch(**MONO, scheduler="vllm", decode_steps="output")
-    assert (a.decode_steps, a.max_batch_size) == ("output", 256)
+    a = arch(**MONO, scheduler="vllm", decode_steps="output", kv_block_tokens=1)
+    assert (a.decode_steps, a.kv_block_tokens, a.max_batch_size) == ("output", 1, 256)
     # chunking given: the preset's unchunked token cap steps aside (the chunk caps every step)
     a = arch(**MONO, scheduler="vllm", chunked_prefill_tokens=512)
     assert (a.chunked_prefill_tokens, a.max_prefill_tokens) == (512, None)
