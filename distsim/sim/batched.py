@@ -12,7 +12,11 @@ Pools and queues. Every pool (`gpu` for monolithic; `prefill` and `decode` for d
 one FCFS queue. A request is taken by the first instance with room for it (batch slot and KV);
 when several idle instances could take a new arrival, the one with the most free KV does (ties:
 lowest index). A busy instance takes queued requests at its next step boundary. The queue is
-strictly FCFS: a head that does not fit blocks those behind it.
+strictly FCFS: a head that does not fit blocks those behind it. That is `routing: central`; with
+`round_robin`, `random` or `least_loaded` (the exclusive engine's rules) a request is routed to
+one instance when it joins a pool and waits in that instance's own FCFS queue (a preempted one
+returns to the front of it); `least_loaded` counts a request's tokens (monolithic: prompt +
+output, prefill: prompt, decode: output) until it leaves the pool.
 
 Monolithic instances (`gpu` pool): continuous batching of at most `max_batch_size` sequences.
 Without chunking, any sequence with prompt left to prefill makes the step a prefill-only step of
@@ -47,6 +51,8 @@ context cannot fit an empty instance is an error, not a silent drop.
 
 from __future__ import annotations
 
+import numpy as np
+
 from distsim.sim import Implementation, batched_simpy, fast_batched
 from distsim.sim.batched_simpy import Checker, StepRecord
 from distsim.sim.serving import ServingConfig
@@ -61,13 +67,16 @@ def run(
     plan: ServingConfig,
     checker: Checker | None = None,
     implementation: Implementation = "fast",
+    route_u: np.ndarray | None = None,
 ) -> Timeline:
     """Simulate one architecture's batched instances until every request has finished.
 
     `checker`, if given, is called with a `StepRecord` for every step, in the order the steps
-    start (the fast implementation calls it after its compiled loop has run)."""
+    start (the fast implementation calls it after its compiled loop has run). `route_u`: per
+    request, uniforms on [0, 1) (column 0: the entry pool, 1: the decode pool), needed by
+    `plan.routing == "random"` (`distsim.sim.replication.routing_draws`)."""
     if implementation == "fast":
-        return fast_batched.run(requests, plan, checker)
+        return fast_batched.run(requests, plan, checker, route_u)
     if implementation == "simpy":
-        return batched_simpy.run(requests, plan, checker)
+        return batched_simpy.run(requests, plan, checker, route_u)
     raise ValueError(f"implementation: '{implementation}' is not one of fast, simpy")

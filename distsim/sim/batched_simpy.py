@@ -78,17 +78,64 @@ class _Recorder:
 
 
 class _Pool:
-    """A pool's FCFS queue and its instances."""
+    """A pool's FCFS queue and its instances; with routing, each instance's own queue.
 
-    def __init__(self, env: simpy.Environment, plan: PoolConfig, rec: _Recorder) -> None:
+    `route_u`: this pool's column of the routing draws (`random`); `tokens(seq)`: what a
+    sequence counts toward its instance's load (`least_loaded`) until it leaves the pool."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        plan: PoolConfig,
+        rec: _Recorder,
+        routing: str = "central",
+        route_u: np.ndarray | None = None,
+        tokens: Callable[[_Seq], int] | None = None,
+    ) -> None:
         self.env = env
         self.plan = plan
         self.rec = rec
         self.queue: deque[_Seq] = deque()
         self.instances: list[_Instance | _PrefillInstance] = []
+        self.routing = routing
+        self.route_u = route_u
+        self.tokens = tokens
+        self.joined = 0  # requests routed so far (round robin)
 
-    def submit(self, seq: _Seq, front: bool = False) -> None:
+    def route(self, seq: _Seq) -> _InstanceBase:
+        """The instance a request joining the pool is sent to (routing other than central)."""
+        n = len(self.instances)
+        if self.routing == "round_robin":
+            inst = self.instances[self.joined % n]
+        elif self.routing == "random":
+            assert self.route_u is not None
+            inst = self.instances[min(int(self.route_u[seq.rid] * n), n - 1)]
+        else:  # least_loaded: fewest outstanding tokens, ties to the lowest index
+            inst = min(self.instances, key=lambda i: i.load)
+            assert self.tokens is not None
+            inst.load += self.tokens(seq)
+        self.joined += 1
+        return inst
+
+    def leave(self, inst: _InstanceBase, seq: _Seq) -> None:
+        """A sequence routed to `inst` leaves the pool (finished, or handed to the next pool)."""
+        if self.routing == "least_loaded":
+            assert self.tokens is not None
+            inst.load -= self.tokens(seq)
+
+    def submit(self, seq: _Seq, front: bool = False, inst: _InstanceBase | None = None) -> None:
+        """Join the pool's queue (front: a preempted sequence, back to `inst`'s own queue when
+        routed), then wake the idle instances that could take it."""
         seq.queued_at = self.env.now
+        if self.routing != "central":
+            if inst is None:
+                inst = self.route(seq)
+            if front:
+                inst.queue.appendleft(seq)
+            else:
+                inst.queue.append(seq)
+            inst.notify()
+            return
         if front:
             self.queue.appendleft(seq)
         else:
@@ -113,6 +160,9 @@ class _InstanceBase:
         self.kv_integral = 0.0  # token-seconds, for the mean KV use
         self.kv_since = 0.0
         self.wake: simpy.Event | None = None
+        # the queue it serves: the pool's (central) or its own (routed)
+        self.queue: deque[_Seq] = pool.queue if pool.routing == "central" else deque()
+        self.load = 0  # outstanding tokens routed here (least_loaded)
 
     def held(self, tokens: int) -> int:
         """KV held for a context of `tokens`: rounded up to whole blocks."""
@@ -189,7 +239,7 @@ class _Instance(_InstanceBase):
         )
 
     def admit(self) -> None:
-        q = self.pool.queue
+        q = self.queue
         while q:
             seq = q[0]
             # the context to hold: prompt and tokens generated, except the last token's KV,
@@ -264,7 +314,7 @@ class _Instance(_InstanceBase):
         self.rec.recomputed_tokens += context - victim.prefill_left  # computed KV thrown away
         victim.prefill_left = context
         victim.prefill_done = 0
-        self.pool.submit(victim, front=True)
+        self.pool.submit(victim, front=True, inst=self)
 
     def run(self) -> Generator[simpy.Event, None, None]:
         env, rec, name = self.env, self.rec, self.plan.name
@@ -324,6 +374,7 @@ class _Instance(_InstanceBase):
                         if s.generated == s.output:
                             rec.done[s.rid] = now
                             self.change_kv(-self.held(s.kv))
+                            self.pool.leave(self, s)
                             finished = True
             if decodes:
                 self.change_kv(self.growth(decodes))
@@ -335,6 +386,7 @@ class _Instance(_InstanceBase):
                     if s.generated == s.output:
                         rec.done[s.rid] = now
                         self.change_kv(-self.held(s.kv))
+                        self.pool.leave(self, s)
                         finished = True
             if finished:
                 self.running = [s for s in self.running if s.generated < s.output]
@@ -363,7 +415,7 @@ class _PrefillInstance(_InstanceBase):
         self.notify()
 
     def _take_batch(self) -> list[_Seq]:
-        q = self.pool.queue
+        q = self.queue
         batch: list[_Seq] = []
         tokens = 0
         budget = self.plan.token_budget or math.inf
@@ -407,6 +459,7 @@ class _PrefillInstance(_InstanceBase):
             self.account(batch, dt)
             yield env.timeout(dt)
             for s in batch:
+                self.pool.leave(self, s)
                 if self.first_at_prefill:
                     rec.first[s.rid] = env.now
                 s.prefill_left = 0
@@ -440,11 +493,38 @@ class _Arrivals:
             self.pool.submit(seq)
 
 
-def run(requests: Requests, plan: ServingConfig, checker: Checker | None = None) -> Timeline:
-    """Simulate one architecture's batched instances until every request has finished."""
+def _route_tokens(name: str) -> Callable[[_Seq], int]:
+    """What a request counts toward its instance's load in pool `name` (as the exclusive
+    engine: the tokens the pool works on)."""
+    if name == "prefill":
+        return lambda s: s.prompt
+    if name == "decode":
+        return lambda s: s.output
+    return lambda s: s.prompt + s.output
+
+
+def run(
+    requests: Requests,
+    plan: ServingConfig,
+    checker: Checker | None = None,
+    route_u: np.ndarray | None = None,
+) -> Timeline:
+    """Simulate one architecture's batched instances until every request has finished.
+
+    `route_u`: per request, uniforms on [0, 1) (column 0: the entry pool, 1: decode), needed by
+    `plan.routing == "random"`."""
     env = simpy.Environment()
     rec = _Recorder(len(requests), plan.pools)
-    pools = {name: _Pool(env, p, rec) for name, p in plan.pools.items()}
+    if plan.routing == "random" and route_u is None:
+        raise ValueError("routing: random needs the replication's routing draws (route_u)")
+    pools = {
+        name: _Pool(
+            env, p, rec, plan.routing,
+            None if route_u is None else route_u[:, 1 if name == "decode" else 0],
+            _route_tokens(name),
+        )
+        for name, p in plan.pools.items()
+    }  # fmt: skip
     instances: list[_InstanceBase] = []
     emit = plan.decode_steps == "output-1"
     if "gpu" in pools:

@@ -196,10 +196,17 @@ def _records(
     return out
 
 
-def run(requests: Requests, plan: ServingConfig, checker: Checker | None = None) -> Timeline:
+def run(
+    requests: Requests,
+    plan: ServingConfig,
+    checker: Checker | None = None,
+    route_u: np.ndarray | None = None,
+) -> Timeline:
     """Simulate one architecture's batched instances until every request has finished: the
     same Timeline as `batched_simpy.run`, bit for bit. Falls back to the reference for a step-time
-    model it cannot compile."""
+    model it cannot compile, and (for now) for routing other than central."""
+    if plan.routing != "central":
+        return batched_simpy.run(requests, plan, checker, route_u)
     names = list(plan.pools)
     disaggregated = "gpu" not in plan.pools
     # Process order of the reference: the entry pool's instances first (gpu, or prefill), then

@@ -58,7 +58,7 @@ def run_engine(
     `gpu`: token rates of one GPU, or pool name -> rates when pools differ. `route_u`: the
     replication's routing draws (`routing_draws`), needed by `routing: random`."""
     if plan is not None:
-        return batched.run(requests, plan, implementation=implementation)
+        return batched.run(requests, plan, implementation=implementation, route_u=route_u)
     if isinstance(gpu, dict):
         service = ServiceTimes.of(
             requests, gpu.get("prefill", gpu.get("gpu")), gpu.get("decode", gpu.get("gpu"))

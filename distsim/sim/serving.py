@@ -77,6 +77,7 @@ class ServingConfig:
     kv_link_gb_s: float | None  # disaggregated only
     first_token: str  # prefill | decode
     decode_steps: str = "output-1"  # output-1 (the prefill emits the first token) | output
+    routing: str = "central"  # central | round_robin | random | least_loaded (spec.study)
 
 
 def model_shape(sc: Scenario) -> ModelShape | None:
@@ -236,6 +237,7 @@ def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
         kv_link_gb_s=arch.kv_link_gb_s if isinstance(arch, Disaggregated) else None,
         first_token=arch.first_token if isinstance(arch, Disaggregated) else "prefill",
         decode_steps=arch.decode_steps,
+        routing=arch.routing,
     )
 
 
@@ -272,11 +274,6 @@ def check(sc: Scenario) -> None:
             f"{st.model} set step_time.overhead_s"
         )
     for arch_name, arch in sc.architectures.items():
-        if arch.routing != "central":
-            raise ValueError(
-                f"architectures.{arch_name}.routing: '{arch.routing}' is implemented for the "
-                "exclusive engine only so far; the batched engine serves each pool centrally"
-            )
         for pool, (_gpus, tp) in tensor_parallel_degrees(arch).items():
             g = pool_gpu(sc, arch, pool)
             if (

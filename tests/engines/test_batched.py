@@ -11,7 +11,7 @@ from distsim_testkit import scenario
 
 from distsim.sim import batched, serving, simpy_exclusive
 from distsim.sim.batched import StepRecord
-from distsim.sim.replication import simulate
+from distsim.sim.replication import routing_draws, simulate
 from distsim.sim.timeline import ServiceTimes
 from distsim.spec.study import Scenario
 from distsim.workload.generate import generate
@@ -47,17 +47,26 @@ def exclusive_like(first_token: str) -> Scenario:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("routing", ["central", "round_robin", "random", "least_loaded"])
 @pytest.mark.parametrize("first_token", ["decode", "prefill"])
-def test_batch_size_one_equals_exclusive_engine(first_token: str) -> None:
+@pytest.mark.parametrize("implementation", ["fast", "simpy"])
+def test_batch_size_one_equals_exclusive_engine(
+    first_token: str, routing: str, implementation: str
+) -> None:
+    """One sequence per instance at the exclusive rates is the exclusive engine, for every
+    routing (the exclusive engine's routing is itself checked against closed forms in
+    tests/statistical/test_routing_theory.py): same requests, same routing draws, same times."""
     sc = exclusive_like(first_token)
     req = generate(sc.workload, sc.duration_s, sc.seed, 0)
+    route_u = routing_draws(sc.seed, 0, len(req))
     service = ServiceTimes.of(req, sc.gpu)
     for name, arch in sc.architectures.items():
-        trace = batched.run(req, serving.configure(sc, arch))
+        arch = arch.model_copy(update={"routing": routing})
+        trace = batched.run(req, serving.configure(sc, arch), None, implementation, route_u)
         if name == "monolithic":
-            ref = simpy_exclusive.run_monolithic(req, arch, service)
+            ref = simpy_exclusive.run_monolithic(req, arch, service, route_u=route_u)
         else:
-            ref = simpy_exclusive.run_disaggregated(req, arch, service)
+            ref = simpy_exclusive.run_disaggregated(req, arch, service, route_u=route_u)
         assert (ref.first_token_s - req.arrival_s).max() > 0.5, "load too light to test queueing"
         np.testing.assert_allclose(
             trace.first_token_s - req.arrival_s, ref.first_token_s - req.arrival_s,
