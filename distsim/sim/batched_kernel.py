@@ -53,6 +53,10 @@ from distsim.sim.batched_layout import (
     I_PHEAD,
     I_POOL,
     I_PTAIL,
+    I_QHEAD,
+    I_QLEN,
+    I_QTAIL,
+    I_ROUTING,
     I_SLEEP,
     I_SNAP,
     I_SNAP_DEC,
@@ -78,6 +82,7 @@ from distsim.sim.batched_layout import (
     P_PREFILL_CAP,
     P_QHEAD,
     P_QLEN,
+    P_ROUTING,
     P_THRESHOLD,
     P_TP,
     R_BNEXT,
@@ -93,8 +98,10 @@ from distsim.sim.batched_layout import (
     R_PDONE,
     R_PREV,
     R_PROMPT,
+    R_QNEXT,
     R_SOURCE,
     R_TNEXT,
+    RT_RANDOM,
     S_EMIT_AT_PREFILL,
     S_HSIZE,
     S_LOG,
@@ -102,19 +109,24 @@ from distsim.sim.batched_layout import (
     S_NLOG_C,
     S_NLOG_D,
     S_NTRANSFERS,
-    S_PREEMPTIONS,
-    S_RECOMPUTED,
 )
 from distsim.sim.batched_primitives import (
     append_running,
     change_kv,
     fail,
+    held,
+    leave,
     log_put,
     log_step,
     notify,
+    own_queue_pop,
     pop,
     pop_queue,
+    preempt_newest,
     push,
+    queue_head,
+    queue_length,
+    queue_pop,
     step_s,
     submit,
     to_decoding,
@@ -124,12 +136,6 @@ from distsim.sim.batched_primitives import (
 from distsim.sim.jit import njit, njit_inline
 
 # ------------------------------------------------------------------ monolithic and decode instances
-
-
-@njit_inline
-def held(tokens: int, block: int) -> int:
-    """KV held for a context of `tokens`: rounded up to whole blocks."""
-    return tokens if block == 1 else -(-tokens // block) * block
 
 
 @njit_inline
@@ -146,31 +152,6 @@ def growth(ri: np.ndarray, ii: np.ndarray, g: int, nd: int) -> int:
             out += b
         r = ri[r, R_NEXT]
     return out
-
-
-@njit
-def preempt_newest(
-    g: int, now: float, ri: np.ndarray, rf: np.ndarray, ii: np.ndarray, fi: np.ndarray,
-    pi: np.ndarray, qbuf: np.ndarray, ht: np.ndarray, hk: np.ndarray, st: np.ndarray,
-    tmp_g: np.ndarray, tmp_free: np.ndarray,
-) -> None:  # fmt: skip
-    """Preempt the newest running sequence (the later of the two lists' tails): free its KV and
-    put it back at the front of its pool's queue to recompute its context."""
-    p = ii[I_POOL, g]
-    victim = ii[I_PTAIL, g]
-    last_decode = ii[I_DTAIL, g]
-    if victim < 0 or (last_decode >= 0 and ri[last_decode, R_ORD] > ri[victim, R_ORD]):
-        victim = last_decode
-    unlink(ri, ii, g, victim, 0 if ri[victim, R_LEFT] > 0 else 1)
-    ii[I_COUNT, g] -= 1
-    change_kv(ii, fi, g, -held(ri[victim, R_KV], ii[I_BLOCK, g]), now)
-    ri[victim, R_KV] = 0
-    context = ri[victim, R_PROMPT] + ri[victim, R_GEN]
-    st[S_PREEMPTIONS] += 1
-    st[S_RECOMPUTED] += context - ri[victim, R_LEFT]
-    ri[victim, R_LEFT] = context
-    ri[victim, R_PDONE] = 0
-    submit(p, victim, np.int64(1), now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)
 
 
 @njit
@@ -211,10 +192,11 @@ def instance_loop(
     # One exit only (flags, no early return): numba then drops the reference-count updates of
     # the array arguments, which otherwise cost more than the step's own work.
     go = True
+    routed = ii[I_ROUTING, g] != 0  # its own queue, else the pool's (written out: hot loop)
     while go:  # until a step is composed; again if preemption emptied the running list
-        # admit: FCFS from the pool's queue while a sequence slot and its KV fit
-        while pi[P_QLEN, p] > 0:
-            r = qbuf[p, pi[P_QHEAD, p]]
+        # admit: FCFS from the queue while a sequence slot and its KV fit
+        while (ii[I_QLEN, g] if routed else pi[P_QLEN, p]) > 0:
+            r = ii[I_QHEAD, g] if routed else qbuf[p, pi[P_QHEAD, p]]
             need = ri[r, R_PROMPT] + ri[r, R_GEN]
             if ri[r, R_NEEDS_T] == 1 and st[S_EMIT_AT_PREFILL] == 1:
                 need -= 1  # the last token's KV is written by the next decode iteration
@@ -224,7 +206,10 @@ def instance_loop(
                     fail(st, ht, hk, r, ri[r, R_PROMPT] + ri[r, R_OUTPUT], p, now)
                     go = False
                 break
-            pop_queue(p, pi, qbuf)
+            if routed:
+                own_queue_pop(ri, ii, g)
+            else:
+                pop_queue(p, pi, qbuf)
             wait[p, r] += now - rf[r, F_QUEUED]
             ri[r, R_KV] = need
             change_kv(ii, fi, g, held(need, ii[I_BLOCK, g]), now)
@@ -353,6 +338,7 @@ def instance_step_done(
             if ri[r, R_GEN] == ri[r, R_OUTPUT]:
                 rf[r, F_DONE] = now
                 change_kv(ii, fi, g, -held(ri[r, R_KV], ii[I_BLOCK, g]), now)
+                leave(ri, ii, g, r)
                 unlink(ri, ii, g, r, np.int64(1))
                 ii[I_COUNT, g] -= 1
             r = nxt
@@ -373,6 +359,7 @@ def instance_step_done(
             if ri[r, R_GEN] == ri[r, R_OUTPUT]:  # its only token came from the prefill
                 rf[r, F_DONE] = now
                 change_kv(ii, fi, g, -held(ri[r, R_KV], ii[I_BLOCK, g]), now)
+                leave(ri, ii, g, r)
                 unlink(ri, ii, g, r, np.int64(0))
                 ii[I_COUNT, g] -= 1
             else:
@@ -402,8 +389,8 @@ def prefill_loop(
     count = 0
     tail = -1
     failed = False  # one exit only (see `instance_loop`)
-    while pi[P_QLEN, p] > 0 and count < mbs:
-        r = qbuf[p, pi[P_QHEAD, p]]
+    while queue_length(g, p, ii, pi) > 0 and count < mbs:
+        r = queue_head(g, p, ii, pi, qbuf)
         prompt = ri[r, R_PROMPT]
         if count > 0 and budget > 0 and tokens + prompt > budget:
             break
@@ -412,7 +399,7 @@ def prefill_loop(
                 fail(st, ht, hk, r, prompt, p, now)
                 failed = True
             break
-        pop_queue(p, pi, qbuf)
+        queue_pop(g, p, ri, ii, pi, qbuf)
         wait[p, r] += now - rf[r, F_QUEUED]
         change_kv(ii, fi, g, held(prompt, ii[I_BLOCK, g]), now)
         ri[r, R_BNEXT] = -1
@@ -465,6 +452,7 @@ def prefill_step_done(
     ii[I_BCOUNT, g] = 0
     for _ in range(count):
         nxt = ri[r, R_BNEXT]
+        leave(ri, ii, g, r)
         if ii[I_FIRST_AT_PREFILL, g] == 1:
             rf[r, F_FIRST] = now
         ri[r, R_LEFT] = 0
@@ -608,6 +596,7 @@ def request_state(prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, n
         ri[r, R_TNEXT] = -1
         ri[r, R_LINK] = -1
         ri[r, R_BNEXT] = -1
+        ri[r, R_QNEXT] = -1
         rf[r, F_QUEUED] = 0.0
         rf[r, F_TSTART] = 0.0
         rf[r, F_FIRST] = np.nan
@@ -648,6 +637,9 @@ def instance_state(
             ii[I_LQTAIL, g] = -1
             ii[I_BHEAD, g] = -1
             ii[I_BTAIL, g] = -1
+            ii[I_ROUTING, g] = pool_in[P_ROUTING, p]
+            ii[I_QHEAD, g] = -1
+            ii[I_QTAIL, g] = -1
             fi[J_CAP, g] = pool_cap[p]
             ii[I_BLOCK, g] = pool_in[P_BLOCK, p]
     return pi, ii, fi
@@ -714,9 +706,10 @@ def event_loop(
 
 @njit
 def kernel(
-    arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray, pool_in: np.ndarray,
-    pf: np.ndarray, pool_cap: np.ndarray, decode_pool: int, first_token_prefill: bool,
-    emit_at_prefill: bool, kv_bytes_per_token: float, link_bytes_per_s: float, log: bool,
+    arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray, route: np.ndarray,
+    pool_in: np.ndarray, pf: np.ndarray, pool_cap: np.ndarray, decode_pool: int,
+    first_token_prefill: bool, emit_at_prefill: bool, kv_bytes_per_token: float,
+    link_bytes_per_s: float, log: bool,
     log_i: np.ndarray, log_f: np.ndarray, log_c: np.ndarray, log_d: np.ndarray,
 ):  # noqa: ANN201 # fmt: skip
     """Run the whole simulation (see `distsim.sim.fast_batched` for the correspondence to SimPy).
@@ -731,6 +724,10 @@ def kernel(
     busy = np.zeros((npools, n))
     acc = np.zeros((2, npools))  # step time, batch size x step time
     qbuf = np.empty((npools, max(n, 1)), np.int64)
+    for p in range(npools):  # `random`: the instances drawn, one column of `route` per pool
+        if pool_in[P_ROUTING, p] == RT_RANDOM:
+            for r in range(n):
+                qbuf[p, r] = route[r, p]
     # pending events: one per instance, the arrival process, one failure per instance, and
     # per request at most one transfer event and one link release
     hcap = 2 * n + 2 * ninst + 16

@@ -43,7 +43,8 @@ R_ORD = 11  # when it joined its instance's running list (the reference's list o
 R_TNEXT = 12  # a link's FCFS request queue (singly linked)
 R_LINK = 13  # the decode instance (global index) whose link carries the transfer
 R_BNEXT = 14  # a prefill instance's current batch (singly linked)
-NRI = 15
+R_QNEXT = 15  # a routed instance's own FCFS queue (singly linked)
+NRI = 16
 
 # Per-request floats, rf[request, field].
 F_QUEUED = 0
@@ -82,7 +83,12 @@ I_NPRE = 21
 I_DHEAD = 22
 I_DTAIL = 23
 I_NDEC = 24
-NII = 25
+I_ROUTING = 25  # its pool's routing code (RT_*)
+I_QHEAD = 26  # routed pools: the instance's own queue (head, tail, length)
+I_QTAIL = 27
+I_QLEN = 28
+I_LOAD = 29  # least_loaded: tokens of the requests routed here that have not left the pool
+NII = 30
 
 # Per-instance floats, fi[field, instance].
 J_KV_INTEGRAL = 0
@@ -101,10 +107,20 @@ P_MODEL = 5
 P_THRESHOLD = 6
 P_PREFILL_CAP = 7  # unchunked prefill steps: most prompt tokens (-1: none)
 P_BLOCK = 8  # KV block, tokens
-P_IN = 9
-P_QHEAD = 9  # the pool's FCFS queue, a ring buffer
-P_QLEN = 10
-NPI = 11
+P_ROUTING = 9  # RT_* below
+P_IN = 10
+P_QHEAD = 10  # the pool's FCFS queue, a ring buffer qbuf[pool] (central routing; a routed
+# pool has no pool queue, and with `random` qbuf[pool, request] is the instance drawn for it)
+P_QLEN = 11
+P_JOINED = 12  # requests routed to its instances so far (round robin)
+NPI = 13
+
+# Routing codes (`routing` of the architecture, one per pool).
+RT_CENTRAL = 0
+RT_ROUND_ROBIN = 1
+RT_RANDOM = 2
+RT_LEAST_LOADED = 3
+ROUTING_CODES = {"central": 0, "round_robin": 1, "random": 2, "least_loaded": 3}
 
 # Step-time model codes and parameter layouts, pf[pool, k].
 M_ROOFLINE = 0

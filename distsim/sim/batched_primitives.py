@@ -3,8 +3,9 @@
 Small numba functions the kernel (`distsim.sim.batched_kernel`) is made of, each doing one thing
 on the state arrays laid out in `distsim.sim.batched_layout`: an unmanaged array view, the step
 time of the shipped models, SimPy's event order as a binary heap, an instance's running lists,
-a pool's FCFS queue with wake-ups, and the optional step log. See `distsim.sim.fast_batched` for
-how together they replay the SimPy reference event for event.
+a pool's FCFS queue with wake-ups (routed: an instance's own queue, and the routing rules),
+preemption, KV blocks, and the optional step log. See `distsim.sim.fast_batched` for how
+together they replay the SimPy reference event for event.
 """
 
 from __future__ import annotations
@@ -24,11 +25,20 @@ from distsim.sim.batched_layout import (
     FIT_A,
     FIT_B,
     FIT_C,
+    I_BLOCK,
     I_COUNT,
     I_DTAIL,
+    I_KIND,
     I_KV,
     I_LISTS,
+    I_LOAD,
     I_ORD,
+    I_POOL,
+    I_PTAIL,
+    I_QHEAD,
+    I_QLEN,
+    I_QTAIL,
+    I_ROUTING,
     I_SLEEP,
     I_TRIG,
     J_CAP,
@@ -43,9 +53,11 @@ from distsim.sim.batched_layout import (
     M_ROOFLINE,
     NORMAL,
     P_FIRST,
+    P_JOINED,
     P_NINST,
     P_QHEAD,
     P_QLEN,
+    P_ROUTING,
     PF_DECODE_LARGE,
     PF_DECODE_SMALL,
     PF_MS,
@@ -53,10 +65,16 @@ from distsim.sim.batched_layout import (
     PF_OVERHEAD_S,
     PF_PREFILL,
     PRIO_SHIFT,
+    R_GEN,
+    R_KV,
     R_LEFT,
     R_NEXT,
     R_ORD,
+    R_OUTPUT,
+    R_PDONE,
     R_PREV,
+    R_PROMPT,
+    R_QNEXT,
     RL_ALLREDUCE_LATENCY_S,
     RL_ALLREDUCES,
     RL_ATTENTION_FLOPS,
@@ -71,6 +89,9 @@ from distsim.sim.batched_layout import (
     RL_STEP_OVERHEAD_S,
     RL_TENSOR_PARALLEL,
     RL_WEIGHT_BYTES,
+    RT_LEAST_LOADED,
+    RT_RANDOM,
+    RT_ROUND_ROBIN,
     S_EID,
     S_ERR_NEED,
     S_ERR_POOL,
@@ -79,9 +100,11 @@ from distsim.sim.batched_layout import (
     S_HSIZE,
     S_NLOG_F,
     S_NLOG_I,
+    S_PREEMPTIONS,
+    S_RECOMPUTED,
     URGENT,
 )
-from distsim.sim.jit import njit
+from distsim.sim.jit import njit, njit_inline
 
 # ------------------------------------------------------------------ unmanaged array views
 
@@ -326,8 +349,14 @@ def submit(
     tmp_free: np.ndarray,
 ) -> None:
     """Join pool p's queue (front: a preempted sequence), then wake the idle instances, most
-    free KV first (a stable sort: ties keep the lowest index first)."""
+    free KV first (a stable sort: ties keep the lowest index first). In a routed pool: join
+    the routed instance's own queue and wake it (a preempted sequence: `requeue_front`)."""
     rf[r, F_QUEUED] = now
+    if pi[P_ROUTING, p] != 0:
+        g = route(p, r, ri, ii, pi, qbuf)
+        own_queue_push(ri, ii, g, r, np.int64(0))
+        notify(ii, ht, hk, st, g, now)
+        return
     size = qbuf.shape[1]
     if front:
         head = pi[P_QHEAD, p] - 1
@@ -356,6 +385,96 @@ def submit(
             m += 1
     for j in range(m):
         notify(ii, ht, hk, st, tmp_g[j], now)
+
+
+@njit
+def route_tokens(ri: np.ndarray, ii: np.ndarray, g: int, r: int) -> int:
+    """What r counts toward instance g's load: the tokens its pool works on (prefill: prompt,
+    decode pool (pool 1 of a disaggregated architecture): output, monolithic: both)."""
+    if ii[I_KIND, g] == 1:
+        return ri[r, R_PROMPT]
+    if ii[I_POOL, g] == 1:
+        return ri[r, R_OUTPUT]
+    return ri[r, R_PROMPT] + ri[r, R_OUTPUT]
+
+
+@njit
+def route(p: int, r: int, ri: np.ndarray, ii: np.ndarray, pi: np.ndarray, qbuf: np.ndarray) -> int:
+    """The instance (global index) a request joining routed pool p is sent to: round robin in
+    join order, the drawn one (random), or the fewest outstanding tokens, ties to the lowest
+    index (least loaded, which then counts r's tokens there)."""
+    first = pi[P_FIRST, p]
+    n = pi[P_NINST, p]
+    mode = pi[P_ROUTING, p]
+    if mode == RT_ROUND_ROBIN:
+        g = first + pi[P_JOINED, p] % n
+    elif mode == RT_RANDOM:
+        g = first + qbuf[p, r]  # drawn before the run (a routed pool's ring buffer is unused)
+    else:
+        g = first
+        for h in range(first + 1, first + n):
+            if ii[I_LOAD, h] < ii[I_LOAD, g]:
+                g = h
+        ii[I_LOAD, g] += route_tokens(ri, ii, g, r)
+    pi[P_JOINED, p] += 1
+    return g
+
+
+@njit
+def leave(ri: np.ndarray, ii: np.ndarray, g: int, r: int) -> None:
+    """r leaves instance g's pool (done, or prefilled): its tokens stop counting (least loaded)."""
+    if ii[I_ROUTING, g] == RT_LEAST_LOADED:
+        ii[I_LOAD, g] -= route_tokens(ri, ii, g, r)
+
+
+@njit
+def own_queue_push(ri: np.ndarray, ii: np.ndarray, g: int, r: int, front: int) -> None:
+    """Put r at the back (or front) of routed instance g's own FCFS queue."""
+    if front:
+        ri[r, R_QNEXT] = ii[I_QHEAD, g]
+        ii[I_QHEAD, g] = r
+        if ii[I_QTAIL, g] < 0:
+            ii[I_QTAIL, g] = r
+    else:
+        ri[r, R_QNEXT] = -1
+        tail = ii[I_QTAIL, g]
+        if tail >= 0:
+            ri[tail, R_QNEXT] = r
+        else:
+            ii[I_QHEAD, g] = r
+        ii[I_QTAIL, g] = r
+    ii[I_QLEN, g] += 1
+
+
+@njit
+def own_queue_pop(ri: np.ndarray, ii: np.ndarray, g: int) -> None:
+    r = ii[I_QHEAD, g]
+    head = ri[r, R_QNEXT]
+    ii[I_QHEAD, g] = head
+    if head < 0:
+        ii[I_QTAIL, g] = -1
+    ii[I_QLEN, g] -= 1
+
+
+@njit
+def queue_length(g: int, p: int, ii: np.ndarray, pi: np.ndarray) -> int:
+    """Requests waiting for instance g: its own queue (routed) or its pool's (central)."""
+    return ii[I_QLEN, g] if ii[I_ROUTING, g] != 0 else pi[P_QLEN, p]
+
+
+@njit
+def queue_head(g: int, p: int, ii: np.ndarray, pi: np.ndarray, qbuf: np.ndarray) -> int:
+    return ii[I_QHEAD, g] if ii[I_ROUTING, g] != 0 else qbuf[p, pi[P_QHEAD, p]]
+
+
+@njit
+def queue_pop(
+    g: int, p: int, ri: np.ndarray, ii: np.ndarray, pi: np.ndarray, qbuf: np.ndarray
+) -> None:
+    if ii[I_ROUTING, g] != 0:
+        own_queue_pop(ri, ii, g)
+    else:
+        pop_queue(p, pi, qbuf)
 
 
 @njit
@@ -405,3 +524,40 @@ def log_step(
     log_put(log_i, st, np.int64(S_NLOG_I), ndec)
     log_put(log_f, st, np.int64(S_NLOG_F), now)
     log_put(log_f, st, np.int64(S_NLOG_F), dt)
+
+
+@njit_inline
+def held(tokens: int, block: int) -> int:
+    """KV held for a context of `tokens`: rounded up to whole blocks."""
+    return tokens if block == 1 else -(-tokens // block) * block
+
+
+@njit
+def preempt_newest(
+    g: int, now: float, ri: np.ndarray, rf: np.ndarray, ii: np.ndarray, fi: np.ndarray,
+    pi: np.ndarray, qbuf: np.ndarray, ht: np.ndarray, hk: np.ndarray, st: np.ndarray,
+    tmp_g: np.ndarray, tmp_free: np.ndarray,
+) -> None:  # fmt: skip
+    """Preempt the newest running sequence (the later of the two lists' tails): free its KV and
+    put it back at the front of its pool's queue (routed: its own instance's) to recompute its
+    context."""
+    p = ii[I_POOL, g]
+    victim = ii[I_PTAIL, g]
+    last_decode = ii[I_DTAIL, g]
+    if victim < 0 or (last_decode >= 0 and ri[last_decode, R_ORD] > ri[victim, R_ORD]):
+        victim = last_decode
+    unlink(ri, ii, g, victim, 0 if ri[victim, R_LEFT] > 0 else 1)
+    ii[I_COUNT, g] -= 1
+    change_kv(ii, fi, g, -held(ri[victim, R_KV], ii[I_BLOCK, g]), now)
+    ri[victim, R_KV] = 0
+    context = ri[victim, R_PROMPT] + ri[victim, R_GEN]
+    st[S_PREEMPTIONS] += 1
+    st[S_RECOMPUTED] += context - ri[victim, R_LEFT]
+    ri[victim, R_LEFT] = context
+    ri[victim, R_PDONE] = 0
+    if ii[I_ROUTING, g] != 0:
+        rf[victim, F_QUEUED] = now
+        own_queue_push(ri, ii, g, victim, np.int64(1))
+        notify(ii, ht, hk, st, g, now)
+    else:
+        submit(p, victim, np.int64(1), now, ri, rf, ii, fi, pi, qbuf, ht, hk, st, tmp_g, tmp_free)

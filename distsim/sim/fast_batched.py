@@ -92,6 +92,7 @@ from distsim.sim.batched_layout import (
     RL_STEP_OVERHEAD_S,
     RL_TENSOR_PARALLEL,
     RL_WEIGHT_BYTES,
+    ROUTING_CODES,
     S_ERR_NEED,
     S_ERR_POOL,
     S_ERR_RID,
@@ -204,16 +205,14 @@ def run(
 ) -> Timeline:
     """Simulate one architecture's batched instances until every request has finished: the
     same Timeline as `batched_simpy.run`, bit for bit. Falls back to the reference for a step-time
-    model it cannot compile, and (for now) for routing other than central."""
-    if plan.routing != "central":
-        return batched_simpy.run(requests, plan, checker, route_u)
+    model it cannot compile."""
     names = list(plan.pools)
     disaggregated = "gpu" not in plan.pools
     # Process order of the reference: the entry pool's instances first (gpu, or prefill), then
     # the decode pool's; pool 0 is where arrivals go.
     order = ["prefill", "decode"] if disaggregated else ["gpu"]
     if sorted(order) != sorted(names):
-        return batched_simpy.run(requests, plan, checker)  # pragma: no cover - unknown layout
+        return batched_simpy.run(requests, plan, checker, route_u)  # pragma: no cover
     names = order
     npools = len(names)
     pool_in = np.zeros((P_IN, npools), np.int64)
@@ -224,7 +223,7 @@ def run(
         pool = plan.pools[name]
         params = _step_params(pool.step)
         if params is None:
-            return batched_simpy.run(requests, plan, checker)
+            return batched_simpy.run(requests, plan, checker, route_u)
         code, prm, threshold = params
         pf[p] = prm
         pool_in[:, p] = (
@@ -237,6 +236,7 @@ def run(
             threshold,
             -1 if pool.prefill_cap is None else pool.prefill_cap,
             pool.kv_block_tokens,
+            ROUTING_CODES[plan.routing],
         )
         pool_cap[p] = pool.kv_capacity_tokens
         first += pool.instances
@@ -245,6 +245,7 @@ def run(
         np.ascontiguousarray(requests.arrival_s, dtype=np.float64),
         np.ascontiguousarray(requests.prompt_tokens, dtype=np.int64),
         np.ascontiguousarray(requests.output_tokens, dtype=np.int64),
+        _drawn_instances(plan, names, route_u, len(requests)),
     )
     scalars = (
         1 if disaggregated else -1,
@@ -280,6 +281,23 @@ def run(
             f"pool holds {pool.kv_capacity_tokens:.0f}; cap the token distributions with `max`"
         )
     return _trace(requests, plan, names, first_s, done_s, wait, busy, acc, st, tr_i, tr_f, kv_state)
+
+
+def _drawn_instances(
+    plan: ServingConfig, names: list[str], route_u: np.ndarray | None, n: int
+) -> np.ndarray:
+    """`random`: the instance (index within its pool) each request is sent to, per pool, from
+    the routing draws as the reference computes it (min(int(u x instances), instances - 1))."""
+    out = np.zeros((n, 2), np.int64)
+    if plan.routing != "random":
+        return out
+    if route_u is None:
+        raise ValueError("routing: random needs the replication's routing draws (route_u)")
+    for p, name in enumerate(names):
+        k = plan.pools[name].instances
+        u = np.asarray(route_u[:, 1 if name == "decode" else 0], dtype=np.float64)
+        out[:, p] = np.minimum((u * k).astype(np.int64), k - 1)
+    return out
 
 
 def _trace(
@@ -345,11 +363,24 @@ def load_kernels() -> None:
     """Compile the kernel now, or load it from numba's on-disk cache (never needed for
     correctness; lets a driver pay it once before starting workers or timing)."""
     pool_in = np.zeros((P_IN, 1), np.int64)
-    pool_in[:, 0] = (1, 0, 1, -1, 1, M_LINEAR, 0, -1, 1)
+    pool_in[:, 0] = (1, 0, 1, -1, 1, M_LINEAR, 0, -1, 1, 0)
     pf = np.zeros((1, NPARAM))
     pf[0, :2] = (0.0, 1.0)
     one = np.ones(1, np.int64)
     logs = (np.empty(8, np.int64), np.empty(8), np.empty(8, np.int64), np.empty(8, np.int64))
     kernel(
-        np.zeros(1), one, one, pool_in, pf, np.full(1, np.inf), -1, True, True, 0.0, GB, True, *logs
+        np.zeros(1),
+        one,
+        one,
+        np.zeros((1, 2), np.int64),
+        pool_in,
+        pf,
+        np.full(1, np.inf),
+        -1,
+        True,
+        True,
+        0.0,
+        GB,
+        True,
+        *logs,
     )

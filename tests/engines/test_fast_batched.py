@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from distsim.errors import SimulationError
 from distsim.sim import batched, batched_simpy, fast_batched, serving
 from distsim.sim.batched import StepRecord
-from distsim.sim.replication import simulate
+from distsim.sim.replication import routing_draws, simulate
 from distsim.sim.serving import PoolConfig, ServingConfig
 from distsim.sim.step_time import Linear, Roofline, profile_table
 from distsim.sim.timeline import Timeline
@@ -53,12 +53,14 @@ def assert_identical(fast: Timeline, ref: Timeline) -> None:
         )
 
 
-def run_both(requests: Requests, plan: ServingConfig) -> tuple[Timeline, list[StepRecord]]:
+def run_both(
+    requests: Requests, plan: ServingConfig, route_u: np.ndarray | None = None
+) -> tuple[Timeline, list[StepRecord]]:
     """Both engines with a recording checker; asserts identical traces and step records."""
     ref_steps: list[StepRecord] = []
     fast_steps: list[StepRecord] = []
-    ref = batched_simpy.run(requests, plan, ref_steps.append)
-    fast = fast_batched.run(requests, plan, fast_steps.append)
+    ref = batched_simpy.run(requests, plan, ref_steps.append, route_u)
+    fast = fast_batched.run(requests, plan, fast_steps.append, route_u)
     assert_identical(fast, ref)
     assert len(fast_steps) == len(ref_steps)
     assert fast_steps == ref_steps
@@ -188,6 +190,32 @@ def test_fast_engine_equals_the_simpy_reference(name: str) -> None:
         assert len(log.request) == len(requests) and (log.start_s == log.end_s).all()
 
 
+ROUTED_CASES = {
+    "heavy-chunked": CASES["heavy-chunked"],
+    "heavy-disaggregated": (HEAVY, {**DISAGG, "prefill_gpus": 2, "decode_gpus": 2}),
+    "queued-links": CASES["queued-links"],
+}
+
+
+@pytest.mark.parametrize("routing", ["round_robin", "random", "least_loaded"])
+@pytest.mark.parametrize("name", list(ROUTED_CASES))
+def test_fast_engine_equals_the_simpy_reference_when_routed(name: str, routing: str) -> None:
+    """Routing across instances (a queue per instance; preempted requests back to the front
+    of their own instance's queue), under KV pressure and on shared links."""
+    common, arch = ROUTED_CASES[name]
+    sc = scenario(**common, architectures={"a": {**arch, "routing": routing}})
+    requests = generate(sc.workload, sc.duration_s, sc.seed, 0)
+    plan = serving.configure(sc, sc.architectures["a"])
+    assert plan.routing == routing
+    ref, steps = run_both(requests, plan, routing_draws(sc.seed, 0, len(requests)))
+    assert len(steps) > 100 and np.isfinite(ref.done_s).all()
+    if name.startswith("heavy"):
+        assert ref.serving.preemptions > 0, "the case should exercise preemption"
+    central = batched_simpy.run(requests, serving.configure(sc, sc.architectures["a"].model_copy(
+        update={"routing": "central"})))  # fmt: skip
+    assert not np.array_equal(ref.done_s, central.done_s), "routing should change the run"
+
+
 def test_simulate_gives_the_same_metrics_with_either_implementation() -> None:
     """Through the public entry point: every metric of the replication, exactly."""
     sc = scenario(**DISTSERVE, architectures={"m": CHUNKED, "d": DISAGG})
@@ -205,7 +233,7 @@ def grid_plan(
     disaggregated: bool, instances: tuple[int, int], max_batch_size: int, capacity: float,
     budget: int | None, step: object, tensor_parallel: int, kv_bytes_per_token: float,
     link_gb_s: float, first_token: str, decode_steps: str = "output-1",
-    prefill_cap: int | None = None, kv_block_tokens: int = 1,
+    prefill_cap: int | None = None, kv_block_tokens: int = 1, routing: str = "central",
 ) -> ServingConfig:  # fmt: skip
     def pool(name: str, count: int, token_budget: int | None) -> PoolConfig:
         return PoolConfig(
@@ -219,9 +247,11 @@ def grid_plan(
             "prefill": pool("prefill", instances[0], budget),
             "decode": pool("decode", instances[1], None),
         }
-        return ServingConfig(pools, kv_bytes_per_token, link_gb_s, first_token, decode_steps)
+        return ServingConfig(
+            pools, kv_bytes_per_token, link_gb_s, first_token, decode_steps, routing
+        )
     gpu = replace(pool("gpu", instances[0], budget), prefill_cap=prefill_cap)
-    return ServingConfig({"gpu": gpu}, kv_bytes_per_token, None, "prefill", decode_steps)
+    return ServingConfig({"gpu": gpu}, kv_bytes_per_token, None, "prefill", decode_steps, routing)
 
 
 # Step times and arrival gaps that are exact binary fractions, so that step ends, transfers
@@ -234,7 +264,7 @@ GRID_STEPS = [
 
 
 @st.composite
-def grid_cases(draw: st.DrawFn) -> tuple[Requests, ServingConfig]:
+def grid_cases(draw: st.DrawFn) -> tuple[Requests, ServingConfig, np.ndarray]:
     n = draw(st.integers(1, 30))
     unit = draw(st.sampled_from([0.125, 0.25, 1.0]))
     gaps = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
@@ -264,24 +294,29 @@ def grid_cases(draw: st.DrawFn) -> tuple[Requests, ServingConfig]:
         decode_steps=draw(st.sampled_from(["output-1", "output"])),
         prefill_cap=draw(st.sampled_from([None, 16, 40])),
         kv_block_tokens=draw(st.sampled_from([1, 1, 4, 16])),
+        routing=draw(st.sampled_from(["central", "round_robin", "random", "least_loaded"])),
     )
-    return Requests(arrival, prompt, output), plan
+    # routing draws on a grid of eighths, so that u x instances lands on boundaries too
+    route_u = np.array(draw(st.lists(st.integers(0, 7), min_size=2 * n, max_size=2 * n)))
+    return Requests(arrival, prompt, output), plan, route_u.reshape(n, 2) / 8.0
 
 
-def outcome(engine, requests: Requests, plan: ServingConfig):  # noqa: ANN001, ANN201
+def outcome(engine, requests: Requests, plan: ServingConfig, route_u=None):  # noqa: ANN001, ANN201
     steps: list[StepRecord] = []
     try:
-        return engine.run(requests, plan, steps.append), None, steps
+        return engine.run(requests, plan, steps.append, route_u), None, steps
     except SimulationError as err:
         return None, str(err), steps
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(grid_cases())
-def test_small_cases_with_ties_equal_the_reference(case: tuple[Requests, ServingConfig]) -> None:
-    requests, plan = case
-    ref, ref_error, ref_steps = outcome(batched_simpy, requests, plan)
-    fast, fast_error, fast_steps = outcome(fast_batched, requests, plan)
+def test_small_cases_with_ties_equal_the_reference(
+    case: tuple[Requests, ServingConfig, np.ndarray],
+) -> None:
+    requests, plan, route_u = case
+    ref, ref_error, ref_steps = outcome(batched_simpy, requests, plan, route_u)
+    fast, fast_error, fast_steps = outcome(fast_batched, requests, plan, route_u)
     assert fast_error == ref_error
     assert fast_steps == ref_steps
     if ref is not None:
