@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from distsim_testkit import sketches, study_dict
 from mmc_truth import mmc_scenario, sojourn_quantile_s
-from scipy.stats import binomtest
 
 from distsim.errors import SpecError
 from distsim.runner.plan import plan_study
@@ -20,8 +19,9 @@ from distsim.spec.study import validate_study
 from distsim.stats.bootstrap import DenseSketches, quantile_interval
 from distsim.stats.sketch import RELATIVE_ACCURACY, LogHistogram
 
-STUDIES = 200
+STUDIES = 400
 R = 20
+FLOOR = 0.90
 
 
 def test_resampled_quantiles_are_those_of_the_pooled_raw_values() -> None:
@@ -48,21 +48,23 @@ def test_identical_replications_give_a_zero_width_interval() -> None:
 
 @pytest.mark.slow
 def test_bootstrap_coverage_mm1() -> None:
-    """M/M/1 at load 0.5, 600 s runs, R = 20: the 95% BCa interval holds the true P99 at a rate
-    a two-sided binomial test cannot tell from 0.95 (1% level). Measured with these seeds: P99
-    0.94 and P90 0.95 (R = 20); with R = 10 both were 0.905, which the test rejects — the
-    small-sample narrowness of bootstrap intervals the module docstring warns about."""
-    truth = {q: sojourn_quantile_s(q, 1, 5.0, 0.1) for q in (0.99,)}
-    hits = dict.fromkeys(truth, 0)
+    """M/M/1 at load 0.5, 600 s runs, R = 20: the 95% BCa interval must hold the true P99 in at
+    least FLOOR = 0.90 of STUDIES = 400 studies (one-sided; 0.95 less a stated tolerance of 0.05,
+    as bootstrap intervals from 20 replications are somewhat narrow; with R = 10 they cover about
+    0.905, so use R >= 20). Measured on these seeds: 0.940 (376 of 400).
+
+    False-failure rate if the seeds change: P(Binomial(400, 0.94) < 360) = 0.07%. What it can
+    detect is limited: an interval that covers 0.89 (e.g. a 90% level passed for 95%) fails
+    with probability 0.71; a percentile interval in place of BCa (0.935 on these seeds) is not
+    told apart from BCa here."""
+    truth = sojourn_quantile_s(0.99, 1, 5.0, 0.1)
+    hits = 0
     for study in range(STUDIES):
         reps = sketches(mmc_scenario(5.0, 0.1, {"m": 1}, 600, 20, 50_000 + study), R)["m"]
-        for q, true in truth.items():
-            iv = quantile_interval(reps, q, rng=np.random.default_rng(study))
-            hits[q] += iv.low <= true <= iv.high
-    rates = {q: h / STUDIES for q, h in hits.items()}
-    print(f"\nbootstrap coverage M/M/1 rho=0.5, R={R}: {rates}")
-    for q, h in hits.items():
-        assert binomtest(h, STUDIES, 0.95).pvalue > 0.01, (q, rates)
+        iv = quantile_interval(reps, 0.99, rng=np.random.default_rng(study))
+        hits += iv.low <= truth <= iv.high
+    print(f"\nbootstrap P99 coverage M/M/1 rho=0.5, R={R}: {hits / STUDIES}")
+    assert hits >= FLOOR * STUDIES, (hits, STUDIES)
 
 
 def test_summary_uses_the_bootstrap_when_asked() -> None:

