@@ -35,6 +35,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in HEAVY_ROOTS
 """
 
 
+@pytest.mark.slow
 def test_a_worker_running_a_task_imports_no_driver_only_library(tmp_path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(

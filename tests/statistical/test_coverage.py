@@ -85,6 +85,7 @@ def assert_covers(rates: dict[str, float], floor: dict[str, float] = FLOOR) -> N
     assert not low, f"coverage below the floor over {STUDIES} studies: {low} (floors {floor})"
 
 
+@pytest.mark.slow
 def test_coverage_mm1_moderate_load() -> None:
     """M/M/1 at load 0.5, ~2,900 measured requests per replication."""
     rates, flagged = coverage(rate_rps=5.0, service_s=0.1, gpus=1, duration_s=600, warmup_s=20)
@@ -156,6 +157,7 @@ def test_power_mm4_vs_mm5_declared_different() -> None:
             assert result[f"{key}_diff"] < 0
 
 
+@pytest.mark.slow
 def test_identical_architectures_never_differ() -> None:
     for seed in range(20):
         result = paired_study(seed, {"a": 4, "b": 4}, duration_s=300)
