@@ -537,7 +537,28 @@ def test_rows_never_carry_per_request_arrays(reference):
         if pd.api.types.is_numeric_dtype(values):
             continue
         assert all(isinstance(v, str) for v in values), column
-        assert values.str.len().max() < 200_000, column
+
+
+def test_the_payload_is_bounded_whatever_the_request_count():
+    """A row's text payload (sketches, time profile) does not grow with the requests simulated:
+    a log-histogram holds one count per occupied bucket (their number grows with the log of the
+    latency range, the counts' digits with the log of n), a time profile a fixed number of bins.
+    A replication 100x longer (100x the requests) must give texts less than 10x as long;
+    per-request arrays would be ~100x."""
+    from distsim_testkit import make_scenario
+
+    from distsim.runner.payload import PAYLOAD_COLUMNS
+    from distsim.runner.task import Unit, run_unit
+
+    def row(duration_s: float) -> dict[str, Any]:
+        sc = make_scenario(duration_s=duration_s, warmup_s=5.0)
+        [r, *_] = run_unit(sc, Unit("x", 0, ("monolithic",))).rows
+        return r
+
+    short, long = row(1200.0), row(120_000.0)
+    assert long["n_requests"] > 90 * short["n_requests"] > 0
+    for column in PAYLOAD_COLUMNS:
+        assert len(long[column]) < 10 * len(short[column]), column
 
 
 # ---------------------------------------------------------------- data files travel with the study
