@@ -5,6 +5,7 @@ Every `DistsimError` becomes one line on stderr and exit code 2; no traceback re
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import math
@@ -127,6 +128,24 @@ def fail(message: str) -> NoReturn:
     """Print one error line and exit with code 2."""
     typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code=2)
+
+
+def _run_guarded(target: str, interrupted: str, *args: Any, **kwargs: Any) -> Any:
+    """Call a study-level library function ("module:function") behind the CLI's error
+    boundary: a DistsimError is one line (exit 2); Ctrl-C keeps every finished replication and
+    exits 130 with `interrupted`."""
+    # pyarrow's default allocator (jemalloc) keeps freed pages; with the system allocator the
+    # driver's peak memory is lower on large studies (figures: benchmarks/README.md). pyarrow
+    # reads this when it is first imported, with the study runner below.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    module, name = target.split(":")
+    try:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+    except DistsimError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo(interrupted, err=True)
+        raise typer.Exit(code=130) from None
 
 
 def _fmt(x: float) -> str:
@@ -336,33 +355,20 @@ def run(
     Exit code 0 when every replication succeeded, 1 when some failed (the rest is saved and
     reported), 2 on bad input, 130 when interrupted (finished replications are kept).
     """
-    # pyarrow's default allocator (jemalloc) keeps freed pages; with the system allocator the
-    # driver's peak memory is lower on large studies (figures: benchmarks/README.md).
-    # pyarrow reads this when it is first imported (below, with the study runner).
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    from distsim.runner.study import run_study
-
-    try:
-        result = run_study(
-            spec,
-            out_dir=out,
-            address=address,
-            workers=workers,
-            replications=replications,
-            overrides=parse_overrides(overrides),
-            fresh=fresh,
-            progress=not quiet,
-            force=force,
-        )
-    except DistsimError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        typer.echo(
-            "interrupted: every finished replication is saved; run the same command to resume "
-            "(or `distsim report DIR` for tables of what is done)",
-            err=True,
-        )
-        raise typer.Exit(code=130) from None
+    result = _run_guarded(
+        "distsim.runner.study:run_study",
+        "interrupted: every finished replication is saved; run the same command to resume "
+        "(or `distsim report DIR` for tables of what is done)",
+        spec,
+        out_dir=out,
+        address=address,
+        workers=workers,
+        replications=replications,
+        overrides=parse_overrides(overrides),
+        fresh=fresh,
+        progress=not quiet,
+        force=force,
+    )
     typer.echo(result.report())
     _print_notes(result.notes)
     typer.echo(
@@ -567,28 +573,18 @@ def select_command(
     Prints the answer first, then the ranking; writes selection.json and report.md. Resumes
     from stored rows like `run`. Exit code 0, 1 when some replications failed, 2 on bad input,
     130 when interrupted."""
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    from distsim.runner.selection import select_study
-
-    try:
-        result = select_study(
-            spec,
-            out_dir=out,
-            address=address,
-            workers=workers,
-            overrides=parse_overrides(overrides),
-            fresh=fresh,
-            progress=not quiet,
-            force=force,
-        )
-    except DistsimError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        typer.echo(
-            "interrupted: every finished replication is saved; run the same command to resume",
-            err=True,
-        )
-        raise typer.Exit(code=130) from None
+    result = _run_guarded(
+        "distsim.runner.selection:select_study",
+        "interrupted: every finished replication is saved; run the same command to resume",
+        spec,
+        out_dir=out,
+        address=address,
+        workers=workers,
+        overrides=parse_overrides(overrides),
+        fresh=fresh,
+        progress=not quiet,
+        force=force,
+    )
     typer.echo(result.report())
     _print_notes(result.notes)
     typer.echo(
