@@ -236,24 +236,17 @@ def search_study(
 
         def simulate(units: Sequence[Unit], probe_plan: Plan) -> None:
             from distsim.runner import execute
+            from distsim.runner.study import _run_units
 
             session = ray.get()
-            on_result, on_failure = _runner(probe_plan, store, result, on_rows=rows.add)  # type: ignore[arg-type]
-            batches = execute.batch_units(units, lambda u: 1.0, session.info.cpus)
-            result.tasks += len(batches)
+            callbacks = _runner(probe_plan, store, result, on_rows=rows.add)  # type: ignore[arg-type]
             result.waves += 1
-            t = time.perf_counter()
             total = sum(len(u.architectures) for u in units)
             with execute.ProgressBar(total=total, enabled=progress) as bar:
-                session.run(
-                    batches,
-                    {ps.id: ps.scenario for ps in probe_plan.scenarios},
-                    on_result=on_result,
-                    on_failure=on_failure,
-                    progress=bar.progress,
-                    progress_task=bar.task,
-                )
-            result.timings_s["simulation"] += time.perf_counter() - t
+                _run_units(
+                    session, units, {ps.id: ps.scenario for ps in probe_plan.scenarios},
+                    lambda u: 1.0, callbacks, bar, result,  # type: ignore[arg-type]
+                )  # fmt: skip
 
         def reuse_then_simulate(units: Sequence[Unit], probe_plan: Plan) -> None:
             nonlocal pending_rows

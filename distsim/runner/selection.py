@@ -349,24 +349,16 @@ def select_study(
 
             def simulate(units: Sequence[Unit]) -> None:
                 from distsim.runner import execute
-                from distsim.runner.study import _cost
+                from distsim.runner.study import _cost, _run_units
 
                 session = ray.get()
-                batches = execute.batch_units(units, _cost(plan), session.info.cpus)
-                result.tasks += len(batches)
                 result.waves += 1
                 total = sum(len(u.architectures) for u in units)
-                t = time.perf_counter()
                 with execute.ProgressBar(total=total, enabled=progress) as bar:
-                    session.run(
-                        batches,
-                        {ps.id: ps.scenario for ps in plan.scenarios},
-                        on_result=on_result,
-                        on_failure=on_failure,
-                        progress=bar.progress,
-                        progress_task=bar.task,
-                    )
-                result.timings_s["simulation"] += time.perf_counter() - t
+                    _run_units(
+                        session, units, {ps.id: ps.scenario for ps in plan.scenarios},
+                        _cost(plan), (on_result, on_failure), bar, result,  # type: ignore[arg-type]
+                    )  # fmt: skip
 
             result.scenarios = drive(plan, rows, simulate)
             status = "complete"
