@@ -22,7 +22,7 @@ from distsim.runner.payload import PAYLOAD_COLUMNS, PROFILE_COLUMN, SKETCH_COLUM
 from distsim.runner.plan import Plan, PlannedScenario
 from distsim.runner.store import CORE_COLUMNS
 from distsim.stats import compare as stats
-from distsim.stats import diagnostics, intervals
+from distsim.stats import diagnostics
 from distsim.stats.sketch import LogHistogram, from_json
 
 SUMMARY_VALUE_COLUMNS = [
@@ -337,7 +337,7 @@ def summarize(
                     if getattr(plan.study, "quantile_intervals", "sectioning") == "bootstrap":
                         iv = _bootstrap(plan, f"{ps.id}/{arch}/{metric}", sketches, quantile[1])
                     else:
-                        iv = intervals.quantile_interval(sketches, quantile[1], plan.confidence)
+                        iv = stats.quantile_interval(sketches, quantile[1], plan.confidence)
                     per_rep = [s.quantile(quantile[1]) for s in sketches]
                     ratio = diagnostics.pooled_bias_ratio(iv.estimate, per_rep, iv.half_width)
                     if ratio > diagnostics.RUN_SHORT_FRACTION:
@@ -387,8 +387,7 @@ def _paired_quantile(
     if common.size < 2:
         return None
     a, b = _sketches(base, column, common, parsed), _sketches(cell, column, common, parsed)
-    c = intervals.paired_quantile_comparison(a, b, q, confidence)
-    return stats.PairedDifference.of(c, confidence)
+    return stats.paired_quantile_difference(a, b, q, confidence)
 
 
 def compare(
@@ -472,7 +471,7 @@ def compare(
     method = getattr(plan.study, "multiple_comparisons", "holm")
     tested = out["tested"].to_numpy(dtype=bool)
     p = np.where(tested, out["p_value"].to_numpy(dtype=np.float64), np.nan)
-    out["p_adjusted"] = intervals.adjust_p_values(p, method)
+    out["p_adjusted"] = stats.adjust_p_values(p, method)
     out["significant"] = tested & (np.nan_to_num(out["p_adjusted"], nan=1.0) < 1 - plan.confidence)
     return out[columns]
 

@@ -38,7 +38,7 @@ from distsim.runner.aggregate import quantile_of
 from distsim.runner.plan import Plan
 from distsim.runner.task import Unit
 from distsim.stats import compare as stats
-from distsim.stats import diagnostics, intervals
+from distsim.stats import diagnostics
 from distsim.stats.sketch import LogHistogram, from_json
 
 CAPPED_FLAG = "precision_capped"
@@ -196,7 +196,7 @@ class Tracker:
                     if len(reps) < 2:
                         continue
                     pooled = self._pooled(q, n)
-                    iv = intervals.sectioning_interval(pooled, [q.per_rep[r] for r in reps], conf)
+                    iv = stats.sectioning_interval(pooled, [q.per_rep[r] for r in reps], conf)
                 else:
                     values = self._values.get(key, {})
                     reps = sorted(r for r in values if r < n)

@@ -20,9 +20,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from distsim.stats import intervals
-from distsim.stats.intervals import Interval
+from distsim.stats.intervals import (
+    Interval,
+    adjust_p_values,
+    quantile_interval,
+    sectioning_interval,
+)
+from distsim.stats.sketch import LogHistogram
 
-__all__ = ["Interval", "PairedDifference", "mean_interval", "paired_difference"]
+__all__ = [
+    "Interval",
+    "PairedDifference",
+    "adjust_p_values",
+    "mean_interval",
+    "paired_difference",
+    "paired_quantile_difference",
+    "quantile_interval",
+    "sectioning_interval",
+]
 
 
 @dataclass(frozen=True)
@@ -80,3 +95,13 @@ def paired_difference(
     diff = oth - base
     rel = 0.0 if diff == 0.0 else (diff / abs(base) if base != 0.0 else nan)
     return PairedDifference(base, oth, diff, nan, nan, rel, nan, nan, 1.0, 1)
+
+
+def paired_quantile_difference(
+    baseline: list[LogHistogram], other: list[LogHistogram], q: float, confidence: float
+) -> PairedDifference:
+    """Pooled q-quantile of `other` minus `baseline` over the same replications (index i pairs
+    with index i), with the interval and p-value of one paired test."""
+    return PairedDifference.of(
+        intervals.paired_quantile_comparison(baseline, other, q, confidence), confidence
+    )
