@@ -63,6 +63,9 @@ class Estimate:
     available_bytes: float | None
     scenarios: int = 1
     precision_waves: bool = False  # a `precision` study: waves follow, their number unknown
+    # With `precision`: CPU seconds of the waves if every scenario ran to max_replications (the
+    # most they can cost; how many run depends on the intervals the first replications give).
+    precision_cap_cpu_s: float = 0.0
 
     @property
     def wall_s(self) -> float:
@@ -108,7 +111,13 @@ class Estimate:
             )
         )
         if self.precision_waves:
-            when += " plus the precision waves"
+            cap = (
+                format_duration(self.precision_cap_cpu_s) + " CPU time"
+                if self.cpus is None
+                else format_duration(self.precision_cap_cpu_s / self.cpus)
+            )
+            cap = cap if cap.startswith("<") else "~" + cap
+            when += f" plus the precision waves (at most {cap}: every scenario at its cap)"
         return (
             f"~{format_count(self.requests)} simulated requests, at least "
             f"{when} on {where}, peak memory "
@@ -149,11 +158,15 @@ def estimate(plan: Plan, cpus: int | None, available_bytes: float | None = None)
     requests = 0.0
     cpu_s = 0.0
     task_bytes = 0.0
+    precision = getattr(plan.study, "precision", None)
+    extra = 0 if precision is None else max(precision.max_replications - plan.replications, 0)
+    cap_cpu_s = 0.0
     for ps in plan.scenarios:
         engine = ps.scenario.engine
         per_unit = expected_requests_per_unit(ps.scenario)
         requests += per_unit * plan.replications
         cpu_s += per_unit * plan.replications / REQUESTS_PER_CPU_S[engine]
+        cap_cpu_s += per_unit * extra / REQUESTS_PER_CPU_S[engine]
         task_bytes = max(task_bytes, per_unit * BYTES_PER_REQUEST[engine])
     concurrent = min(cpus or 1, max(plan.units, 1))
     return Estimate(
@@ -166,7 +179,8 @@ def estimate(plan: Plan, cpus: int | None, available_bytes: float | None = None)
         driver_bytes=float(plan.rows) * BYTES_PER_ROW * DRIVER_COPIES,
         available_bytes=available_bytes,
         scenarios=len(plan.scenarios),
-        precision_waves=getattr(plan.study, "precision", None) is not None,
+        precision_waves=precision is not None,
+        precision_cap_cpu_s=cap_cpu_s,
     )
 
 

@@ -64,6 +64,23 @@ def test_the_estimate_counts_what_a_hand_count_gives():
     assert est.problems() == []
 
 
+def test_a_precision_study_bounds_its_waves_by_the_cap():
+    """Waves cost at most every scenario run on to max_replications: by hand, (cap - first
+    replications) x the requests of one replication of each scenario, at the engine's speed."""
+    data = study_dict(
+        name="waves", duration_s=120.0, replications=7, sweep={RATE: [1.5, 4.0]},
+        precision={"rel_half_width": 0.05, "max_replications": 50},
+    )  # fmt: skip
+    plan = plan_study(validate_study(data))
+    est = budget.estimate(plan, cpus=2, available_bytes=1e12)
+    by_hand = sum(rate * 120.0 * 2 * (50 - 7) for rate in (1.5, 4.0))
+    assert est.precision_cap_cpu_s == pytest.approx(
+        by_hand / budget.REQUESTS_PER_CPU_S["exclusive"]
+    )
+    assert "plus the precision waves (at most " in est.line()
+    assert budget.estimate(plan_study(validate_study(study_dict())), 2).precision_cap_cpu_s == 0
+
+
 def test_the_byte_figures_bound_a_measured_replication():
     """Peak traced memory per simulated request, and pandas bytes per result row, of a real
     replication of both architectures stay below the figures the estimate uses."""
