@@ -111,6 +111,17 @@ def scenario_text(params: dict[str, Any]) -> str:
     return ", ".join(out)
 
 
+def verdict_kind(significant: bool, tested: bool, p_value: float, alpha: float) -> str:
+    """A comparison's colour class in the forest plot. Its interval excludes 0 exactly when its
+    own p-value is below alpha, so a row significant before but not after the adjustment gets
+    its own class ("alone"): a bar clear of 0 is never drawn as simply "not significant"."""
+    if not tested:
+        return "not tested"
+    if significant:
+        return "significant"
+    return "alone" if p_value < alpha else "not significant"
+
+
 def forest_plot(detail: pd.DataFrame, plan: Plan, path: Path) -> bool:
     """Each TTFT comparison's relative difference with its interval: rows labelled by the swept
     values and the metric, coloured significant / not significant / not tested."""
@@ -127,11 +138,15 @@ def forest_plot(detail: pd.DataFrame, plan: Plan, path: Path) -> bool:
     hi = rows["rel_ci_high"].to_numpy(dtype=float) * 100
     sig = rows["significant"].to_numpy(dtype=bool)
     tested = rows["tested"].to_numpy(dtype=bool) if "tested" in rows else np.ones(len(rows), bool)
-    kinds = {
-        "significant": ("tab:red", sig & tested),
-        "not significant": ("tab:blue", ~sig & tested),
-        "not tested (overloaded)": ("0.6", ~tested),
-    }
+    p = rows["p_value"].to_numpy(dtype=float) if "p_value" in rows else np.ones(len(rows))
+    alpha = 1 - plan.confidence
+    kind = np.array([verdict_kind(*v, alpha) for v in zip(sig, tested, p, strict=True)])
+    adj = _adjust(plan)
+    colours = {"significant": "tab:red", "alone": "tab:orange", "not significant": "tab:blue",
+               "not tested": "0.6"}  # fmt: skip
+    names = {"alone": f"significant alone, not after {adj}",
+             "not tested": "not tested (overloaded)"}  # fmt: skip
+    kinds = {names.get(k, k): (c, kind == k) for k, c in colours.items()}
     for label, (colour, mask) in kinds.items():
         if not mask.any():  # still in the legend (in this order): the colours are learnt once
             ax.errorbar([], [], xerr=[[], []], fmt="o", color=colour, ms=4, label=label)
@@ -151,11 +166,11 @@ def forest_plot(detail: pd.DataFrame, plan: Plan, path: Path) -> bool:
     pct = f"{plan.confidence * 100:g}%"
     who = others[0] if len(others) == 1 else "other"
     ax.set_xlabel(
-        f"relative difference to {plan.baseline} (%), {pct} interval\n"
+        f"relative difference to {plan.baseline} (%), {pct} interval of each test alone\n"
         f"← {who} faster        |        {who} slower →"
     )
     ax.set_title(f"{plan.study.name}: TTFT, {' / '.join(others)} vs {plan.baseline}")
-    ax.legend(loc="best", fontsize=8, title=f"{_adjust(plan)}-adjusted", title_fontsize=8)
+    ax.legend(loc="best", fontsize=8, title=f"verdict ({adj}-adjusted p)", title_fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

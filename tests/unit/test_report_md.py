@@ -104,3 +104,14 @@ def test_a_large_sweep_writes_a_bounded_number_of_files_and_one_terminal_table(
             f"{len(p99) - lower - higher} of {len(ids)} scenarios") in p99_line  # fmt: skip
     assert sum(1 for line in text.splitlines() if line.startswith("  ") and ": " in line) <= 30
     assert files_before == len(list(tmp_path.iterdir()))
+
+
+def test_forest_verdict_classes_by_hand():
+    """A bar clear of 0 (own p < alpha) that is not significant after adjustment has its own
+    class; untested rows are never called significant or not."""
+    from distsim.report.markdown import verdict_kind
+
+    assert verdict_kind(True, True, 0.001, 0.05) == "significant"
+    assert verdict_kind(False, True, 0.043, 0.05) == "alone"
+    assert verdict_kind(False, True, 0.20, 0.05) == "not significant"
+    assert verdict_kind(False, False, 0.001, 0.05) == "not tested"
