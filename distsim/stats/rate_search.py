@@ -25,7 +25,7 @@ next probe it needs.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,6 +78,18 @@ class _Need(Exception):
         self.index = index
 
 
+def _bisect(lo: int, hi: int, keeps_low: Callable[[int], bool]) -> tuple[int, int]:
+    """Narrow [lo, hi] to adjacent grid indices: the midpoint replaces `lo` while `keeps_low`
+    holds there, `hi` otherwise (probing midpoints in the same order as any bisection)."""
+    while hi - lo > 1:
+        m = (lo + hi) // 2
+        if keeps_low(m):
+            lo = m
+        else:
+            hi = m
+    return lo, hi
+
+
 def replay(
     attainment: Mapping[int, np.ndarray],
     low: float,
@@ -115,12 +127,7 @@ def replay(
             b = a
         elif float(get(b).mean()) >= target:
             a = b
-        while b - a > 1:
-            m = (a + b) // 2
-            if float(get(m).mean()) >= target:
-                a = m
-            else:
-                b = m
+        a, b = _bisect(a, b, lambda m: float(get(m).mean()) >= target)
         if a == b:
             out.estimate = rate(a)
         else:
@@ -130,12 +137,7 @@ def replay(
         if outcome(get(lo_a), target, confidence) != MEETS:
             out.low = 0.0
         else:
-            while lo_b - lo_a > 1:
-                m = (lo_a + lo_b) // 2
-                if outcome(get(m), target, confidence) == MEETS:
-                    lo_a = m
-                else:
-                    lo_b = m
+            lo_a, lo_b = _bisect(lo_a, lo_b, lambda m: outcome(get(m), target, confidence) == MEETS)
             if outcome(get(lo_b), target, confidence) == MEETS:
                 lo_a = lo_b
             out.low = rate(lo_a)
@@ -143,12 +145,7 @@ def replay(
         if outcome(get(hi_b), target, confidence) != FAILS:
             out.high = math.inf
         else:
-            while hi_b - hi_a > 1:
-                m = (hi_a + hi_b) // 2
-                if outcome(get(m), target, confidence) == FAILS:
-                    hi_b = m
-                else:
-                    hi_a = m
+            hi_a, hi_b = _bisect(hi_a, hi_b, lambda m: outcome(get(m), target, confidence) != FAILS)
             if outcome(get(hi_a), target, confidence) == FAILS:
                 hi_b = hi_a
             out.high = rate(hi_b)
