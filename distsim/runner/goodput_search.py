@@ -221,6 +221,11 @@ def search_study(
         raise SpecError("select.subject_to: not supported with a searched goodput objective")
     if RATE_PATH in plan.param_paths:
         raise SpecError(f"select.goodput: the search sets {RATE_PATH}; do not sweep it")
+    scale = OBJECTIVES[sel.objective].scale
+    if scale is not None:  # e.g. a missing price: one line before anything is written
+        for ps in plan.scenarios:
+            for a in plan.architectures:
+                scale(ps.scenario, ps.scenario.architectures[a])
     t0 = time.perf_counter()
     result = SelectionResult(study=plan.study, plan=plan, out_dir=out)
     result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0, task_cpu=0.0)

@@ -31,6 +31,20 @@ def test_a_spec_without_select_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_per_dollar_objective_without_prices_is_one_line_and_writes_nothing(tmp_path):
+    """The study's GPU gives token rates and no price: goodput per dollar cannot be computed."""
+    select = {"objective": "goodput_requests_per_usd", "indifference": 0.05,
+              "goodput": {"low_rps_per_gpu": 0.2, "high_rps_per_gpu": 2.0}}  # fmt: skip
+    path = spec_file(tmp_path, select=select, slo={"ttft_s": 3.0})
+    result = runner.invoke(app, ["select", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "error: select.objective: goodput_requests_per_usd needs a price: set gpu.usd_per_hour "
+        "(or use a GPU preset that has one) for every pool"
+    ]
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow
 def test_select_prints_the_answer_first_and_writes_its_files(tmp_path, ray_session):
     spec = spec_file(
