@@ -48,12 +48,13 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -320,6 +321,63 @@ def _plain_table(rows: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(out, preserve_index=False)
 
 
+# Rows streamed per batch when a stored file is read one scenario group at a time.
+_READ_BATCH_ROWS = 256
+
+
+class _RowSource:
+    """One stored row file, with the scenario ids of each of its row groups (read once, from the
+    `scenario_id` column alone) so a group of scenarios reads only the row groups holding them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.file = pq.ParquetFile(path, page_checksum_verification=True, buffer_size=1 << 20)
+            meta = self.file.schema_arrow.metadata or {}
+            params = json.loads(meta.get(_PARAMS_META, b"[]"))
+            if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+                raise ValueError("bad parameter-column metadata")
+            names = self.file.schema_arrow.names
+            missing = [c for c in CORE_COLUMNS if c not in names]
+            if missing:
+                raise ValueError(f"no column {missing[0]}")
+            self.columns = [c for c in names if c not in params]
+            self.groups = [
+                set(self.file.read_row_group(i, columns=["scenario_id"]).column(0).to_pylist())
+                for i in range(self.file.num_row_groups)
+            ]
+        except OSError as exc:
+            if not path.exists():
+                raise StoreError(f"{path}: cannot read: {exc}") from None
+            raise CorruptFileError(f"{path}: unreadable, damaged ({first_line(exc)})") from None
+        except (ValueError, TypeError, pa.ArrowException) as exc:
+            raise CorruptFileError(f"{path}: unreadable, damaged ({first_line(exc)})") from None
+
+    def read(self, ids: set[str], columns: Iterable[str] | None) -> pd.DataFrame:
+        """The rows of scenarios `ids` (stored columns, parameter columns dropped)."""
+        groups = [i for i, have in enumerate(self.groups) if have & ids]
+        if not groups:
+            return pd.DataFrame()
+        cols = self.columns
+        if columns is not None:
+            wanted = set(columns) | set(CORE_COLUMNS)
+            cols = [c for c in self.columns if c in wanted]
+        keep = pa.array(sorted(ids), type=pa.string())
+        tables = []
+        try:
+            for batch in self.file.iter_batches(
+                batch_size=_READ_BATCH_ROWS, row_groups=groups, columns=cols, use_threads=False
+            ):
+                mask = pc.is_in(batch.column("scenario_id").cast(pa.string()), value_set=keep)
+                if pc.any(mask).as_py():
+                    tables.append(pa.Table.from_batches([batch.filter(mask)]))
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise StoreError(f"{self.path}: unreadable, damaged ({first_line(exc)})") from None
+        if not tables:
+            return pd.DataFrame()
+        return pa.concat_tables(tables, promote_options="default").to_pandas()
+
+
 class ResultStore:
     """The output folder of one running study; holds its lock until `close`."""
 
@@ -330,6 +388,7 @@ class ResultStore:
         # never reuse a part name, or the second run's rename would replace the first's rows.
         self._token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}"
         self._seq = 0
+        self.read_notes: list[str] = []  # damaged part files skipped by `iter_rows`
 
     @classmethod
     def open(cls, out_dir: str | Path, *, fresh: bool = False) -> ResultStore:
@@ -502,3 +561,78 @@ class ResultStore:
 
     def write_csv(self, name: str, frame: pd.DataFrame) -> None:
         atomic_write_text(self.out_dir / name, frame.to_csv(index=False))
+
+    # ---------------------------------------------------------------- reading, bounded
+
+    @classmethod
+    def reader(cls, out_dir: str | Path) -> ResultStore:
+        """A read-only view of a results folder (no lock taken, nothing cleaned up): for
+        `distsim report` and `load_result`. Only the reading methods may be used on it."""
+        return cls(Path(out_dir), -1)
+
+    def iter_rows(
+        self,
+        plan: Plan,
+        scenario_ids: Iterable[str] | None = None,
+        batch_scenarios: int = 64,
+        columns: Iterable[str] | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """The plan's stored rows, `batch_scenarios` whole scenarios at a time (in the order of
+        `scenario_ids`, by default the plan's), each frame in the published layout (`with_params`).
+
+        Memory is bounded by one group (plus a row group of a stored file): each file's
+        `scenario_id` column is read first to learn which row groups hold which scenarios, then
+        only those row groups are streamed batch by batch, keeping the group's rows. Duplicates
+        and old ids are resolved as `read_rows` does (first copy in file order wins). A damaged
+        consolidated file is a `StoreError`; a damaged part file is skipped (its rows are
+        simulated again by the next run), noted in `self.read_notes`. `columns` (core columns
+        are always read) limits what is read, e.g. no payload for scalar statistics.
+        """
+        ids = [ps.id for ps in plan.scenarios] if scenario_ids is None else list(scenario_ids)
+        if batch_scenarios < 1:
+            raise ValueError("batch_scenarios must be at least 1")
+        sources = self._row_sources()
+        back: dict[str, list[str]] = {}
+        for old, new in (plan.id_aliases or {}).items():
+            back.setdefault(new, []).append(old)
+        for start in range(0, len(ids), batch_scenarios):
+            group = ids[start : start + batch_scenarios]
+            raw = set(group) | {old for sid in group for old in back.get(sid, [])}
+            frames = [f for src in sources if len(f := src.read(raw, columns))]
+            rows = _dedupe(frames)
+            aliases = dict(plan.id_aliases or {})
+            if len(rows) and aliases and rows["scenario_id"].isin(list(aliases)).any():
+                rows["scenario_id"] = rows["scenario_id"].replace(aliases)
+                rows = _dedupe([rows])
+            rows = select_plan_rows(rows, plan) if len(rows) else rows
+            yield with_params(rows, plan)
+
+    def read_scenario_rows(
+        self, plan: Plan, ids: Iterable[str], columns: Iterable[str] | None = None
+    ) -> pd.DataFrame:
+        """Every stored plan row of the scenarios `ids` (published layout), read as one group."""
+        ids = list(ids)
+        frames = list(self.iter_rows(plan, ids, batch_scenarios=max(len(ids), 1), columns=columns))
+        return frames[0] if frames else with_params(pd.DataFrame(columns=CORE_COLUMNS), plan)
+
+    def _row_sources(self) -> list[_RowSource]:
+        """The stored row files in `read_rows` order, indexed by scenario per row group."""
+        out: list[_RowSource] = []
+        for name in ROW_FILES:
+            path = self.out_dir / name
+            if path.exists():
+                try:
+                    out.append(_RowSource(path))
+                except CorruptFileError as exc:
+                    raise StoreError(
+                        f"{exc}; run the study again with this folder as --out: the run sets the "
+                        "file aside, keeps every intact row and simulates the others again"
+                    ) from None
+        parts = self.out_dir / PARTS_DIR
+        if parts.is_dir():
+            for part in sorted(parts.glob("part-*.parquet")):
+                try:
+                    out.append(_RowSource(part))
+                except StoreError as exc:
+                    self.read_notes.append(f"skipped {exc}")
+        return out
