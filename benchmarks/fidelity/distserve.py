@@ -51,6 +51,7 @@ _DISTSERVE = {
     "decode_tensor_parallel": 1,
     "kv_link_gb_s": 300.0,  # one node, NVLink (A100: 600 GB/s both ways)
 }
+KV_RESERVED_GB = 4.1  # benchmarks/fidelity/fit_kv.py
 SYSTEMS: dict[str, dict[str, Any]] = {
     "vllm": {
         "step_time": {"model": "profile", "preset": "vllm"},
@@ -61,7 +62,11 @@ SYSTEMS: dict[str, dict[str, Any]] = {
             "tensor_parallel": 1,
             "max_batch_size": 1024,  # these runs' max-num-seqs (the preset: vLLM's default 256)
             "max_prefill_tokens": 16384,  # these runs' max-num-batched-tokens (preset: 2048)
+            # vLLM sizes its KV cache from memory, not DistServe's table: the reserve (its
+            # profiling step's activations) fitted once by fit_kv.py on vllm-300-3, vllm-400-4
+            "kv_reserved_gb": KV_RESERVED_GB,
         },
+        "memory_fraction": 0.95,  # these runs' --gpu-memory-utilization
     },
     "distserve-c21d11": {
         "step_time": {"model": "profile", "preset": "distserve"},
@@ -88,7 +93,7 @@ def plan_of(system: str, overhead_s: float | None = None) -> serving.ServingConf
             "replications": 2,
             "engine": "batched",
             "model": {"preset": "opt-13b"},
-            "gpu": {"preset": "a100-80gb"},
+            "gpu": {"preset": "a100-80gb", "memory_fraction": setup.get("memory_fraction", 0.9)},
             "step_time": step_time,
             "duration_s": 1.0,
             "workload": {

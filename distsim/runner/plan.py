@@ -142,6 +142,7 @@ _NOT_SIMULATED = ("usd_per_hour", "power_w")
 _LATER_DEFAULTS = {
     "scheduler": "custom",
     "kv_block_tokens": 1,
+    "kv_reserved_gb": None,
     "routing": "central",
     "gpu": None,
     "prefill_gpu": None,

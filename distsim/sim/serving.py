@@ -173,11 +173,21 @@ def _with_overhead(
     return replace(fit, overhead_s=fixed, overhead_per_token_s=per_token)
 
 
-def kv_capacity(sc: Scenario, tp: int, gpu: Gpu | None = None, pp: int = 1) -> tuple[float, str]:
+def kv_capacity(
+    sc: Scenario, tp: int, gpu: Gpu | None = None, pp: int = 1, reserved_gb: float | None = None
+) -> tuple[float, str]:
     """KV capacity in tokens of one instance of `tp` GPUs of `gpu` (default: the study's) per
-    pipeline stage, `pp` stages together, and where the figure comes from."""
+    pipeline stage, `pp` stages together, and where the figure comes from. `reserved_gb` (an
+    architecture's `kv_reserved_gb`): size the cache from memory less that much per GPU, as
+    vLLM does, instead of from the profile preset's table."""
     g = sc.gpu if gpu is None else gpu
     st = sc.step_time
+    if reserved_gb is not None:
+        m, hw = model_shape(sc), g.hardware()
+        if m is None or hw is None:
+            return UNLIMITED, "unlimited (no model and GPU hardware)"
+        cap = kv_capacity_tokens(m, hw, tp * pp, g.memory_fraction, reserved_gb)
+        return float(cap), f"memory formula, {reserved_gb:g} GB a GPU reserved"
     if isinstance(st, ProfileStepTime) and st.preset is not None and sc.model is not None:
         table = profile_kv_capacity(pp)
         key = (sc.model.preset, tp)
@@ -222,7 +232,8 @@ def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
             instances=gpus // (tp * pp),
             max_batch_size=mbs,
             kv_capacity_tokens=_whole_blocks(
-                kv_capacity(sc, tp, pool_gpu(sc, arch, name), pp)[0], arch.kv_block_tokens
+                kv_capacity(sc, tp, pool_gpu(sc, arch, name), pp, arch.kv_reserved_gb)[0],
+                arch.kv_block_tokens,
             ),
             step=step_model(sc, tp, pool_gpu(sc, arch, name)),
             token_budget=budget,
@@ -286,13 +297,15 @@ def check(sc: Scenario) -> None:
                     f"not {_gpu_path(arch_name, arch, pool)}.preset {g.preset}"
                 )
             step_model(sc, tp, g)
-            cap, _ = kv_capacity(sc, tp, g)
+            pp = arch.decode_pipeline_parallel if pool == "decode" else 1
+            cap, _ = kv_capacity(sc, tp, g, pp, arch.kv_reserved_gb)
             if cap <= 0:
                 m = model_shape(sc)
                 raise ValueError(
                     f"architectures.{arch_name}: the model's weights ({m.weight_bytes / 1e9:.1f} "
                     f"GB) leave no KV cache on {tp} GPU(s) of the {pool} pool; raise the "
                     f"tensor-parallel degree or {_gpu_path(arch_name, arch, pool)}.memory_fraction"
+                    + ("" if arch.kv_reserved_gb is None else ", or lower kv_reserved_gb")
                 )
 
 
@@ -317,7 +330,7 @@ def derived_figures(sc: Scenario) -> dict[str, Any]:
         for pool, (gpus, tp) in tensor_parallel_degrees(arch).items():
             g = pool_gpu(sc, arch, pool)
             pp = arch.decode_pipeline_parallel if pool == "decode" else 1
-            cap, source = kv_capacity(sc, tp, g, pp)
+            cap, source = kv_capacity(sc, tp, g, pp, arch.kv_reserved_gb)
             rates_p = token_rates(sc, g)
             pools[pool] = {
                 "gpu": g.label(),

@@ -288,16 +288,20 @@ def with_overrides(base: ModelShape | GpuHardware, **fields: float | int | None)
 
 
 def kv_capacity_tokens(
-    model: ModelShape, gpu: GpuHardware, tensor_parallel: int, memory_fraction: float
+    model: ModelShape,
+    gpu: GpuHardware,
+    tensor_parallel: int,
+    memory_fraction: float,
+    reserved_gb: float = 0.0,
 ) -> int:
     """Tokens of KV cache one instance of `tensor_parallel` GPUs holds.
 
-    The usable memory (`memory_fraction` of all HBM of the instance) holds the weights once
-    (sharded across the GPUs) and the KV cache in the rest:
-    floor((tp x hbm_gb x 1e9 x memory_fraction - weight_bytes) / kv_bytes_per_token).
-    Negative when the weights alone do not fit.
+    The usable memory (`memory_fraction` of all HBM of the instance, less `reserved_gb` per GPU
+    kept for activations) holds the weights once (sharded across the GPUs) and the KV cache in
+    the rest: floor((tp x (hbm_gb x memory_fraction - reserved_gb) x 1e9 - weight_bytes) /
+    kv_bytes_per_token). Negative when the weights alone do not fit.
     """
-    usable = tensor_parallel * gpu.hbm_gb * GB * memory_fraction
+    usable = tensor_parallel * (gpu.hbm_gb * memory_fraction - reserved_gb) * GB
     return int((usable - model.weight_bytes) // model.kv_bytes_per_token)
 
 

@@ -29,6 +29,7 @@ from distsim.spec.base import (
     BoundedPositiveFloat,
     BoundedSeconds,
     Fraction,
+    NonNegativeFloat,
     ParallelDegree,
     StrictModel,
 )
@@ -362,6 +363,14 @@ KV_BLOCK_HELP = (
     "whole blocks, a decode takes a new block when its last one is full, and an instance's "
     "capacity is rounded down to whole blocks (default 1: token-exact)."
 )
+KV_RESERVED_HELP = (
+    "GPU memory per GPU, GB, held back from the KV cache for activations, as vLLM sizes its "
+    "cache at start-up (gpu-memory-utilization x total, less the weights and the peak memory "
+    "of a profiling step of max-num-batched-tokens). When set, each instance's KV capacity "
+    "comes from memory, (tp x pp) x (gpu.hbm_gb x gpu.memory_fraction - this) less the "
+    "weights, instead of the profile preset's DistServe table (absent: the table, or the "
+    "memory formula without a reserve)."
+)
 SCHEDULER_HELP = (
     "Scheduler preset, named after the system it models; it fills the fields it lists, and "
     "fields given explicitly win. 'custom' (default): every field its own default. 'vllm' "
@@ -421,6 +430,7 @@ class MonolithicServing(StrictModel):
     )
     decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
     kv_block_tokens: BoundedCount = Field(1, description=KV_BLOCK_HELP)
+    kv_reserved_gb: NonNegativeFloat | None = Field(None, description=KV_RESERVED_HELP)
     scheduler: Scheduler = Field("custom", description=SCHEDULER_HELP)
 
     @model_validator(mode="before")
@@ -489,6 +499,7 @@ class DisaggregatedServing(StrictModel):
     )
     decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
     kv_block_tokens: BoundedCount = Field(1, description=KV_BLOCK_HELP)
+    kv_reserved_gb: NonNegativeFloat | None = Field(None, description=KV_RESERVED_HELP)
     scheduler: Scheduler = Field("custom", description=SCHEDULER_HELP)
 
     @model_validator(mode="before")

@@ -78,3 +78,28 @@ def test_gpu_step_overhead_is_refused_where_it_would_be_ignored() -> None:
     )
     with pytest.raises(ValueError, match="^gpu.step_overhead_s: applies to the roofline"):
         serving.check(sc)  # the plan's serving check (the spec itself imports no engine)
+
+
+def test_kv_reserved_gb_sizes_the_cache_from_memory_as_vllm_does() -> None:
+    """OPT-13B (12.85e9 params, 2 bytes: 25.7 GB; KV 2 x 40 layers x 40 heads x 128 x 2 bytes =
+    819,200 bytes a token) on A100-80GB at memory_fraction 0.95 with 4.1 GB a GPU reserved:
+    tp 1: (80 x 0.95 - 4.1) GB - 25.7 GB = 46.2e9 bytes -> 56,396 tokens, 56,384 in 16-token
+    blocks; tp 2: 2 x 71.9 GB - 25.7 GB = 118.1e9 bytes -> 144,165 tokens. Without the field
+    the profile preset's DistServe table stays (66,144 tokens at tp 1)."""
+    gpu = {"preset": "a100-80gb", "memory_fraction": 0.95}
+    base = {"kind": "monolithic", "gpus": 2, "scheduler": "vllm"}
+    cases = [({"kv_reserved_gb": 4.1}, 56_384), ({"kv_reserved_gb": 4.1, "tensor_parallel": 2},
+             144_160), ({}, 66_144)]  # fmt: skip
+    for fields, tokens in cases:
+        sc = scenario(architectures={"m": {**base, **fields}}, **{**PROFILE, "gpu": gpu})
+        assert (
+            serving.configure(sc, sc.architectures["m"]).pools["gpu"].kv_capacity_tokens == tokens
+        )
+    sc = scenario(architectures={"m": {**base, "kv_reserved_gb": 4.1}}, **{**PROFILE, "gpu": gpu})
+    figures = serving.derived_figures(sc)["architectures"]["m"]["gpu"]
+    assert figures["kv_capacity_tokens"] == 56_396  # before rounding to blocks
+    assert figures["kv_capacity_source"] == "memory formula, 4.1 GB a GPU reserved"
+    # a reserve that leaves no room for KV is the usual one-line error
+    with pytest.raises(ValueError, match="leave no KV cache"):
+        sc = scenario(architectures={"m": {**base, "kv_reserved_gb": 60.0}}, **PROFILE)
+        serving.check(sc)
