@@ -5,10 +5,15 @@ study ends and `distsim report DIR` rebuilds it from the results folder. Plots a
 with matplotlib's Agg backend (no display needed):
 
 - forest.png: every latency comparison's relative difference with its interval;
-- sweep_<metric>.png (sweeps only): the metric against the swept parameter, one line and shaded
-  interval band per architecture;
+- sweep_<metric>.png and heatmap_<metric>.png (sweeps only; `distsim.report.sweep_plots`): the
+  metric against the first swept parameter with interval bands, and with two or more swept
+  parameters the relative difference over two of them, verdict per cell;
 - cdf_<scenario>.png: the pooled TTFT distribution (CDF) per architecture, from the sketches,
   for at most `MAX_DISTRIBUTION_PLOTS` scenarios (`plotted_scenarios`), however large the sweep.
+
+A sweep of more than `LARGE_SWEEP_SCENARIOS` scenarios is summarised over its swept parameters
+(the verdict per swept value in one table per parameter, the plots above); only the plotted
+scenarios get a block of their own, every number stays in summary.csv and comparisons.csv.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from distsim.report.sweep_plots import heatmaps, sweep_plots
+from distsim.report.sweeps import scenario_text, sweep_axes, value_table
 from distsim.report.terminal import (
     FLAG_TEXT,
+    LARGE_SWEEP_SCENARIOS,
     _is_time,
     auto_warmup_text,
     flag_lines,
@@ -73,42 +81,6 @@ def _fmt(x: float) -> str:
 
 def _pct(x: float) -> str:
     return "—" if not math.isfinite(x) else f"{x * 100:+.1f}%"
-
-
-_UNITS = {"_rps": "req/s", "_s": "s", "_gb_s": "GB/s", "_tokens": "tokens", "_gpus": "GPUs"}
-
-
-def param_label(path: str) -> str:
-    """A reader's axis name for a swept path, e.g. `workload.arrival.rate_rps` ->
-    `arrival rate (req/s)`, `workload.trace.rate_scale` -> `trace rate scale (x)`."""
-    parts = path.split(".")
-    leaf = parts[-1]
-    unit = ""
-    for suffix, name in sorted(_UNITS.items(), key=lambda kv: -len(kv[0])):
-        if leaf.endswith(suffix):
-            leaf, unit = leaf[: -len(suffix)], name
-            break
-    if leaf.endswith("scale") and not unit:
-        unit = "x"
-    words = leaf.replace("_", " ")
-    parent = parts[-2] if len(parts) > 1 else ""
-    if parent and parent not in ("workload", "gpu") and not parent.startswith(("architectures",)):
-        words = f"{parent.replace('_', ' ')} {words}"
-    if len(parts) > 2 and parts[0] == "architectures":
-        words = f"{parts[1]} {words}"
-    return f"{words} ({unit})" if unit else words
-
-
-def scenario_text(params: dict[str, Any]) -> str:
-    """Swept values as a reader would say them: `arrival rate 2 req/s`."""
-    out = []
-    for path, value in params.items():
-        label = param_label(path)
-        name, _, unit = label.partition(" (")
-        shown = f"{value:g}" if isinstance(value, float) else str(value)
-        unit = unit.rstrip(")")
-        out.append(f"{name} {shown}" + ("x" if unit == "x" else f" {unit}" if unit else ""))
-    return ", ".join(out)
 
 
 def verdict_kind(significant: bool, tested: bool, p_value: float, alpha: float) -> str:
@@ -184,46 +156,6 @@ def _adjust(plan: Plan) -> str:
     )
 
 
-def sweep_plots(summary: pd.DataFrame, plan: Plan, out_dir: Path) -> list[str]:
-    """One PNG per plotted metric against the first numeric swept parameter, each architecture a
-    line with its interval as a labelled band."""
-    numeric = [
-        p for p in plan.param_paths if p in summary and pd.api.types.is_numeric_dtype(summary[p])
-    ]
-    if not numeric or summary.empty:
-        return []
-    param = numeric[0]
-    plt = _plt()
-    pct = f"{plan.confidence * 100:g}%"
-    files = []
-    for metric in PLOT_METRICS:
-        rows = summary[summary["metric"] == metric]
-        if rows.empty:
-            continue
-        fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        for arch in plan.architectures:
-            a = rows[rows["architecture"] == arch].groupby(param).first().sort_index()
-            if a.empty:
-                continue
-            x = a.index.to_numpy(dtype=float)
-            (line,) = ax.plot(x, a["estimate"], marker="o", label=f"{arch}")
-            ax.fill_between(
-                x, a["ci_low"], a["ci_high"], alpha=0.2, color=line.get_color(),
-                label=f"{arch}, {pct} interval",
-            )  # fmt: skip
-        ax.set_xlabel(param_label(param))
-        ax.set_ylabel(f"{metric_label(metric)} (s)")
-        ax.set_title(f"{plan.study.name}: {metric_label(metric)} against {param_label(param)}")
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        name = f"sweep_{metric}.png"
-        _save(fig, out_dir / name)
-        plt.close(fig)
-        files.append(name)
-    return files
-
-
 # Distribution plots drawn at most, whatever the number of scenarios (one PNG each).
 MAX_DISTRIBUTION_PLOTS = 6
 
@@ -290,6 +222,48 @@ def cdf_plot(rows: pd.DataFrame, plan: Plan, scenario_id: str, path: Path) -> bo
         _save(fig, path)
     plt.close(fig)
     return drawn
+
+
+def sweep_section(
+    plan: Plan, detail: pd.DataFrame, metrics: list[str], files: dict[str, Any]
+) -> list[str]:
+    """The sweep read over its swept parameters: per parameter, one table of the verdict at each
+    value (over the other parameters' values), then the heat maps and sweep plots."""
+    axes, _ = sweep_axes(plan)
+    if not axes or detail.empty:
+        return []
+    others = [a for a in plan.architectures if a != plan.baseline]
+    adj = _adjust(plan)
+    lines = [
+        "## The sweep by swept value",
+        "",
+        f"{len(plan.scenarios)} scenarios over {len(axes)} swept parameter(s): "
+        + "; ".join(f"{ax.label()} ({len(ax.values)} values)" for ax in axes)
+        + f". Each cell: the relative difference to `{plan.baseline}` with its "
+        f"{plan.confidence * 100:g}% interval and verdict where one scenario has that value, "
+        f"else how many of the scenarios with that value are significantly lower / higher "
+        f"(after {adj} adjustment), not significant after it (`n.s. after adj.`: p < "
+        f"{1 - plan.confidence:g} alone), not significant, or not tested (overloaded).",
+        "",
+    ]
+    for a, ax in enumerate(axes):
+        table = value_table(plan, detail, metrics, a)
+        if table.empty:
+            continue
+        cols = [(arch, m) for arch in others for m in metrics if (arch, m) in table.columns]
+        head = [ax.label()] + [
+            (f"{arch} " if len(others) > 1 else "") + metric_label(m) for arch, m in cols
+        ]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for rec in table.to_dict("records"):
+            lines.append("| " + " | ".join([rec["value"]] + [rec[c] for c in cols]) + " |")
+        lines.append("")
+    for name in files.get("heatmap", []):
+        lines += [f"![{name}]({name})", ""]
+    if files.get("heatmap"):
+        for name in files.get("sweep", []):
+            lines += [f"![{name}]({name})", ""]
+    return lines
 
 
 def _by_scenario(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -376,24 +350,38 @@ def write_report(
     if forest_plot(forest, plan, out_dir / FOREST_FILE):
         files["forest"] = FOREST_FILE
     files["sweep"] = sweep_plots(summary, plan, out_dir)
+    engine = str(getattr(plan.scenarios[0].scenario, "engine", "exclusive"))
+    primary = [
+        m for m in primary_metrics(plan, engine) if not len(detail) or m in set(detail["metric"])
+    ]
+    files["heatmap"] = heatmaps(plan, detail, primary, out_dir)
     files["cdf"] = {}
     for sid in plotted:
         name = f"cdf_{sid}.png"
         if not rows.empty and cdf_plot(rows, plan, sid, out_dir / name):
             files["cdf"][sid] = name
+    large = len(plan.scenarios) > LARGE_SWEEP_SCENARIOS
     if len(plan.scenarios) > len(files["cdf"]) and files["cdf"]:
         lines += [
             f"TTFT distribution plots and the forest plot cover {len(files['cdf'])} of "
             f"{len(plan.scenarios)} scenarios: the sweep's first and last, and those with the "
             "lowest and highest relative P99 TTFT difference to the baseline; the sweep plots "
-            "and the tables cover every scenario.",
+            + ("and heat maps " if files["heatmap"] else "")
+            + (
+                "and the tables cover every scenario."
+                if not large
+                else "and the tables per swept value cover every scenario, summary.csv and "
+                "comparisons.csv hold every number. Only those scenarios get a section below."
+            ),
             "",
         ]
+    lines += sweep_section(plan, detail, primary, files)
 
     # Each table split by scenario once (a scan per scenario is quadratic in large sweeps).
     by_summary, by_prec = _by_scenario(summary), _by_scenario(prec)
     by_diag, by_detail = _by_scenario(diag), _by_scenario(detail)
-    for ps in plan.scenarios:
+    shown = [ps for ps in plan.scenarios if ps.id in set(plotted)] if large else plan.scenarios
+    for ps in shown:
         params = scenario_text(ps.params) or "the spec as written"
         lines += [f"## Scenario `{ps.id}` ({params})", ""]
         if ps.warmup_auto is not None:
@@ -469,7 +457,7 @@ def write_report(
         lines += ["## Goodput per dollar and per kWh", "", "```text", *money[1:], "```", ""]
     if "forest" in files:
         lines += ["## Relative differences", "", f"![forest plot]({FOREST_FILE})", ""]
-    for name in files["sweep"]:
+    for name in files["sweep"] if not files["heatmap"] else []:
         lines += [f"![{name}]({name})", ""]
     used = used_flags(summary)
     lines += ["## Flags", ""]

@@ -169,31 +169,42 @@ def sweep_lines(plan: Plan, comparisons: pd.DataFrame) -> list[str]:
             + (f", not tested (overloaded) in {untested}" if untested else "")
             + f" of {n} scenarios"
         )
-    step = max(1, math.ceil(n / SWEEP_TABLE_LINES))
-    shown = plan.scenarios[::step]
-    by = {(r.scenario_id, r.architecture, r.metric): r for r in c.itertuples(index=False)}
-    out += [
-        "",
-        f"per scenario (relative difference to {plan.baseline} [interval], * significant "
-        "after adjustment"
-        + (f"; every {step}th of {n}, all in comparisons.csv" if step > 1 else "")
-        + "):",
-    ]
-    for ps in shown:
-        cells = []
-        for arch in plan.architectures:
-            for metric in SWEEP_METRICS:
-                r = by.get((ps.id, arch, metric))
-                if r is None:
-                    continue
-                star = " *" if bool(r.significant) else ""
-                if not bool(getattr(r, "tested", True)):
-                    star = " (not tested: overloaded)"
-                cells.append(
-                    f"{arch} {metric_label(metric)} {format_pct(r.rel_diff)} "
-                    f"[{format_pct(r.rel_ci_low)}, {format_pct(r.rel_ci_high)}]{star}"
-                )
-        out.append(f"  {ps.label()}: " + ("; ".join(cells) or "no comparison"))
+    return out + value_lines(plan, comparisons)
+
+
+def value_lines(plan: Plan, comparisons: pd.DataFrame) -> list[str]:
+    """The verdict per swept value, one aligned table per swept parameter (at most
+    SWEEP_TABLE_LINES rows each, evenly spaced; every value is in report.md)."""
+    from distsim.report.sweeps import sweep_axes, value_table
+
+    axes, _ = sweep_axes(plan)
+    others = [a for a in plan.architectures if a != plan.baseline]
+    out: list[str] = []
+    for a, ax in enumerate(axes):
+        table = value_table(plan, comparisons, list(SWEEP_METRICS), a)
+        if table.empty:
+            continue
+        cols = [(arch, m) for arch in others for m in SWEEP_METRICS if (arch, m) in table.columns]
+        n = len(table)
+        step = max(1, math.ceil(n / SWEEP_TABLE_LINES))
+        shown = table.iloc[::step]
+        head = [ax.label()] + [
+            (f"{arch} " if len(others) > 1 else "") + metric_label(m) for arch, m in cols
+        ]
+        body = [[str(r["value"])] + [str(r[c]) for c in cols] for r in shown.to_dict("records")]
+        widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+        out += [
+            "",
+            f"by {ax.label()} (relative difference to {plan.baseline} [interval] and verdict, "
+            f"or verdict counts over the other parameters; n.s. after adj.: p < "
+            f"{1 - plan.confidence:g} alone, not after {_adjust_name(plan)}"
+            + (f"; every {step}th of {n} values, all in report.md" if step > 1 else "")
+            + "):",
+        ]
+        for row in [head, *body]:
+            out.append(
+                "  " + "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            )
     return out
 
 

@@ -40,4 +40,9 @@ def test_untested_comparisons_are_counted_apart() -> None:
         "significantly lower in 1, higher in 0, no significant difference in 1, "
         "not tested (overloaded) in 1 of 3 scenarios"
     )
-    assert sum("(not tested: overloaded)" in line for line in lines) == 1
+    # The verdict per swept value: one scenario per rate, so each row is that scenario's verdict.
+    rows_by_rate = {line.split()[0]: line for line in lines if line.startswith("  ")}
+    assert "-30% [-40%, -20%] lower (faster)" in rows_by_rate["1"]
+    assert "-5.0% [-20%, +10%] n.s." in rows_by_rate["2"]
+    assert "+50% [+10%, +90%] not tested (overloaded)" in rows_by_rate["3"]
+    assert sum("not tested (overloaded)" in line for line in lines if line.startswith("  ")) == 1
