@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -46,7 +47,7 @@ def study(n: int) -> dict:
 def one_size(n: int, folder: Path) -> dict[str, float]:
     from distsim.runner.plan import plan_study
     from distsim.runner.store import SUMMARY_FILE, ResultStore
-    from distsim.runner.study import StudyResult, aggregate_rows, write_report_files
+    from distsim.runner.study import load_result, write_report_files
     from distsim.runner.task import Unit, run_batch
     from distsim.spec.study import validate_study
 
@@ -69,28 +70,164 @@ def one_size(n: int, folder: Path) -> dict[str, float]:
         for ps in plan.scenarios:  # one part file per scenario, as tasks would leave them
             rows = template.assign(scenario_id=ps.id)
             store.append(rows.to_dict("records"))
-        published = timed("consolidate", store.consolidate, plan)
-        summary, comparisons, detail = timed("aggregate", aggregate_rows, published, plan)
-        result = StudyResult(study=plan.study, plan=plan, out_dir=out, replications=published,
-                             summary=summary, comparisons=comparisons,
-                             comparisons_detail=detail)  # fmt: skip
+        timed("consolidate", store.consolidate, plan)
+    # aggregation from the folder (what the run does after consolidating; the same API before
+    # and after streaming aggregation, so `--code` can time older code)
+    result = timed("aggregate", load_result, out)
 
-        def files() -> None:
-            store.write_csv(SUMMARY_FILE, summary)
-            write_report_files(result)
+    def files() -> None:
+        atomic = __import__("distsim.runner.store", fromlist=["atomic_write_text"])
+        atomic.atomic_write_text(out / SUMMARY_FILE, result.summary.to_csv(index=False))
+        write_report_files(result)
 
-        timed("report_files", files)
-        timed("terminal", result.report)
+    timed("report_files", files)
+    timed("terminal", result.report)
     out_files = sum(1 for _ in out.iterdir())
     times["total"], cpu["total"] = sum(times.values()), sum(cpu.values())
     return {**times, **{f"cpu_{k}": v for k, v in cpu.items()}, "files": float(out_files)}
 
 
+# ---------------------------------------------------------------- driver memory against rows
+
+MEMORY_REPLICATIONS = 10  # rows per scenario: 2 architectures x 10 replications
+MEMORY_DURATION_S = 300.0  # rows as long runs leave them: sketches and profiles of ~600 requests
+
+
+def memory_study(rows: int) -> dict:
+    n = max(rows // (2 * MEMORY_REPLICATIONS), 1)
+    rates = [round(1.0 + 1.0 * i / max(n - 1, 1), 9) for i in range(n)]
+    return study_dict(name=f"memory{rows}", duration_s=MEMORY_DURATION_S, warmup_s=10.0,
+                      replications=MEMORY_REPLICATIONS, sweep={RATE: rates})  # fmt: skip
+
+
+def build_folder(rows: int, out: Path, template: pd.DataFrame) -> int:
+    """A finished study's folder (spec.yaml, replications.parquet) of `rows` real rows: the
+    template's rows (simulated once) under every scenario id, each row's sketch and profile
+    texts made unique (an extra JSON key) so no two rows share a string in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from distsim.runner.plan import plan_study
+    from distsim.runner.store import ResultStore, to_table, with_params
+    from distsim.spec.study import validate_study
+
+    plan = plan_study(validate_study(memory_study(rows)))
+    with ResultStore.open(out, fresh=True) as store:
+        store.write_spec(plan.study.model_dump(mode="json"))
+    writer = None
+    t = len(template)
+    chunk: list[pd.DataFrame] = []
+    i = 0
+
+    def flush() -> None:
+        nonlocal writer
+        frame = with_params(pd.concat(chunk, ignore_index=True), plan)
+        table = to_table(frame, plan)
+        if writer is None:
+            writer = pq.ParquetWriter(out / "replications.parquet", table.schema,
+                                      write_page_checksum=True)  # fmt: skip
+        writer.write_table(table, row_group_size=1024)
+        chunk.clear()
+
+    for ps in plan.scenarios:
+        block = template.iloc[[(i + k) % t for k in range(2 * MEMORY_REPLICATIONS)]].copy()
+        block["scenario_id"] = ps.id
+        block["replication"] = [k // 2 for k in range(2 * MEMORY_REPLICATIONS)]
+        block["architecture"] = [plan.architectures[k % 2] for k in range(2 * MEMORY_REPLICATIONS)]
+        for col in ("ttft_sketch", "e2e_sketch", "ttft_profile"):
+            block[col] = [f'{{"row":{i + k},' + text[1:] for k, text in enumerate(block[col])]
+        i += len(block)
+        chunk.append(block)
+        if sum(len(c) for c in chunk) >= 1024:
+            flush()
+    if chunk:
+        flush()
+    assert writer is not None
+    writer.close()
+    del pa
+    return len(plan.scenarios)
+
+
+def measure_memory(out: Path) -> dict[str, float]:
+    """In a fresh process: the driver's work after the last task on a finished folder —
+    aggregate from the stored rows, write summary.csv / comparisons.csv / report.md /
+    summary.json, render the terminal report — with peak RSS (ru_maxrss) and times."""
+    import resource
+
+    from distsim.runner.study import load_result, write_report_files
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = load_result(out)
+    write_report_files(result, tables=True)
+    result.report()
+    return {"base_mib": base, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "summary_rows": float(len(result.summary))}  # fmt: skip
+
+
+def memory_template() -> pd.DataFrame:
+    from distsim.runner.plan import plan_study
+    from distsim.runner.task import Unit, run_batch
+    from distsim.spec.study import validate_study
+
+    plan = plan_study(validate_study(memory_study(2 * MEMORY_REPLICATIONS)))
+    ps = plan.scenarios[0]
+    units = [Unit(ps.id, r, plan.architectures) for r in range(8)]
+    return pd.DataFrame(run_batch({ps.id: ps.scenario}, units).rows)
+
+
+def memory_series(sizes: list[int], code: str | None) -> None:
+    import json
+    import subprocess
+
+    template = memory_template()
+    payload = sum(template[c].str.len().mean() for c in ("ttft_sketch", "e2e_sketch",
+                                                         "ttft_profile"))  # fmt: skip
+    print(f"memory: rows of {MEMORY_DURATION_S:g} s runs ({template['n_requests'].mean():.0f} "
+          f"requests), payload text {payload / 1024:.1f} KiB a row; 2 architectures x "
+          f"{MEMORY_REPLICATIONS} replications a scenario; code: "
+          f"{code or 'this checkout'}")  # fmt: skip
+    env = dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = code + os.pathsep + env.get("PYTHONPATH", "")
+    with tempfile.TemporaryDirectory(prefix="distsim-mem-") as tmp:
+        for rows in sizes:
+            out = Path(tmp) / f"r{rows}"
+            t0 = time.perf_counter()
+            scenarios = build_folder(rows, out, template)
+            size_mb = (out / "replications.parquet").stat().st_size / 1e6
+            built = time.perf_counter() - t0
+            proc = subprocess.run([sys.executable, __file__, "--measure", str(out)], env=env,
+                                  capture_output=True, text=True, check=False)  # fmt: skip
+            if proc.returncode != 0:
+                print(f"{rows:>7} rows: failed: {proc.stderr.strip().splitlines()[-1:]}")
+                continue
+            m = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"{rows:>7} rows ({scenarios} scenarios, replications.parquet {size_mb:.0f} "
+                  f"MB, built in {built:.0f} s): driver peak {m['peak_mib']:.0f} MiB (after "
+                  f"imports {m['base_mib']:.0f}); aggregate + report {m['wall_s']:.1f} s wall, "
+                  f"{m['cpu_s']:.1f} s CPU ({m['cpu_s'] / scenarios * 1e3:.1f} CPU-ms per "
+                  f"scenario)", flush=True)  # fmt: skip
+            shutil.rmtree(out, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", default="10,100,1000")
+    parser.add_argument("--memory-rows", default="", help="e.g. 10000,24000,100000")
+    parser.add_argument("--code", default=None, help="PYTHONPATH of other code to measure")
+    parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    if args.measure:
+        import json
+
+        print(json.dumps(measure_memory(Path(args.measure))))
+        return
+    if args.memory_rows:
+        memory_series([int(x) for x in args.memory_rows.split(",")], args.code)
+        return
     sizes = [int(x) for x in args.scenarios.split(",")]
     print(f"cores: {os.cpu_count()}; reference loop {reference_loop_ms():.1f} ms; "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip

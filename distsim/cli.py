@@ -393,7 +393,7 @@ def run(
             typer.echo(f"error: ... and {more} more (see manifest.json)", err=True)
         raise typer.Exit(code=1)
     if not result.complete:  # never report success with rows missing
-        missing = result.plan.rows - len(result.replications)
+        missing = result.plan.rows - result.row_counts()[0]
         typer.echo(
             f"error: {missing} of {result.plan.rows} rows are missing; run the same command "
             "again to complete the study",
@@ -505,7 +505,7 @@ def report(
     typer.echo(f"report: {written}")
     if not result.complete:
         typer.echo(
-            f"note: {len(result.replications)} of {result.plan.rows} rows stored; "
+            f"note: {result.row_counts()[0]} of {result.plan.rows} rows stored; "
             "run the study again to complete it",
             err=True,
         )

@@ -468,12 +468,22 @@ def compare(
     out = pd.DataFrame(records)
     if out.empty:
         return pd.DataFrame(columns=columns)
+    return adjust_family(out, plan)[columns]
+
+
+def adjust_family(comparisons: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """`p_adjusted` and `significant` over every comparison of the table, one family (the
+    spec's `multiple_comparisons` method). Aggregation by scenario groups calls it once more on
+    the concatenated table: the adjustment is the only statistic that spans scenarios."""
+    out = comparisons
+    if out.empty:
+        return out
     method = getattr(plan.study, "multiple_comparisons", "holm")
     tested = out["tested"].to_numpy(dtype=bool)
     p = np.where(tested, out["p_value"].to_numpy(dtype=np.float64), np.nan)
     out["p_adjusted"] = stats.adjust_p_values(p, method)
     out["significant"] = tested & (np.nan_to_num(out["p_adjusted"], nan=1.0) < 1 - plan.confidence)
-    return out[columns]
+    return out
 
 
 def public_comparisons(detailed: pd.DataFrame, plan: Plan) -> pd.DataFrame:

@@ -78,6 +78,8 @@ OWNED = (SPEC_FILE, MANIFEST_FILE, REPLICATIONS_FILE, KEPT_FILE, SUMMARY_FILE, C
 ROW_FILES = (REPLICATIONS_FILE, KEPT_FILE)
 
 
+# Rows per Parquet row group of a written file (replications.parquet is sorted by scenario).
+ROW_GROUP_ROWS = 1024
 _TMP_MARK = ".tmp-"
 _CORRUPT_MARK = ".corrupt-"
 # What a failed write means for the user, by errno.
@@ -135,7 +137,8 @@ class CorruptFileError(StoreError):
 
 def _write_parquet(path: Path, table: pa.Table) -> None:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, write_page_checksum=True)
+    # Row groups of ROW_GROUP_ROWS rows: a group of scenarios (`iter_rows`) reads only its own.
+    pq.write_table(table, sink, write_page_checksum=True, row_group_size=ROW_GROUP_ROWS)
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
@@ -615,6 +618,19 @@ class ResultStore:
         frames = list(self.iter_rows(plan, ids, batch_scenarios=max(len(ids), 1), columns=columns))
         return frames[0] if frames else with_params(pd.DataFrame(columns=CORE_COLUMNS), plan)
 
+    def other_row_count(self, plan: Plan) -> int:
+        """Stored rows outside the plan (kept, not used in its summary); key columns only."""
+        frames = []
+        for src in self._row_sources():
+            for batch in src.file.iter_batches(batch_size=65536, columns=KEY, use_threads=False):
+                frames.append(batch.to_pandas())
+        rows = _dedupe(frames)
+        aliases = dict(plan.id_aliases or {})
+        if len(rows) and aliases and rows["scenario_id"].isin(list(aliases)).any():
+            rows["scenario_id"] = rows["scenario_id"].replace(aliases)
+            rows = _dedupe([rows])
+        return int((~in_plan(rows, plan)).sum()) if len(rows) else 0
+
     def _row_sources(self) -> list[_RowSource]:
         """The stored row files in `read_rows` order, indexed by scenario per row group."""
         out: list[_RowSource] = []
@@ -634,5 +650,17 @@ class ResultStore:
                 try:
                     out.append(_RowSource(part))
                 except StoreError as exc:
-                    self.read_notes.append(f"skipped {exc}")
+                    note = f"skipped {exc}"
+                    if note not in self.read_notes:
+                        self.read_notes.append(note)
+        aside = set_aside_files(self.out_dir)
+        if aside:
+            names = ", ".join(str(p.relative_to(self.out_dir)) for p in aside[:3])
+            more = f" and {len(aside) - 3} more" if len(aside) > 3 else ""
+            note = (
+                f"{len(aside)} damaged file(s) were set aside ({names}{more}); their rows were "
+                "simulated again; delete them when you no longer need them"
+            )
+            if note not in self.read_notes:
+                self.read_notes.append(note)
         return out

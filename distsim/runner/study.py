@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from distsim.errors import DistsimError, SpecError, StoreError
-from distsim.runner import aggregate, budget, precision, warmup
+from distsim.runner import aggregate, budget, precision, streaming, warmup
 from distsim.runner.plan import Plan, expected_cost_per_unit, plan_study
 from distsim.runner.store import (
     COMPARISONS_FILE,
@@ -35,13 +35,10 @@ from distsim.runner.store import (
     SUMMARY_FILE,
     ResultStore,
     read_manifest,
-    read_rows,
-    select_plan_rows,
-    with_params,
 )
 from distsim.runner.task import BatchResult, Unit
 from distsim.spec.study import Study, apply_overrides, load_study, validate_study
-from distsim.stats import cost, diagnostics, goodput
+from distsim.stats import diagnostics
 
 # Merge part files into replications.parquet after this many, so a long run keeps few files.
 CONSOLIDATE_EVERY_PARTS = 512
@@ -49,20 +46,25 @@ CONSOLIDATE_EVERY_PARTS = 512
 
 @dataclass
 class StudyResult:
-    """A study's results: the three tables of the output folder, and how the run went.
+    """A study's results: the aggregate tables of the output folder, how the run went, and its
+    rows read lazily from the folder.
 
-    `replications`, `summary` and `comparisons` are DataFrames in the column layout of
-    replications.parquet, summary.csv and comparisons.csv. `failures` lists replications whose
-    simulation raised (scenario_id, architecture, replication, seed, error). `timings_s` splits
-    the wall time: ray_start, simulation, aggregation, total; task_compute is the wall time spent
-    inside tasks (summed over tasks) and task_cpu their threads' CPU time (less than task_compute
-    when other processes share the cores).
+    `summary` and `comparisons` are DataFrames in the column layout of summary.csv and
+    comparisons.csv (`comparisons_detail` adds the relative interval and pair count,
+    `diagnosis` the overload and warm-up checks per cell). The rows (replications.parquet's
+    layout) are not held: `rows(ids)` reads those of some scenarios, `iter_rows()` them all a
+    group of scenarios at a time, and `replications` reads every one (small studies, tests).
+    `rows_in_memory` holds them instead for results built without a folder. `failures` lists
+    replications whose simulation raised (scenario_id, architecture, replication, seed, error).
+    `timings_s` splits the wall time: ray_start, simulation, aggregation, total; task_compute is
+    the wall time spent inside tasks (summed over tasks) and task_cpu their threads' CPU time
+    (less than task_compute when other processes share the cores).
     """
 
     study: Study
     plan: Plan
     out_dir: Path
-    replications: pd.DataFrame
+    rows_in_memory: pd.DataFrame | None
     summary: pd.DataFrame
     comparisons: pd.DataFrame
     comparisons_detail: pd.DataFrame
@@ -75,14 +77,57 @@ class StudyResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     waves: int = 0  # precision waves run (this run)
+    diagnosis: pd.DataFrame | None = None
+    rows_done: int = -1  # rows the summary uses; -1: count them from the rows
+    rows_initial: int = -1  # of which among the first `plan.replications`
+    replication_counts: dict[str, int] = field(default_factory=dict)
+
+    def iter_rows(
+        self, batch_scenarios: int = streaming.GROUP_SCENARIOS, columns: Any = None
+    ) -> Iterator[pd.DataFrame]:
+        """The rows the summary uses, `batch_scenarios` whole scenarios at a time."""
+        if self.rows_in_memory is not None:
+            groups = streaming.split_groups(self.rows_in_memory, self.plan, batch_scenarios)
+        else:
+            groups = ResultStore.reader(self.out_dir).iter_rows(
+                self.plan, batch_scenarios=batch_scenarios, columns=columns
+            )
+        for g in groups:
+            yield precision.used_rows(g, streaming.sub_plan(self.plan, g["scenario_id"].unique()))
+
+    def rows(self, scenario_ids: Sequence[str] | None = None, columns: Any = None) -> pd.DataFrame:
+        """The rows the summary uses of the scenarios `scenario_ids` (default: every one)."""
+        ids = [ps.id for ps in self.plan.scenarios] if scenario_ids is None else scenario_ids
+        if self.rows_in_memory is not None:
+            mine = self.rows_in_memory[self.rows_in_memory["scenario_id"].isin(list(ids))]
+            return precision.used_rows(mine.reset_index(drop=True), self.plan)
+        frame = ResultStore.reader(self.out_dir).read_scenario_rows(self.plan, ids, columns)
+        return precision.used_rows(frame, streaming.sub_plan(self.plan, ids))
+
+    @property
+    def replications(self) -> pd.DataFrame:
+        """Every row the summary uses, read at once (see `rows` and `iter_rows` for large
+        studies)."""
+        return self.rows()
+
+    def row_counts(self) -> tuple[int, int]:
+        """(rows the summary uses, of them among the first `plan.replications`)."""
+        if self.rows_initial < 0:
+            keys = self.rows(columns=[])
+            self.rows_done = len(keys)
+            self.rows_initial = int((keys["replication"] < self.plan.replications).sum())
+        return self.rows_done, self.rows_initial
 
     @property
     def complete(self) -> bool:
         """Every planned row is present (with `precision`: of the initial replications)."""
-        rows = self.replications
-        if rows.empty:
-            return self.plan.rows == 0
-        return int((rows["replication"] < self.plan.replications).sum()) == self.plan.rows
+        return self.row_counts()[1] == self.plan.rows
+
+    def set_aggregates(self, agg: streaming.Aggregates) -> None:
+        self.summary, self.comparisons = agg.summary, agg.comparisons
+        self.comparisons_detail, self.diagnosis = agg.detail, agg.diagnosis
+        self.rows_done, self.rows_initial = agg.rows_done, agg.rows_initial
+        self.replication_counts = agg.counts
 
     def report(self, width: int = 110) -> str:
         """The terminal report as text, with each scenario's workload characterisation."""
@@ -183,23 +228,11 @@ def resolve_study(
 def aggregate_rows(
     rows: pd.DataFrame, plan: Plan, parsed: aggregate.Parsed | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(summary, comparisons, comparisons with relative intervals) of published rows.
-
-    `parsed` holds the payload columns parsed so far (pass the same one to
-    `write_report_files` so nothing is parsed twice)."""
-    parsed = aggregate.Parsed() if parsed is None else parsed
-    diag = aggregate.diagnose(rows, plan, parsed) if not rows.empty else None
-    summary = aggregate.summarize(rows, plan, diag=diag, parsed=parsed)
-    summary = precision.add_flags(summary, plan)
-    costs = cost.cost_rows(summary, plan)  # price of every architecture whose GPUs have one
-    if not costs.empty:
-        summary = pd.concat([summary, costs], ignore_index=True)
-    extra = goodput.summary_rows(rows, plan)  # `goodput`: rows spanning the swept rates
-    if not extra.empty:
-        per_usd = cost.goodput_cost_rows(extra, plan)  # requests per dollar and per kWh
-        summary = pd.concat([summary, extra, per_usd], ignore_index=True)
-    detail = aggregate.compare(rows, plan, detail=True, diag=diag, parsed=parsed)
-    return summary, aggregate.public_comparisons(detail, plan), detail
+    """(summary, comparisons, comparisons with relative intervals) of published rows held in
+    memory, aggregated a group of scenarios at a time as a run does from its folder
+    (`streaming`). `parsed` is accepted for compatibility and not used."""
+    agg = streaming.aggregate_groups(streaming.split_groups(rows, plan), plan)
+    return agg.summary, agg.comparisons, agg.detail
 
 
 def missing_units(rows: pd.DataFrame | None, plan: Plan) -> list[Unit]:
@@ -243,7 +276,7 @@ def _manifest(
         "architectures": list(plan.architectures),
         "replications": plan.replications,
         "rows_planned": plan.rows,
-        "rows_done": len(result.replications),
+        "rows_done": max(result.rows_done, 0),
         "rows_reused": result.rows_reused,
         "rows_simulated": result.rows_simulated,
         "tasks": result.tasks,
@@ -265,7 +298,7 @@ def _precision_manifest(plan: Plan, result: StudyResult) -> dict[str, Any]:
     p = plan.study.precision
     assert p is not None
     st = precision.status(result.summary, plan)
-    counts = precision.totals(result.replications, plan)
+    counts = result.replication_counts
     return {
         **p.model_dump(mode="json"),
         "waves": result.waves,
@@ -452,7 +485,7 @@ def run_study(
             study=study,
             plan=plan,
             out_dir=out,
-            replications=pd.DataFrame(),
+            rows_in_memory=None,
             summary=pd.DataFrame(),
             comparisons=pd.DataFrame(),
             comparisons_detail=pd.DataFrame(),
@@ -482,14 +515,14 @@ def _run(
         plan, previous, lambda todo: _run_pilots(todo, ray, result, progress=progress)
     )
     result.plan = plan
-    stored, read_notes, _ = read_rows(store.out_dir, plan.id_aliases)
-    ours = select_plan_rows(stored, plan)
-    result.replications = with_params(ours, plan)
-    result.rows_reused = len(ours)
-    result.notes.extend(read_notes)
-    if len(stored) > len(ours):
+    # The keys of the plan's stored rows (no metrics, no payload): what is left to simulate.
+    ours = streaming.plan_keys(store, plan)
+    result.rows_reused = result.rows_done = len(ours)
+    result.notes.extend(store.read_notes)
+    kept = store.other_row_count(plan)
+    if kept:
         result.notes.append(
-            f"{len(stored) - len(ours)} stored row(s) of other scenarios, architectures or "
+            f"{kept} stored row(s) of other scenarios, architectures or "
             "replications (an earlier spec or override) are kept, not used in this summary; "
             f"they are reused when their plan comes back (`distsim prune {store.out_dir}` "
             "deletes them)"
@@ -522,20 +555,19 @@ def _run(
             status = "failed"
         ray.close_soon()  # Ray's part is over: it stops while the rows are aggregated
         t_agg = time.perf_counter()
-        result.replications = precision.used_rows(store.consolidate(plan), plan)
+        store.consolidate(plan)
+        result.rows_done, result.rows_initial, counts = streaming.count_used(store, plan)
+        result.replication_counts = counts
         if status == "complete" and not result.complete:
             status = "incomplete"
         # Every finished row is in replications.parquet now: record that before aggregating,
         # which can take a while (a second Ctrl-C then leaves a truthful manifest).
         store.write_manifest(_manifest(plan, started, status, result, previous))
         if status in ("complete", "incomplete"):  # interrupted/failed: `distsim report` rebuilds
-            parsed = aggregate.Parsed()
-            result.summary, result.comparisons, result.comparisons_detail = aggregate_rows(
-                result.replications, plan, parsed
-            )
+            result.set_aggregates(streaming.aggregate_store(store, plan))
             store.write_csv(SUMMARY_FILE, result.summary)
             store.write_csv(COMPARISONS_FILE, result.comparisons)
-            write_report_files(result, parsed=parsed)
+            write_report_files(result)
             result.timings_s["aggregation"] = time.perf_counter() - t_agg
             result.timings_s["total"] = time.perf_counter() - t_total
             store.write_manifest(_manifest(plan, started, status, result, previous))
@@ -655,8 +687,8 @@ def _precision_waves(
     assert p is not None
     tracker = precision.Tracker(plan)
     # Those stored before and by the initial phase.
-    rows_now, _, _ = read_rows(store.out_dir, plan.id_aliases)
-    tracker.add_frame(select_plan_rows(rows_now, plan))
+    for group in store.iter_rows(plan, columns=streaming.tracked_columns(plan)):
+        tracker.add_frame(group)
     callbacks = _runner(plan, store, result, on_rows=tracker.add)
     scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
     with contextlib.ExitStack() as stack:
@@ -700,11 +732,17 @@ def write_report_files(
     if tables:
         atomic_write_text(result.out_dir / SUMMARY_FILE, result.summary.to_csv(index=False))
         atomic_write_text(result.out_dir / COMPARISONS_FILE, result.comparisons.to_csv(index=False))
-    diag = aggregate.diagnose(result.replications, result.plan, parsed)
+    from distsim.report.markdown import plotted_scenarios
+
+    diag = result.diagnosis
+    if diag is None:
+        diag = streaming.aggregate_groups(result.iter_rows(), result.plan).diagnosis
+    # Only the scenarios the report plots are read (their sketches draw the distributions).
+    rows = result.rows(plotted_scenarios(result.plan, result.comparisons_detail))
     return write_report(
         result.out_dir,
         result.plan,
-        result.replications,
+        rows,
         result.summary,
         result.comparisons_detail,
         diag,
@@ -734,21 +772,21 @@ def load_result(out_dir: str | Path) -> StudyResult:
     """
     out = Path(out_dir)
     plan = _stored_plan(out)
-    rows, notes, _ = read_rows(out, plan.id_aliases)
-    if rows.empty and not (out / REPLICATIONS_FILE).exists():
-        notes.append("no replications stored yet")
-    published = precision.used_rows(with_params(select_plan_rows(rows, plan), plan), plan)
-    summary, comparisons, detail = aggregate_rows(published, plan)
-    return StudyResult(
+    reader = ResultStore.reader(out)
+    result = StudyResult(
         study=plan.study,
         plan=plan,
         out_dir=out,
-        replications=published,
-        summary=summary,
-        comparisons=comparisons,
-        comparisons_detail=detail,
-        notes=notes,
+        rows_in_memory=None,
+        summary=pd.DataFrame(),
+        comparisons=pd.DataFrame(),
+        comparisons_detail=pd.DataFrame(),
     )
+    result.set_aggregates(streaming.aggregate_store(reader, plan))
+    result.notes.extend(reader.read_notes)
+    if result.rows_done == 0 and not (out / REPLICATIONS_FILE).exists():
+        result.notes.append("no replications stored yet")
+    return result
 
 
 def prune(out_dir: str | Path, *, dry_run: bool = False) -> tuple[Plan, pd.DataFrame]:

@@ -1,0 +1,162 @@
+"""Aggregation one group of whole scenarios at a time, so the driver never holds every row.
+
+Every statistic of the summary and the comparisons is a function of one scenario's rows, except
+three that span scenarios and need little: the multiple-comparison adjustment (p-values only,
+`aggregate.adjust_family`), the cost rows (from the summary) and the goodput search (one scalar
+column per row, `slo_attainment`). So the rows are read from the store a group of
+`GROUP_SCENARIOS` scenarios at a time (`ResultStore.iter_rows`), each group is summarised,
+compared and diagnosed with its own parse cache, and only the group's result tables are kept.
+The tables come out identical to aggregating every row at once (same functions, same order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from distsim.runner import aggregate, precision
+from distsim.runner.plan import Plan
+from distsim.runner.store import CORE_COLUMNS, ResultStore
+from distsim.stats import cost, goodput
+
+# Scenarios aggregated together: bounds the rows (with their sketches) held at once.
+GROUP_SCENARIOS = 64
+# The one row column the goodput search reads across scenarios.
+_GOODPUT_COLUMNS = ["slo_attainment"]
+
+
+@dataclass
+class Aggregates:
+    """The result tables of a study and what the rows held: `rows_done` rows used in the
+    summary (`rows_initial` of them among the first `plan.replications`), `counts` the
+    replications each scenario has (`precision.totals`)."""
+
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    detail: pd.DataFrame
+    diagnosis: pd.DataFrame
+    rows_done: int = 0
+    rows_initial: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def sub_plan(plan: Plan, ids: Iterable[str]) -> Plan:
+    """The plan restricted to some scenarios (plan order kept)."""
+    wanted = set(ids)
+    return dataclasses.replace(plan, scenarios=tuple(s for s in plan.scenarios if s.id in wanted))
+
+
+@dataclass
+class _Parts:
+    summaries: list[pd.DataFrame] = field(default_factory=list)
+    details: list[pd.DataFrame] = field(default_factory=list)
+    diagnoses: list[pd.DataFrame] = field(default_factory=list)
+    goodput_rows: list[pd.DataFrame] = field(default_factory=list)
+    rows_done: int = 0
+    rows_initial: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _add_group(parts: _Parts, rows: pd.DataFrame, plan: Plan) -> None:
+    """Summarise, compare and diagnose one group of whole scenarios (published rows)."""
+    if rows.empty:
+        return
+    group = sub_plan(plan, rows["scenario_id"].unique())
+    parts.counts.update(precision.totals(rows, group))
+    used = precision.used_rows(rows, group)
+    parts.rows_done += len(used)
+    parts.rows_initial += int((used["replication"] < plan.replications).sum())
+    parsed = aggregate.Parsed()  # one group's sketches only
+    diag = aggregate.diagnose(used, group, parsed)
+    parts.diagnoses.append(diag)
+    parts.summaries.append(aggregate.summarize(used, group, diag=diag, parsed=parsed))
+    parts.details.append(aggregate.compare(used, group, detail=True, diag=diag, parsed=parsed))
+    if plan.study.goodput is not None and "slo_attainment" in used.columns:
+        keep = [c for c in used.columns if c in {*CORE_COLUMNS, *plan.param_paths}]
+        parts.goodput_rows.append(used[[*keep, *_GOODPUT_COLUMNS]])
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def aggregate_groups(groups: Iterable[pd.DataFrame], plan: Plan) -> Aggregates:
+    """The study's tables from its published rows, given as groups of whole scenarios in plan
+    order (see the module docstring)."""
+    parts = _Parts()
+    for rows in groups:
+        _add_group(parts, rows, plan)
+    summary = _concat(parts.summaries, aggregate.summary_columns(plan))
+    summary = precision.add_flags(summary, plan)
+    costs = cost.cost_rows(summary, plan)  # price of every architecture whose GPUs have one
+    if not costs.empty:
+        summary = pd.concat([summary, costs], ignore_index=True)
+    if parts.goodput_rows:
+        extra = goodput.summary_rows(_concat(parts.goodput_rows, []), plan)
+        if not extra.empty:
+            per_usd = cost.goodput_cost_rows(extra, plan)  # requests per dollar and per kWh
+            summary = pd.concat([summary, extra, per_usd], ignore_index=True)
+    detail_columns = aggregate.comparison_columns(plan) + aggregate.COMPARISON_DETAIL_COLUMNS
+    detail = aggregate.adjust_family(_concat(parts.details, detail_columns), plan)
+    diag = _concat(parts.diagnoses, aggregate.DIAGNOSTIC_COLUMNS)
+    return Aggregates(
+        summary=summary,
+        comparisons=aggregate.public_comparisons(detail, plan),
+        detail=detail,
+        diagnosis=diag,
+        rows_done=parts.rows_done,
+        rows_initial=parts.rows_initial,
+        counts={ps.id: parts.counts.get(ps.id, plan.replications) for ps in plan.scenarios},
+    )
+
+
+def split_groups(
+    rows: pd.DataFrame, plan: Plan, size: int = GROUP_SCENARIOS
+) -> Iterator[pd.DataFrame]:
+    """Published rows held in memory, as groups of `size` whole scenarios in plan order."""
+    if rows.empty:
+        return
+    by_id = dict(tuple(rows.groupby("scenario_id", sort=False)))
+    ids = [ps.id for ps in plan.scenarios if ps.id in by_id]
+    for start in range(0, len(ids), size):
+        yield pd.concat([by_id[i] for i in ids[start : start + size]], ignore_index=True)
+
+
+def aggregate_store(store: ResultStore, plan: Plan, size: int = GROUP_SCENARIOS) -> Aggregates:
+    """The study's tables from the plan's stored rows, read `size` scenarios at a time."""
+    return aggregate_groups(store.iter_rows(plan, batch_scenarios=size), plan)
+
+
+# Scenarios per group when only the key columns are read (a few bytes per row).
+_KEY_GROUP = 4096
+
+
+def plan_keys(store: ResultStore, plan: Plan) -> pd.DataFrame:
+    """(scenario_id, architecture, replication, seed) of every stored row of the plan."""
+    frames = [f for f in store.iter_rows(plan, batch_scenarios=_KEY_GROUP, columns=[]) if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CORE_COLUMNS)
+
+
+def count_used(store: ResultStore, plan: Plan) -> tuple[int, int, dict[str, int]]:
+    """Rows the summary will use, of them among the first replications, and replications per
+    scenario: from the stored keys alone (the manifest records them before aggregating)."""
+    keys = precision.used_rows(plan_keys(store, plan), plan)
+    initial = int((keys["replication"] < plan.replications).sum()) if len(keys) else 0
+    return len(keys), initial, precision.totals(keys, plan)
+
+
+def tracked_columns(plan: Plan) -> list[str]:
+    """The row columns the precision tracker reads: its metrics, or their sketches."""
+    p = plan.study.precision
+    assert p is not None
+    out = []
+    for metric in p.metrics:
+        q = aggregate.quantile_of(metric)
+        out.append(q[0] if q else metric)
+    return out

@@ -1,0 +1,93 @@
+"""Aggregation one group of scenarios at a time gives exactly the tables of aggregating every row
+at once (`aggregate.summarize` / `compare` on the whole frame, the functions the statistical tests
+check against queueing theory), whatever the group size; the multiple-comparison adjustment spans
+every group (checked against statsmodels' Holm on all p-values); a run's folder read back by
+groups gives the same tables as its rows held in memory. No Ray: rows come from the task function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from distsim_testkit import study_dict
+from statsmodels.stats.multitest import multipletests
+
+from distsim.runner import aggregate, precision, streaming
+from distsim.runner.plan import plan_study
+from distsim.runner.store import ResultStore, with_params
+from distsim.runner.study import StudyResult, load_result, missing_units
+from distsim.runner.task import run_batch
+from distsim.spec.study import validate_study
+
+RATE = "workload.arrival.rate_rps"
+
+
+@pytest.fixture(scope="module")
+def study_rows():
+    # five rates, the last overloaded (untested comparisons), 4 replications of 30 s
+    spec = study_dict(name="groups", duration_s=30.0, warmup_s=3.0, replications=4,
+                      sweep={RATE: [1.0, 2.0, 3.0, 4.0, 12.0]})  # fmt: skip
+    plan = plan_study(validate_study(spec))
+    batch = run_batch({ps.id: ps.scenario for ps in plan.scenarios}, missing_units(None, plan))
+    return plan, with_params(pd.DataFrame.from_records(batch.rows), plan)
+
+
+def _whole(rows: pd.DataFrame, plan) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every row at once, as aggregation worked before it went by groups."""
+    parsed = aggregate.Parsed()
+    diag = aggregate.diagnose(rows, plan, parsed)
+    summary = precision.add_flags(aggregate.summarize(rows, plan, diag=diag, parsed=parsed), plan)
+    detail = aggregate.compare(rows, plan, detail=True, diag=diag, parsed=parsed)
+    return summary, detail
+
+
+@pytest.mark.parametrize("size", [1, 2, 64])
+def test_groups_give_the_tables_of_all_rows_at_once(study_rows, size):
+    plan, rows = study_rows
+    agg = streaming.aggregate_groups(streaming.split_groups(rows, plan, size), plan)
+    summary, detail = _whole(rows, plan)
+    pd.testing.assert_frame_equal(agg.summary, summary, check_exact=True)
+    pd.testing.assert_frame_equal(agg.detail, detail, check_exact=True)
+    assert agg.rows_done == len(rows) == agg.rows_initial
+    assert agg.counts == {ps.id: 4 for ps in plan.scenarios}
+    assert not agg.detail["tested"].all()  # the overloaded scenario is in the family, untested
+
+
+def test_the_adjustment_spans_every_group(study_rows):
+    plan, rows = study_rows
+    agg = streaming.aggregate_groups(streaming.split_groups(rows, plan, 1), plan)
+    d = agg.detail
+    tested = d["tested"].to_numpy(bool)
+    assert tested.sum() > 10
+    want = multipletests(d.loc[tested, "p_value"].to_numpy(float), method="holm")[1]
+    np.testing.assert_allclose(d.loc[tested, "p_adjusted"].to_numpy(float), want, rtol=1e-12)
+    assert d.loc[~tested, "p_adjusted"].isna().all()
+
+
+def test_a_folder_read_by_groups_gives_the_in_memory_tables(study_rows, tmp_path):
+    plan, rows = study_rows
+    with ResultStore.open(tmp_path) as store:
+        store.write_spec(plan.study.model_dump(mode="json"))
+        for _, g in rows.groupby("scenario_id", sort=False):  # a part file per scenario
+            store.append(g.drop(columns=list(plan.param_paths)).to_dict("records"))
+        on_disk = streaming.aggregate_store(store, plan, size=2)
+    in_memory = streaming.aggregate_groups(streaming.split_groups(rows, plan), plan)
+    for a, b in ((on_disk.summary, in_memory.summary), (on_disk.detail, in_memory.detail)):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    loaded = load_result(tmp_path)  # `distsim report`: the same tables, rows read lazily
+    pd.testing.assert_frame_equal(loaded.summary, in_memory.summary, check_exact=True)
+    assert loaded.rows_in_memory is None and loaded.complete
+    first = plan.scenarios[0].id
+    some = loaded.rows([first])
+    assert set(some["scenario_id"]) == {first} and len(some) == 2 * 4
+    assert len(loaded.replications) == len(rows)
+
+
+def test_an_in_memory_result_reads_its_own_rows(study_rows, tmp_path):
+    plan, rows = study_rows
+    summary, comparisons, detail = streaming.aggregate_groups([rows], plan).summary, None, None
+    result = StudyResult(plan.study, plan, tmp_path, rows, summary, pd.DataFrame(), pd.DataFrame())
+    assert result.complete and result.row_counts() == (len(rows), len(rows))
+    assert sum(len(g) for g in result.iter_rows(batch_scenarios=2)) == len(rows)
+    assert comparisons is None and detail is None
