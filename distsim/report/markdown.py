@@ -266,9 +266,11 @@ def sweep_section(
     return lines
 
 
-def _by_scenario(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _by_scenario(frame: pd.DataFrame, keep: set[str] | None = None) -> dict[str, pd.DataFrame]:
     if frame.empty or "scenario_id" not in frame.columns:
         return {}
+    if keep is not None:
+        frame = frame[frame["scenario_id"].isin(keep)]
     return {str(k): g for k, g in frame.groupby("scenario_id", sort=False)}
 
 
@@ -378,9 +380,10 @@ def write_report(
     lines += sweep_section(plan, detail, primary, files)
 
     # Each table split by scenario once (a scan per scenario is quadratic in large sweeps).
-    by_summary, by_prec = _by_scenario(summary), _by_scenario(prec)
-    by_diag, by_detail = _by_scenario(diag), _by_scenario(detail)
     shown = [ps for ps in plan.scenarios if ps.id in set(plotted)] if large else plan.scenarios
+    keep = {ps.id for ps in shown} if large else None  # split only the scenarios shown
+    by_summary, by_prec = _by_scenario(summary, keep), _by_scenario(prec, keep)
+    by_diag, by_detail = _by_scenario(diag, keep), _by_scenario(detail, keep)
     for ps in shown:
         params = scenario_text(ps.params) or "the spec as written"
         lines += [f"## Scenario `{ps.id}` ({params})", ""]

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from distsim.report.sweeps import (
     heat_grid,
     higher_is_better,
     sweep_axes,
+    thin_product,
 )
 from distsim.report.terminal import metric_label
 from distsim.runner.plan import Plan
@@ -40,6 +42,8 @@ MAX_TICKS = 16  # tick labels per axis, evenly thinned beyond that
 ANNOTATE_CELLS = 120  # cells per panel up to which each cell carries its percentage
 
 HATCHED = (ALONE, NOT_SIGNIFICANT)
+DENSE_X, DENSE_Y = 30, 20  # beyond this many columns or rows, fade instead of hatching
+FADE = (1.0, 1.0, 1.0, 0.65)  # white overlay on not significant cells of a dense map
 DARK = 0.3  # distance from the colour scale's centre (0 to 0.5) beyond which a cell is dark
 _TICK_PCTS = (-99, -95, -90, -80, -67, -50, -33, -20, -10, 0, 10, 25, 50, 100, 200, 400, 900,
               1900, 4900, 9900, 99900)  # fmt: skip
@@ -112,6 +116,7 @@ def heatmap_plot(plan: Plan, detail: pd.DataFrame, metric: str, path: Path) -> G
     xs, ys = np.arange(nx + 1) - 0.5, np.arange(ny + 1) - 0.5
     colour = coloured_cells(grid)
     hatch = hatched_cells(grid)
+    dense = is_dense(grid)
     untested = grid.kind == NOT_TESTED
     image = None
     for k in range(rows * cols):
@@ -122,11 +127,13 @@ def heatmap_plot(plan: Plan, detail: pd.DataFrame, metric: str, path: Path) -> G
         value = np.log1p(np.clip(grid.rel[k], -0.999, None))
         image = ax.pcolormesh(xs, ys, np.ma.masked_where(~colour[k], value), cmap=cmap, norm=norm)
         dark = np.abs(norm(np.nan_to_num(value)) - 0.5) > DARK
-        for mask, face, pattern, ink in (
-            (untested[k], "0.82", "xx", "0.3"),
-            (hatch[k] & ~dark, "none", "///", "0.3"),
-            (hatch[k] & dark, "none", "///", "0.92"),  # light hatching on dark cells
-        ):
+        layers = (
+            [(untested[k], "0.82", "xx", "0.3"), (hatch[k] & ~dark, "none", "///", "0.3"),
+             (hatch[k] & dark, "none", "///", "0.92")]  # light hatching on dark cells
+            if not dense
+            else [(untested[k], "0.55", None, "0.55"), (hatch[k], FADE, None, "none")]
+        )  # fmt: skip
+        for mask, face, pattern, ink in layers:
             if mask.any():
                 ax.add_collection(_cells(mask, face, pattern, ink))
         if nx * ny <= ANNOTATE_CELLS:
@@ -155,6 +162,11 @@ def heatmap_plot(plan: Plan, detail: pd.DataFrame, metric: str, path: Path) -> G
         ),  # fmt: skip
         Patch(facecolor="0.82", edgecolor="0.3", hatch="xx", label="not tested: overloaded"),
     ]
+    if dense:  # cells too small to hatch: faded colour and plain grey instead
+        legend[2:] = [
+            Patch(facecolor=_faded(cmap(0.15)), label=f"faded: not significant after {adj}"),
+            Patch(facecolor="0.55", label="grey: not tested, overloaded"),
+        ]
     if (grid.kind == NO_RESULT).any():
         legend.append(Patch(facecolor="white", edgecolor="0.6", label="no result"))
     fig.legend(handles=legend, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
@@ -175,6 +187,17 @@ def heatmap_plot(plan: Plan, detail: pd.DataFrame, metric: str, path: Path) -> G
     return grid
 
 
+def is_dense(grid: Grid) -> bool:
+    """Cells too small to hatch legibly: not significant cells are faded instead."""
+    return grid.rel.shape[2] > DENSE_X or grid.rel.shape[1] > DENSE_Y
+
+
+def _faded(rgba: Any) -> tuple[float, ...]:
+    """A colour under the FADE overlay (what a faded cell of that colour looks like)."""
+    a = FADE[3]
+    return tuple((1 - a) * c + a * 1.0 for c in rgba[:3])
+
+
 def colour_ticks(limit: float, most: int = 9) -> list[int]:
     """Percentages for the colour bar: from _TICK_PCTS within +-limit (log-ratio scale), at
     least limit / 4 apart on that scale so that their labels never overlap; 0 always."""
@@ -192,7 +215,7 @@ def colour_ticks(limit: float, most: int = 9) -> list[int]:
     return sorted(ticks)
 
 
-def _cells(mask: np.ndarray, face: str, pattern: str, ink: str) -> Any:
+def _cells(mask: np.ndarray, face: Any, pattern: str | None, ink: str) -> Any:
     """The cells where `mask` holds as one collection of squares (face colour and hatch)."""
     from matplotlib.collections import PolyCollection
 
@@ -263,10 +286,9 @@ def sweep_plots(summary: pd.DataFrame, plan: Plan, out_dir: Path) -> list[str]:
     if not axes or summary.empty:
         return []
     x, rest = axes[0], axes[1:]
-    facets = sorted({idx[1:] for idx in index.values()})
-    total = len(facets)
-    if total > MAX_PANELS:
-        facets = [facets[int(i * total / MAX_PANELS)] for i in range(MAX_PANELS)]
+    sizes = [len(ax.values) for ax in rest]
+    total = math.prod(sizes)
+    facets = list(itertools.product(*thin_product(sizes, MAX_PANELS)))
     pos = summary["scenario_id"].map(index)
     known = pos.notna()
     s = summary[known].assign(_x=[p[0] for p in pos[known]], _f=[p[1:] for p in pos[known]])

@@ -10,6 +10,7 @@ the classes are counted per value of each axis (`value_table`: the terminal's an
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,14 @@ LOWER, HIGHER, ALONE, NOT_SIGNIFICANT, NOT_TESTED, NO_RESULT = (
 )  # fmt: skip
 KINDS = (LOWER, HIGHER, ALONE, NOT_SIGNIFICANT, NOT_TESTED, NO_RESULT)
 
-_UNITS = {"_rps": "req/s", "_s": "s", "_gb_s": "GB/s", "_tokens": "tokens", "_gpus": "GPUs"}
+_UNITS = {
+    "_tokens_per_s": "tokens/s",
+    "_rps": "req/s",
+    "_s": "s",
+    "_gb_s": "GB/s",
+    "_tokens": "tokens",
+    "_gpus": "GPUs",
+}
 
 
 def param_label(path: str) -> str:
@@ -41,7 +49,7 @@ def param_label(path: str) -> str:
             break
     if leaf.endswith("scale") and not unit:
         unit = "x"
-    words = leaf.replace("_", " ")
+    words = leaf.replace("_", " ") + (" speed" if unit == "tokens/s" else "")
     parent = parts[-2] if len(parts) > 1 else ""
     arch = parts[1] if len(parts) > 2 and parts[0] == "architectures" else ""
     if parent and parent not in ("workload", "gpu", "architectures", arch):
@@ -108,9 +116,22 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
 
 
+_AXES: dict[int, tuple[Plan, Any]] = {}  # the last plan's axes (a report asks many times)
+
+
 def sweep_axes(plan: Plan) -> tuple[list[Axis], dict[str, tuple[int, ...]]]:
     """The study's axes (spec order; paths with a single value are not axes) and, per scenario
     id, the index of its value on each axis."""
+    hit = _AXES.get(id(plan))
+    if hit is not None and hit[0] is plan:
+        return hit[1]
+    _AXES.clear()
+    found = _sweep_axes(plan)
+    _AXES[id(plan)] = (plan, found)
+    return found
+
+
+def _sweep_axes(plan: Plan) -> tuple[list[Axis], dict[str, tuple[int, ...]]]:
     paths = [
         p for p in plan.param_paths if len({_key(ps.params.get(p)) for ps in plan.scenarios}) > 1
     ]
@@ -239,6 +260,26 @@ def _short(kind: str, metric: str) -> str:
     return f"{kind} ({'better' if good else 'worse'})" if higher_is_better(metric) else kind
 
 
+def evenly(n: int, k: int) -> list[int]:
+    """`k` of the indices 0..n-1, evenly spaced, both ends included."""
+    if k >= n:
+        return list(range(n))
+    return sorted({round(j * (n - 1) / (k - 1)) for j in range(k)} if k > 1 else {0})
+
+
+def thin_product(sizes: list[int], most: int) -> list[list[int]]:
+    """Indices kept per dimension so that the panels (the product of the counts) number at most
+    `most`: the dimension with the most values is thinned first, evenly (ends kept), so every
+    dimension keeps its spread (thinning the flattened product would alias: every other panel
+    of a 2 x 12 product is one value of the first dimension only)."""
+    keep = list(sizes)
+    while math.prod(keep) > most:
+        k = max(range(len(keep)), key=lambda i: keep[i])
+        rest = math.prod(keep) // keep[k]
+        keep[k] = max(most // rest, min(keep[k] - 1, keep[k] // 2 + 1), 1)
+    return [evenly(n, k) for n, k in zip(sizes, keep, strict=True)]
+
+
 @dataclass(frozen=True)
 class Grid:
     """One metric's comparisons laid out for a heat map: panel x row (y value) x column."""
@@ -260,12 +301,10 @@ def heat_grid(plan: Plan, detail: pd.DataFrame, metric: str, max_panels: int = 1
         return None
     x, y, rest = axes[0], axes[1], axes[2:]
     others = [a for a in plan.architectures if a != plan.baseline]
-    facets = sorted({idx[2:] for idx in index.values()})
-    combos = [(arch, f) for arch in others for f in facets]
-    total = len(combos)
-    if total > max_panels:
-        step = total / max_panels
-        combos = [combos[int(i * step)] for i in range(max_panels)]
+    sizes = [len(others)] + [len(ax.values) for ax in rest]
+    total = math.prod(sizes)
+    kept = thin_product(sizes, max_panels)
+    combos = [(others[c[0]], tuple(c[1:])) for c in itertools.product(*kept)]
     slot = {c: k for k, c in enumerate(combos)}
     shape = (len(combos), len(y.values), len(x.values))
     rel = np.full(shape, np.nan)

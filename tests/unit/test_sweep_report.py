@@ -227,3 +227,17 @@ def test_300_scenarios_write_as_many_files_as_a_small_sweep(tmp_path: Path) -> N
     assert text.count("\n## Scenario `") <= 6
     # the verdict per swept value: one row per rate and per split
     assert sum(line.startswith("| ") for line in text.splitlines()) < 100 + 3 + 2 * 6 * 30
+
+
+def test_panels_are_thinned_per_axis_keeping_each_axis_spread() -> None:
+    from distsim.report.sweeps import thin_product
+
+    # 2 x 12 panels capped at 12: both values of the first axis stay (thinning the flattened
+    # product every other panel would keep one of them only)
+    kept = thin_product([2, 12], 12)
+    assert kept[0] == [0, 1] and kept[1][0] == 0 and kept[1][-1] == 11 and len(kept[1]) == 6
+    assert thin_product([3, 3, 3], 12) == [[0, 2], [0, 2], [0, 1, 2]]
+    assert thin_product([4, 5], 100) == [[0, 1, 2, 3], [0, 1, 2, 3, 4]]
+    for sizes in ([1, 10_000], [7, 7, 7], [12, 1, 13]):
+        kept = thin_product(sizes, 12)
+        assert 1 <= np.prod([len(k) for k in kept]) <= 12
