@@ -1,7 +1,7 @@
 """Driver time after the last task against the number of scenarios (issue 18), with a fitted line.
 
-    python benchmarks/bench_driver.py                         # 10, 100, 1000 scenarios
-    python benchmarks/bench_driver.py --scenarios 10,100,1000,10000
+    python benchmarks/bench_driver.py                         # 10, 100, 1,000, 10,000 scenarios
+    python benchmarks/bench_driver.py --scenarios 10,100,1000   # a quicker run
 
 What `distsim run` does in the driver once the last row has arrived, timed phase by phase on
 rows that are already stored (no Ray): consolidate the part files into replications.parquet,
@@ -214,7 +214,7 @@ def memory_series(sizes: list[int], code: str | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenarios", default="10,100,1000")
+    parser.add_argument("--scenarios", default="10,100,1000,10000")
     parser.add_argument("--memory-rows", default="", help="e.g. 10000,24000,100000")
     parser.add_argument("--code", default=None, help="PYTHONPATH of other code to measure")
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
