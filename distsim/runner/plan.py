@@ -143,6 +143,7 @@ _LATER_DEFAULTS = {
     "scheduler": "custom",
     "kv_block_tokens": 1,
     "kv_reserved_gb": None,
+    "kv_watermark": 0.0,
     "routing": "central",
     "gpu": None,
     "prefill_gpu": None,

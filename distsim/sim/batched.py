@@ -39,14 +39,16 @@ prefill. The first token is reported at the end of the prefill (monolithic; disa
 `first_token: prefill`) or of the first decode iteration (`first_token: decode`).
 
 KV cache. Admission reserves the request's whole context (prompt, plus tokens generated before a
-preemption) and keeps one token of headroom per sequence in the batch, so a full cache stops
-admissions. Before each step the decoding sequences need one more token each; if that does not
-fit, the newest sequence of the batch (last to join) is preempted: its KV is freed, it goes back
-to the front of its pool's queue and later recomputes its prompt and the tokens generated so far
-as a prefill (on whichever instance of the pool admits it). Preemptions and recomputed tokens are
-counted. A decode instance whose KV is reserved for transfers still in flight can preempt its
-last running sequence; it then waits for the transfers (it takes no empty step). A request whose
-context cannot fit an empty instance is an error, not a silent drop.
+preemption) and keeps one token of headroom per sequence in the batch, plus the monolithic pool's
+watermark (`kv_watermark`: int(watermark x blocks) blocks left free by an admission, as vLLM's block
+manager does; decodes may use them), so a full cache stops admissions. Before each step the decoding
+sequences need one more token each; if that does not fit, the newest sequence of the batch (last to
+join) is preempted: its KV is freed, it goes back to the front of its pool's queue and later
+recomputes its prompt and the tokens generated so far as a prefill (on whichever instance of the
+pool admits it). Preemptions and recomputed tokens are counted. A decode instance whose KV is
+reserved for transfers still in flight can preempt its last running sequence; it then waits for the
+transfers (it takes no empty step). A request whose context cannot fit an empty instance is an
+error, not a silent drop.
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ from distsim.sim.batched_layout import (
     P_PREFILL_CAP,
     P_QHEAD,
     P_QLEN,
+    P_RESERVE,
     P_ROUTING,
     P_THRESHOLD,
     P_TP,
@@ -201,7 +202,8 @@ def instance_loop(
             if ri[r, R_NEEDS_T] == 1 and st[S_EMIT_AT_PREFILL] == 1:
                 need -= 1  # the last token's KV is written by the next decode iteration
             seqs = ii[I_COUNT, g] + ii[I_IN_T, g] + 1
-            if not (seqs <= mbs and ii[I_KV, g] + held(need, ii[I_BLOCK, g]) + seqs <= cap):
+            kept = seqs + pi[P_RESERVE, p]  # a token of headroom a sequence, and the watermark
+            if not (seqs <= mbs and ii[I_KV, g] + held(need, ii[I_BLOCK, g]) + kept <= cap):
                 if ii[I_COUNT, g] == 0 and ii[I_IN_T, g] == 0:
                     fail(st, ht, hk, r, ri[r, R_PROMPT] + ri[r, R_OUTPUT], p, now)
                     go = False

@@ -108,12 +108,13 @@ P_THRESHOLD = 6
 P_PREFILL_CAP = 7  # unchunked prefill steps: most prompt tokens (-1: none)
 P_BLOCK = 8  # KV block, tokens
 P_ROUTING = 9  # RT_* below
-P_IN = 10
-P_QHEAD = 10  # the pool's FCFS queue, a ring buffer qbuf[pool] (central routing; a routed
+P_RESERVE = 10  # KV tokens an admission must leave free (vLLM's watermark; 0: none)
+P_IN = 11
+P_QHEAD = 11  # the pool's FCFS queue, a ring buffer qbuf[pool] (central routing; a routed
 # pool has no pool queue, and with `random` qbuf[pool, request] is the instance drawn for it)
-P_QLEN = 11
-P_JOINED = 12  # requests routed to its instances so far (round robin)
-NPI = 13
+P_QLEN = 12
+P_JOINED = 13  # requests routed to its instances so far (round robin)
+NPI = 14
 
 # Routing codes (`routing` of the architecture, one per pool).
 RT_CENTRAL = 0

@@ -235,7 +235,8 @@ class _Instance(_InstanceBase):
         seqs = len(self.running) + self.in_transfer + 1
         return (
             seqs <= self.plan.max_batch_size
-            and self.kv_used + self.held(need) + seqs <= self.capacity
+            and self.kv_used + self.held(need) + seqs + self.plan.kv_admit_reserve_tokens
+            <= self.capacity
         )
 
     def admit(self) -> None:

@@ -237,6 +237,7 @@ def run(
             -1 if pool.prefill_cap is None else pool.prefill_cap,
             pool.kv_block_tokens,
             ROUTING_CODES[plan.routing],
+            pool.kv_admit_reserve_tokens,
         )
         pool_cap[p] = pool.kv_capacity_tokens
         first += pool.instances
@@ -363,7 +364,7 @@ def load_kernels() -> None:
     """Compile the kernel now, or load it from numba's on-disk cache (never needed for
     correctness; lets a driver pay it once before starting workers or timing)."""
     pool_in = np.zeros((P_IN, 1), np.int64)
-    pool_in[:, 0] = (1, 0, 1, -1, 1, M_LINEAR, 0, -1, 1, 0)
+    pool_in[:, 0] = (1, 0, 1, -1, 1, M_LINEAR, 0, -1, 1, 0, 0)
     pf = np.zeros((1, NPARAM))
     pf[0, :2] = (0.0, 1.0)
     one = np.ones(1, np.int64)

@@ -66,6 +66,7 @@ class PoolConfig:
     pipeline_parallel: int = 1  # stages per instance, each of tensor_parallel GPUs
     prefill_cap: int | None = None  # unchunked gpu pool: most prompt tokens per prefill step
     kv_block_tokens: int = 1  # KV allocation unit; capacity is a whole number of blocks
+    kv_admit_reserve_tokens: int = 0  # KV an admission must leave free (vLLM's watermark)
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,14 @@ def _whole_blocks(capacity_tokens: float, block_tokens: int) -> float:
     return float(math.floor(capacity_tokens / block_tokens) * block_tokens)
 
 
+def _watermark_tokens(capacity_tokens: float, block_tokens: int, watermark: float) -> int:
+    """KV an admission must leave free: int(watermark x whole blocks) blocks, as vLLM's block
+    manager keeps them (0 without a watermark or a KV limit)."""
+    if watermark == 0.0 or math.isinf(capacity_tokens):
+        return 0
+    return int(watermark * (capacity_tokens // block_tokens)) * block_tokens
+
+
 def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
     """The batched engine's plan for one architecture of a (validated) scenario."""
     pools: dict[str, PoolConfig] = {}
@@ -214,15 +223,21 @@ def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
         mbs = arch.max_batch_size
         pp = 1
         cap = None
+        watermark = 0.0
         if isinstance(arch, Monolithic):
             budget = arch.chunked_prefill_tokens
             cap = arch.max_prefill_tokens
+            watermark = arch.kv_watermark
         elif name == "prefill":
             budget = arch.prefill_token_budget
             mbs = arch.prefill_max_batch_size or mbs
         else:
             mbs = arch.decode_max_batch_size or mbs
             pp = arch.decode_pipeline_parallel
+        kv_tokens = _whole_blocks(
+            kv_capacity(sc, tp, pool_gpu(sc, arch, name), pp, arch.kv_reserved_gb)[0],
+            arch.kv_block_tokens,
+        )
         # A pipeline of pp stages: one instance holding the KV of all its stages, one batch at a
         # time, each step the whole model's step time on a tp-GPU group (stage times add up).
         pools[name] = PoolConfig(
@@ -231,15 +246,13 @@ def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
             tensor_parallel=tp,
             instances=gpus // (tp * pp),
             max_batch_size=mbs,
-            kv_capacity_tokens=_whole_blocks(
-                kv_capacity(sc, tp, pool_gpu(sc, arch, name), pp, arch.kv_reserved_gb)[0],
-                arch.kv_block_tokens,
-            ),
+            kv_capacity_tokens=kv_tokens,
             step=step_model(sc, tp, pool_gpu(sc, arch, name)),
             token_budget=budget,
             pipeline_parallel=pp,
             prefill_cap=cap,
             kv_block_tokens=arch.kv_block_tokens,
+            kv_admit_reserve_tokens=_watermark_tokens(kv_tokens, arch.kv_block_tokens, watermark),
         )
     m = model_shape(sc)
     return ServingConfig(

@@ -331,6 +331,7 @@ DECODE_STEPS_HELP = (
 
 
 Scheduler = Literal["custom", "vllm", "distserve"]
+Watermark = Annotated[float, Field(ge=0, lt=1)]
 # Each preset: the architecture kind it models -> the field values it fills (explicit fields win).
 # Sources: vLLM's engine arguments (max-num-seqs 256, max-num-batched-tokens max(max_model_len,
 # 2048) without chunked prefill) and DistServe's defaults as its README and the shipped
@@ -345,6 +346,7 @@ SCHEDULER_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "max_prefill_tokens": 2048,
             "decode_steps": "output-1",
             "kv_block_tokens": 16,
+            "kv_watermark": 0.01,
         },
     ),
     "distserve": (
@@ -371,13 +373,19 @@ KV_RESERVED_HELP = (
     "weights, instead of the profile preset's DistServe table (absent: the table, or the "
     "memory formula without a reserve)."
 )
+KV_WATERMARK_HELP = (
+    "Share of an instance's KV blocks an admission must leave free (vLLM's watermark, 0.01 in "
+    "the vllm preset): a waiting sequence is admitted only if int(this x blocks) blocks stay "
+    "free after its own; running decodes may still use them (default 0: none)."
+)
 SCHEDULER_HELP = (
     "Scheduler preset, named after the system it models; it fills the fields it lists, and "
     "fields given explicitly win. 'custom' (default): every field its own default. 'vllm' "
     "(monolithic; vLLM's default scheduler without chunked prefill): max_batch_size 256 "
     "(max-num-seqs), kv_block_tokens 16 (block size), max_prefill_tokens 2048 "
     "(max-num-batched-tokens; vLLM uses max(max_model_len, 2048): set it for longer-context "
-    "models), whole prompts FCFS ahead of decodes, decode_steps output-1. 'distserve' "
+    "models), kv_watermark 0.01, whole prompts FCFS ahead of decodes, decode_steps output-1. "
+    "'distserve' "
     "(disaggregated; DistServe's per-stage FCFS): prefill_max_batch_size 128, "
     "prefill_token_budget 8192, decode_max_batch_size 1024, decode_steps output-1, "
     "first_token prefill. The per-iteration overhead comes with the profile step-time preset "
@@ -431,6 +439,7 @@ class MonolithicServing(StrictModel):
     decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
     kv_block_tokens: BoundedCount = Field(1, description=KV_BLOCK_HELP)
     kv_reserved_gb: NonNegativeFloat | None = Field(None, description=KV_RESERVED_HELP)
+    kv_watermark: Watermark = Field(0.0, description=KV_WATERMARK_HELP)
     scheduler: Scheduler = Field("custom", description=SCHEDULER_HELP)
 
     @model_validator(mode="before")

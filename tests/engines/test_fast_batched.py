@@ -123,6 +123,8 @@ CASES = {
     # block-granular KV (vLLM's 16-token blocks) under KV pressure
     "heavy-blocks": (HEAVY, {**MONO, "kv_block_tokens": 16}),
     "heavy-disaggregated-blocks": (HEAVY, {**DISAGG, "kv_block_tokens": 16}),
+    # vLLM's admission watermark on top (5% of the blocks kept free by admissions)
+    "heavy-blocks-watermark": (HEAVY, {**MONO, "kv_block_tokens": 16, "kv_watermark": 0.05}),
     # tensor parallelism (roofline with its communication term; the profile at TP 2)
     "tensor-parallel-roofline": (
         HEAVY, {"kind": "monolithic", "gpus": 4, "tensor_parallel": 2, "max_batch_size": 64},
@@ -234,12 +236,14 @@ def grid_plan(
     budget: int | None, step: object, tensor_parallel: int, kv_bytes_per_token: float,
     link_gb_s: float, first_token: str, decode_steps: str = "output-1",
     prefill_cap: int | None = None, kv_block_tokens: int = 1, routing: str = "central",
+    reserve: int = 0,
 ) -> ServingConfig:  # fmt: skip
     def pool(name: str, count: int, token_budget: int | None) -> PoolConfig:
         return PoolConfig(
             name=name, gpus=count * tensor_parallel, tensor_parallel=tensor_parallel,
             instances=count, max_batch_size=max_batch_size, kv_capacity_tokens=capacity,
             step=step, token_budget=token_budget, kv_block_tokens=kv_block_tokens,
+            kv_admit_reserve_tokens=reserve,
         )  # fmt: skip
 
     if disaggregated:
@@ -295,6 +299,7 @@ def grid_cases(draw: st.DrawFn) -> tuple[Requests, ServingConfig, np.ndarray]:
         prefill_cap=draw(st.sampled_from([None, 16, 40])),
         kv_block_tokens=draw(st.sampled_from([1, 1, 4, 16])),
         routing=draw(st.sampled_from(["central", "round_robin", "random", "least_loaded"])),
+        reserve=draw(st.sampled_from([0, 0, 4, 16])),
     )
     # routing draws on a grid of eighths, so that u x instances lands on boundaries too
     route_u = np.array(draw(st.lists(st.integers(0, 7), min_size=2 * n, max_size=2 * n)))

@@ -1,6 +1,7 @@
 """The serving options behind the fidelity replay, by hand: separate prefill/decode batch
-limits, pipeline-parallel decode instances, and the profile's per-iteration overhead (including
-the one-line error for `gpu.step_overhead_s`, which only the roofline uses)."""
+limits, pipeline-parallel decode instances, the profile's per-iteration overhead (including
+the one-line error for `gpu.step_overhead_s`, which only the roofline uses) and vLLM's KV
+capacity from memory (`kv_reserved_gb`)."""
 
 from __future__ import annotations
 
