@@ -34,7 +34,8 @@ GRID_S = 0.05
 
 
 def peak_kv_tokens(frame: pd.DataFrame) -> tuple[float, float]:
-    """The largest estimated KV held (tokens, whole blocks) over the run, and when."""
+    """The largest estimated KV held (tokens, whole blocks) over the run, and when it is first
+    reached."""
     first = (frame["arrival_s"] + frame["measured_ttft_s"]).to_numpy()
     last = (frame["arrival_s"] + frame["measured_e2e_s"]).to_numpy()
     prompt = frame["prompt_tokens"].to_numpy()
@@ -45,7 +46,8 @@ def peak_kv_tokens(frame: pd.DataFrame) -> tuple[float, float]:
         span = np.maximum(last[on] - first[on], 1e-9)
         generated = 1 + np.floor((t - first[on]) / span * (output[on] - 1))
         held = np.ceil((prompt[on] + generated) / BLOCK_TOKENS) * BLOCK_TOKENS
-        best = max(best, (float(held.sum()), float(t)))
+        if held.sum() > best[0]:
+            best = (float(held.sum()), float(t))
     return best
 
 

@@ -46,3 +46,23 @@ def test_data_and_json_contract(tmp_path: Path) -> None:
     assert set(rows[0]) == KEYS
     assert 0 <= rows[0]["slo_attainment"] <= 1
     assert 0 < rows[0]["ttft_p50_s"] <= rows[0]["ttft_p90_s"]
+
+
+def test_kv_fit_reads_the_peak_kv_off_measured_times() -> None:
+    """fit_kv's estimate by hand, 16-token blocks: request A (prompt 20, 5 tokens) from its first
+    token at 1.0 s to its last at 2.0 s; B (prompt 30, 3 tokens) from 1.5 s to 3.5 s. At 1.5 s A
+    has generated 1 + floor(0.5 x 4) = 3 tokens (23 -> 2 blocks, 32 tokens) and B 1 (31 -> 2
+    blocks, 32): 64. Later A's growth stays in its two blocks until it leaves at 2.0 s, and B
+    alone holds at most 33 -> 3 blocks (48): the peak is 64 tokens, first reached at 1.5 s."""
+    import fit_kv
+
+    frame = pd.DataFrame(
+        {
+            "arrival_s": [0.9, 1.2],
+            "prompt_tokens": [20, 30],
+            "output_tokens": [5, 3],
+            "measured_ttft_s": [0.1, 0.3],
+            "measured_e2e_s": [1.1, 2.3],
+        }
+    )
+    assert fit_kv.peak_kv_tokens(frame) == (64.0, pytest.approx(1.5))
