@@ -34,9 +34,12 @@ FLAG_TEXT = {
     "on a GPU pool; any engine: TTFT rising by half or more from the first to the second half of "
     "the measured window in every replication), so the numbers depend on the run length; shown, "
     "but its comparisons are not tested",
-    "run_too_short": "the pooled quantile's estimated short-run bias (per-replication quantiles "
-    "against the pooled one, over R - 1) exceeds 0.05 of its interval half-width: the interval "
-    "may cover the truth less often than stated — raise duration_s to the figure shown",
+    "run_too_short": "the replications hold too little measured time for this interval to "
+    "cover the truth as often as stated: a quantile whose pooled estimate is visibly biased "
+    "(per-replication quantiles against the pooled one, over R - 1, above 0.05 of the "
+    "half-width) or whose tail rests on fewer than 12 independent bursts of slow requests in all "
+    "replications together, or a mean carried by such a tail (docs/statistics.md) — raise "
+    "duration_s to the figure shown, or the replications by the same factor",
     "warmup_short": "warmup_s ends before the start-up transient that MSER-5 detects, or TTFT is "
     "still growing through the measured window — raise warmup_s (or duration_s)",
     "precision_capped": "the precision target (precision.rel_half_width) was not met within "

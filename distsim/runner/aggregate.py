@@ -12,6 +12,7 @@ statistics themselves live in `distsim.stats.compare`.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -331,23 +332,25 @@ def summarize(
                 flags = list(cell_flags)
                 needed_s = np.nan
                 quantile = quantile_of(metric)
+                tail_of = _MEAN_OF.get(metric)
                 if quantile and has.get(quantile[0], False) and len(cell) >= 2:
                     reps = np.sort(cell["replication"].to_numpy())
                     sketches = _sketches(cell, quantile[0], reps, parsed)
+                    sec = stats.quantile_section(sketches, quantile[1], plan.confidence)
                     if getattr(plan.study, "quantile_intervals", "sectioning") == "bootstrap":
                         iv = _bootstrap(plan, f"{ps.id}/{arch}/{metric}", sketches, quantile[1])
                     else:
-                        iv = stats.quantile_interval(sketches, quantile[1], plan.confidence)
-                    per_rep = [s.quantile(quantile[1]) for s in sketches]
-                    ratio = diagnostics.pooled_bias_ratio(iv.estimate, per_rep, iv.half_width)
-                    if ratio > diagnostics.RUN_SHORT_FRACTION:
-                        flags.append("run_too_short")
-                        warm = ps.scenario.warmup_s
-                        needed_s = diagnostics.duration_to_clear(
-                            ps.scenario.duration_s, warm if isinstance(warm, float) else 0.0, ratio
-                        )
+                        iv = stats.Interval(sec.pooled, sec.low, sec.high, sec.n)
+                    needed_s = _run_length(ps, iv, sketches, quantile[1], sec.tail_episodes)
+                elif tail_of and has.get(tail_of, False) and len(cell) >= 2:
+                    iv = stats.mean_interval(values, plan.confidence)
+                    reps = np.sort(cell["replication"].to_numpy())
+                    sketches = _sketches(cell, tail_of, reps, parsed)
+                    needed_s = _run_length(ps, iv, sketches, None, math.nan)
                 else:
                     iv = stats.mean_interval(values, plan.confidence)
+                if math.isfinite(needed_s) or needed_s == math.inf:
+                    flags.append("run_too_short")
                 records.append(
                     {
                         "scenario_id": ps.id,
@@ -363,6 +366,29 @@ def summarize(
                     }
                 )
     return pd.DataFrame(records, columns=summary_columns(plan))
+
+
+_MEAN_OF = {"ttft_mean_s": SKETCH_COLUMNS["ttft"], "e2e_mean_s": SKETCH_COLUMNS["e2e"]}
+
+
+def _run_length(
+    ps: PlannedScenario, iv: Any, sketches: list[LogHistogram], q: float | None, episodes: float
+) -> float:
+    """The duration_s that would likely clear `run_too_short`, or NaN when it does not fire: a
+    quantile (`q`) whose pooled bias is visible or whose tail rests on too few episodes, or a
+    mean (`q` None) carried by such a tail (`distsim.stats.diagnostics`)."""
+    if q is None:
+        short, factor = diagnostics.mean_too_short(sketches)
+    else:
+        per_rep = [s.quantile(q) for s in sketches]
+        short, factor = diagnostics.quantile_too_short(
+            iv.estimate, per_rep, iv.half_width, episodes
+        )
+    if not short:
+        return math.nan
+    warm = ps.scenario.warmup_s
+    warm_s = warm if isinstance(warm, float) else 0.0
+    return diagnostics.duration_for_factor(ps.scenario.duration_s, warm_s, factor)
 
 
 def _bootstrap(plan: Plan, name: str, sketches: list[LogHistogram], q: float) -> Any:

@@ -20,9 +20,9 @@ CPUs), but every N is a point where the rule was checked, and the numbers for gi
 depend on how they were produced.
 
 Evaluation here uses the same estimators as `aggregate.summarize` (pooled quantile with its
-sectioning interval when sketches are stored, Student t over replications otherwise), kept
+Woodruff interval when sketches are stored, Student t over replications otherwise), kept
 incrementally: pooled sketches are merged as the count grows, so a study of many waves does not
-re-read its rows each time.
+re-read its rows each time (each replication's sketch is kept for the interval's shares).
 """
 
 from __future__ import annotations
@@ -105,11 +105,11 @@ class CellPrecision:
 
 @dataclass
 class _Quantile:
-    """One cell's sketches of one quantile metric: per-replication quantiles and a pooled
+    """One cell's sketches of one quantile metric: each replication's sketch and a pooled
     sketch merged over replications 0..upto-1 (the rest wait in `pending`)."""
 
     level: float
-    per_rep: dict[int, float] = field(default_factory=dict)
+    per_rep: dict[int, LogHistogram] = field(default_factory=dict)
     pending: dict[int, LogHistogram] = field(default_factory=dict)
     merged: LogHistogram = field(default_factory=LogHistogram.empty)
     upto: int = 0
@@ -151,8 +151,7 @@ class Tracker:
                     if rep in q.per_rep:
                         continue  # a duplicate row: the first copy counts
                     sketch = from_json(text)
-                    q.per_rep[rep] = float(sketch.quantile(q.level))
-                    q.pending[rep] = sketch
+                    q.per_rep[rep] = q.pending[rep] = sketch
                 else:
                     value = row.get(metric)
                     if value is not None and np.isfinite(float(value)):
@@ -195,8 +194,11 @@ class Tracker:
                     reps = sorted(r for r in q.per_rep if r < n)
                     if len(reps) < 2:
                         continue
-                    pooled = self._pooled(q, n)
-                    iv = stats.sectioning_interval(pooled, [q.per_rep[r] for r in reps], conf)
+                    self._pooled(q, n)
+                    sec = stats.quantile_section(
+                        [q.per_rep[r] for r in reps], q.level, conf, merged=q.merged
+                    )
+                    iv = stats.Interval(sec.pooled, sec.low, sec.high, sec.n)
                 else:
                     values = self._values.get(key, {})
                     reps = sorted(r for r in values if r < n)

@@ -22,8 +22,10 @@ import numpy as np
 from distsim.stats import intervals
 from distsim.stats.intervals import (
     Interval,
+    QuantileSection,
     adjust_p_values,
     quantile_interval,
+    quantile_section,
     sectioning_interval,
 )
 from distsim.stats.sketch import LogHistogram
@@ -35,7 +37,9 @@ __all__ = [
     "mean_interval",
     "paired_difference",
     "paired_quantile_difference",
+    "QuantileSection",
     "quantile_interval",
+    "quantile_section",
     "sectioning_interval",
 ]
 

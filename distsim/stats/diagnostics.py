@@ -10,7 +10,10 @@ data.
   ``sum_{j>=d} (Z_j - mean_{j>=d} Z)^2 / (m - d)^2`` over d <= m/2 (White 1997; White, Cobb &
   Spratt 2000). The detected warm-up is the start time of the first kept batch. A minimum found at
   the last allowed d means no steady state was seen (the run is too short or never settles).
-- **Run too short for a quantile.** See `quantile_run_too_short`.
+- **Run too short.** A quantile whose pooled estimate is visibly biased (`quantile_run_too_short`)
+  or rests on too few independent tail episodes, and a mean carried by such a tail
+  (`tail_episodes_short`, `MeanTail`): the total measured time (replications x window) is too
+  short for the interval to hold its stated coverage.
 - **Stability.** Offered load >= 1 on any pool (from the spec) cannot reach a steady state; and a
   TTFT that keeps growing from the first to the second half of the measured window, consistently
   across replications, marks a run that has not settled.
@@ -27,7 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distsim.stats.intervals import Interval
+from distsim.stats.intervals import Interval, quantile_section
+from distsim.stats.sketch import LogHistogram
 
 PROFILE_BINS = 250  # time bins per replication for warm-up and trend checks
 MSER_BATCH = 5
@@ -35,6 +39,13 @@ TRANSIENT_ALPHA = 0.01  # significance a detected transient must reach across re
 # A quantile is flagged when its pooled estimate's estimated bias exceeds this fraction of its
 # interval half-width (see quantile_run_too_short).
 RUN_SHORT_FRACTION = 0.05
+# A quantile interval is at risk when fewer independent episodes beyond the quantile than this
+# occur in all replications together (`QuantileSection.tail_episodes`), and a mean when the share
+# of it carried by requests beyond its pooled P99, over sqrt(that P99's episodes), exceeds
+# MEAN_TAIL_SCORE_MAX. Calibrated on studies/default.yaml and a skewed variant (docs/statistics.md).
+TAIL_EPISODES_MIN = 12.0
+MEAN_TAIL_LEVEL = 0.99
+MEAN_TAIL_SCORE_MAX = 0.015
 # A TTFT rise from the first to the second half of the measured window is "growing" when it is
 # significant at this level across replications and larger than this fraction of the first half.
 GROWTH_ALPHA = 1e-3
@@ -238,7 +249,79 @@ def duration_to_clear(
     """
     if not math.isfinite(ratio) or ratio <= fraction:
         return float(duration_s)
-    measured = (duration_s - warmup_s) * 1.5 * (ratio / fraction) ** 2
+    return duration_for_factor(duration_s, warmup_s, (ratio / fraction) ** 2)
+
+
+@dataclass(frozen=True)
+class MeanTail:
+    """How much of a mean rests on its tail, and on how many independent episodes.
+
+    `share`: fraction of the pooled sum from requests beyond the pooled P99; `episodes`: that
+    P99's `QuantileSection.tail_episodes`. `score` = share / sqrt(episodes) is roughly the
+    relative error of the mean due to how many slow bursts the study happened to catch: a
+    Poisson count of K episodes varies by 1/sqrt(K). When it is large, the replication means are
+    skewed by rare bursts and a t-interval from them misses on the low side, with no warning
+    from the sample itself (a study that caught few bursts looks less skewed, not more).
+    """
+
+    share: float
+    episodes: float
+
+    @property
+    def score(self) -> float:
+        if self.episodes <= 0:
+            return math.inf
+        return self.share / math.sqrt(self.episodes) if math.isfinite(self.episodes) else 0.0
+
+
+def mean_tail(sketches: Sequence[LogHistogram], confidence: float = 0.95) -> MeanTail:
+    """The `MeanTail` of the replications' sketches (at least 2)."""
+    sec = quantile_section(sketches, MEAN_TAIL_LEVEL, confidence)
+    total = sum(s.sum for s in sketches)
+    above = sum(s.sum_above(sec.pooled) for s in sketches)
+    return MeanTail(above / total if total > 0 else 0.0, sec.tail_episodes)
+
+
+def tail_episodes_short(episodes: float, tail: MeanTail | None = None) -> tuple[bool, float]:
+    """(at risk, factor): a quantile with fewer than `TAIL_EPISODES_MIN` independent tail
+    episodes, or a mean whose `MeanTail.score` exceeds `MEAN_TAIL_SCORE_MAX`; `factor` is how
+    many times more measured time (replications or window: episodes grow with either) would
+    bring it to the threshold."""
+    if tail is not None:
+        ratio = tail.score / MEAN_TAIL_SCORE_MAX
+        return ratio > 1.0, ratio * ratio
+    if not episodes > 0:
+        return True, math.inf
+    return episodes < TAIL_EPISODES_MIN, TAIL_EPISODES_MIN / episodes
+
+
+def quantile_too_short(
+    pooled: float, per_replication: Sequence[float] | np.ndarray, half_width: float, episodes: float
+) -> tuple[bool, float]:
+    """`run_too_short` for a quantile: its pooled bias is visible (`quantile_run_too_short`) or
+    its tail rests on too few episodes (`tail_episodes_short`); with the factor of measured time
+    that would likely clear both (the bias ratio falls as 1/sqrt(measured time))."""
+    short, factor = tail_episodes_short(episodes)
+    ratio = pooled_bias_ratio(pooled, per_replication, half_width)
+    if ratio > RUN_SHORT_FRACTION:
+        return True, max(factor if short else 1.0, (ratio / RUN_SHORT_FRACTION) ** 2)
+    return short, factor
+
+
+def mean_too_short(
+    sketches: Sequence[LogHistogram], confidence: float = 0.95
+) -> tuple[bool, float]:
+    """`run_too_short` for a mean: carried by a tail of too few episodes (`MeanTail`)."""
+    tail = mean_tail(sketches, confidence)
+    return tail_episodes_short(tail.episodes, tail)
+
+
+def duration_for_factor(duration_s: float, warmup_s: float, factor: float) -> float:
+    """duration_s whose measured window is `factor` times longer, with a margin of 1.5, rounded
+    up to a multiple of 10 s (unchanged when factor <= 1)."""
+    if not math.isfinite(factor) or factor <= 1.0:
+        return float(duration_s) if math.isfinite(factor) else math.inf
+    measured = (duration_s - warmup_s) * 1.5 * factor
     return float(math.ceil((warmup_s + measured) / 10.0) * 10.0)
 
 

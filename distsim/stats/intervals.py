@@ -4,20 +4,21 @@ Requests inside one run are strongly correlated (a queue that is long now is lon
 so treating them as independent gives intervals far too narrow. Replications are independent, so
 every interval here takes its spread from the replications.
 
-Quantiles (P50/P90/P99) use *sectioning* (Asmussen & Glynn, Stochastic Simulation, 2007, §III.5):
-the point estimate is the pooled quantile of all measured requests of all R replications, and the
-interval is
+Quantiles (P50/P90/P99): the point estimate is the pooled quantile of all measured requests of all
+R replications (a short run's own P99 is biased low; the pooled one, from R times more requests,
+about R times less). Its interval is sectioning on the CDF scale, Woodruff's (1952) interval for
+a quantile under cluster sampling, the replications being the clusters: each replication's share
+of requests at or below the pooled quantile, F_r, gives the standard error of the pooled share
+p (a ratio estimate over replications, t on R - 1 degrees of freedom), and the interval is the
+pooled quantile function at p ± t·se. Sectioning the per-replication quantiles themselves
+(pooled ± t·sd(x_r)/sqrt(R)) undercovers tail quantiles on bursty systems: a run's own P99 rests on
+its ~5 slowest requests, whose spread understates the pooled estimate's (studies/default.yaml,
+disaggregated P99: 0.89 against 0.94; docs/statistics.md). The paired tests use the same
+linearisation as per-replication values, pooled - (F_r - p)/f with the density f read off the
+Woodruff interval (`QuantileSection.pseudo`).
 
-    pooled ± t(R-1, 1 - alpha/2) · sd(per-replication quantiles) / sqrt(R).
-
-Why not the plain average of per-replication quantiles: a quantile estimated from a short run is
-biased (P99 of a short run is biased low, more so near saturation); the pooled quantile uses R
-times more requests, so its bias is about R times smaller, while the spread of the per-replication
-quantiles still measures the pooled estimator's sampling error (both are asymptotically the average
-of the same per-replication influence terms).
-
-Positive estimates (every latency) get that interval on the log scale (`sectioning_interval`), so
-it never reaches below 0.
+Means and other per-replication values: pooled ± t·sd/sqrt(R), on the log scale for positive
+values (`sectioning_interval`), so it never reaches below 0.
 
 Paired comparisons (same replications, common random numbers) are one test per comparison, on one
 scale: for positive values the log ratio log(other/baseline), with the same sectioning standard
@@ -42,7 +43,7 @@ from typing import Literal
 
 import numpy as np
 
-from distsim.stats.sketch import LogHistogram, per_replication_quantiles, pooled_quantile
+from distsim.stats.sketch import LogHistogram, per_replication_quantiles
 
 AdjustMethod = Literal["holm", "bonferroni", "bh", "none"]
 _STATSMODELS_METHOD = {"holm": "holm", "bonferroni": "bonferroni", "bh": "fdr_bh"}
@@ -133,13 +134,68 @@ def mean_interval(
     return sectioning_interval(float(values.mean()), values, confidence)
 
 
+@dataclass(frozen=True)
+class QuantileSection:
+    """The pooled q-quantile of R replications, its Woodruff interval and what it is built from.
+
+    `pseudo`: per-replication values whose mean is `pooled` and whose spread over sqrt(R) is the
+    pooled estimate's standard error (the Bahadur linearisation pooled - (F_r - p)/f, f the
+    density the interval implies), for paired tests. `tail_episodes`: how many independent
+    events beyond the quantile the study's R replications hold, min(q, 1-q)^2 max(q, 1-q) / se^2
+    (the exceedance count divided by the design effect: slow requests that come in bursts count
+    once per burst); `inf` when the replications agree exactly.
+    """
+
+    pooled: float
+    low: float
+    high: float
+    pseudo: np.ndarray
+    tail_episodes: float
+    n: int
+
+
+def quantile_section(
+    sketches: Sequence[LogHistogram],
+    q: float,
+    confidence: float = 0.95,
+    merged: LogHistogram | None = None,
+) -> QuantileSection:
+    """Woodruff interval of the pooled q-quantile over replications (see the module docstring).
+
+    `merged`: the sketches already merged, for callers that keep it incrementally."""
+    if len(sketches) < 2:
+        raise ValueError("an interval needs the values of at least 2 replications")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must lie strictly between 0 and 1")
+    merged = LogHistogram.merge(sketches) if merged is None else merged
+    r = len(sketches)
+    t = _t_factor(r, confidence)
+    pooled = float(merged.quantile(q))
+    n = np.array([s.n for s in sketches], dtype=np.float64)
+    at_most = np.array([s.count_at_most(pooled) for s in sketches], dtype=np.float64)
+    share = at_most.sum() / n.sum()
+    resid = (at_most - share * n) / n.mean()  # each replication's ratio-estimate residual
+    se = _spread_se(resid)
+    if se == 0.0:
+        full = np.full(r, pooled)
+        return QuantileSection(pooled, pooled, pooled, full, math.inf, r)
+    levels = np.clip([q - t * se, q + t * se], 0.0, 1.0)
+    low, high = (float(v) for v in merged.quantile(levels))
+    low, high = min(low, pooled), max(high, pooled)
+    if high > low:
+        pseudo = pooled - resid * (high - low) / float(levels[1] - levels[0])
+    else:  # the whole band sits in one sketch bin: the per-replication quantiles' spread
+        pseudo = per_replication_quantiles(sketches, q)
+    tail = min(q, 1.0 - q)
+    return QuantileSection(pooled, low, high, pseudo, tail * tail * (1.0 - tail) / se**2, r)
+
+
 def quantile_interval(
     sketches: Sequence[LogHistogram], q: float, confidence: float = 0.95
 ) -> Interval:
-    """Pooled q-quantile of the replications' sketches, with its sectioning interval."""
-    return sectioning_interval(
-        pooled_quantile(sketches, q), per_replication_quantiles(sketches, q), confidence
-    )
+    """Pooled q-quantile of the replications' sketches, with its Woodruff interval."""
+    sec = quantile_section(sketches, q, confidence)
+    return Interval(sec.pooled, sec.low, sec.high, sec.n)
 
 
 def _p_value(centre: float, se: float, n: int) -> float:
@@ -312,13 +368,8 @@ def paired_quantile_comparison(
     """Pooled q-quantile difference over the same replications (index i pairs with index i)."""
     if len(baseline) != len(other):
         raise ValueError("paired comparison needs the same replications on both sides")
-    return paired_comparison(
-        pooled_quantile(baseline, q),
-        pooled_quantile(other, q),
-        per_replication_quantiles(baseline, q),
-        per_replication_quantiles(other, q),
-        confidence,
-    )
+    b, o = quantile_section(baseline, q, confidence), quantile_section(other, q, confidence)
+    return paired_comparison(b.pooled, o.pooled, b.pseudo, o.pseudo, confidence)
 
 
 def adjust_p_values(

@@ -119,6 +119,24 @@ class LogHistogram:
             out = np.clip(out, self.min, self.max)
         return float(out[0]) if np.ndim(q) == 0 else out
 
+    def count_at_most(self, value: float) -> int:
+        """How many values of the sample are at most `value` (values sharing `value`'s bin count
+        as at most it, as `quantile` reports a bin by one value)."""
+        if self.n == 0 or value < 0:
+            return 0
+        if value <= ZERO_S:
+            return self.zero_count
+        key = math.ceil(math.log(value) / _LOG_GAMMA)
+        return int(self.zero_count + self.count[: np.searchsorted(self.index, key, "right")].sum())
+
+    def sum_above(self, value: float) -> float:
+        """Sum of the values above `value` (bin representatives; within RELATIVE_ACCURACY)."""
+        if self.n == 0:
+            return 0.0
+        key = math.ceil(math.log(max(value, ZERO_S)) / _LOG_GAMMA)
+        start = int(np.searchsorted(self.index, key, "right"))
+        return float(np.dot(self.values()[start:], self.count[start:]))
+
     def cdf_points(self) -> tuple[np.ndarray, np.ndarray]:
         """(value, fraction of the sample at or below it) at every occupied bin, for plots."""
         vals = self.values()

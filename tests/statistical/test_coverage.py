@@ -35,13 +35,13 @@ from distsim_testkit import sketches
 from mmc_truth import mmc_scenario, sojourn_mean_s, sojourn_quantile_s
 
 from distsim.sim.replication import simulate_requests
-from distsim.stats.diagnostics import quantile_run_too_short
+from distsim.stats.diagnostics import mean_too_short, quantile_too_short
 from distsim.stats.intervals import (
     adjust_p_values,
     mean_interval,
     paired_mean_comparison,
     paired_quantile_comparison,
-    quantile_interval,
+    quantile_section,
 )
 from distsim.stats.sketch import LogHistogram
 from distsim.workload.generate import generate
@@ -59,17 +59,17 @@ def coverage(
     truth = {"mean": sojourn_mean_s(gpus, rate_rps, service_s)}
     truth |= {k: sojourn_quantile_s(q, gpus, rate_rps, service_s) for k, q in QUANTILES.items()}
     hits = dict.fromkeys(truth, 0)
-    flagged = dict.fromkeys(QUANTILES, 0)
+    flagged = dict.fromkeys(truth, 0)
     for study in range(STUDIES):
         scenario = mmc_scenario(rate_rps, service_s, {"m": gpus}, duration_s, warmup_s, study)
         reps = sketches(scenario, R)["m"]
         iv = mean_interval([s.mean for s in reps])
         hits["mean"] += iv.low <= truth["mean"] <= iv.high
+        flagged["mean"] += mean_too_short(reps)[0]
         for key, q in QUANTILES.items():
-            iv = quantile_interval(reps, q)
-            hits[key] += iv.low <= truth[key] <= iv.high
-            per_rep = [s.quantile(q) for s in reps]
-            flagged[key] += quantile_run_too_short(iv.estimate, per_rep, iv.half_width)
+            covered, short = covers_flags(reps, q, truth[key])
+            hits[key] += covered
+            flagged[key] += short
     rates = {k: v / STUDIES for k, v in hits.items()}
     print(
         f"\ncoverage M/M/{gpus} rho={rate_rps * service_s / gpus:.2f} "
@@ -77,6 +77,16 @@ def coverage(
         f"run_too_short rate: { {k: v / STUDIES for k, v in flagged.items()} }"
     )
     return rates, {k: v / STUDIES for k, v in flagged.items()}
+
+
+def covers_flags(reps: list[LogHistogram], q: float, truth: float) -> tuple[bool, bool]:
+    """Whether the q-quantile's interval holds `truth`, and whether `run_too_short` fires (as
+    `runner.aggregate` decides it)."""
+    sec = quantile_section(reps, q)
+    per_rep = [s.quantile(q) for s in reps]
+    half = (sec.high - sec.low) / 2
+    short = quantile_too_short(sec.pooled, per_rep, half, sec.tail_episodes)[0]
+    return bool(sec.low <= truth <= sec.high), short
 
 
 def assert_covers(rates: dict[str, float], floor: dict[str, float] = FLOOR) -> None:
@@ -110,17 +120,16 @@ def test_short_runs_at_high_load_are_flagged() -> None:
     truth = sojourn_quantile_s(0.99, 1, 8.0, 0.1)
     for study in range(studies):
         scenario = mmc_scenario(8.0, 0.1, {"m": 1}, 100, 0, 10_000 + study)
-        reps = sketches(scenario, R)["m"]
-        iv = quantile_interval(reps, 0.99)
-        hits += iv.low <= truth <= iv.high
-        flagged += quantile_run_too_short(
-            iv.estimate, [s.quantile(0.99) for s in reps], iv.half_width
-        )
+        covered, short = covers_flags(sketches(scenario, R)["m"], 0.99, truth)
+        hits += covered
+        flagged += short
     print(
         f"\nhigh load, short runs: P99 coverage {hits / studies:.3f}, "
         f"run_too_short in {flagged / studies:.3f}"
     )
-    assert hits / studies < 0.85  # the situation the warning exists for
+    # the situation the warning exists for: 0.867 (the Woodruff interval; 0.55 when sectioning
+    # the per-replication P99s), flagged in every study (60 of 60)
+    assert hits / studies < 0.93
     assert flagged / studies >= 0.8
 
 

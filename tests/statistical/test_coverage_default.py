@@ -3,23 +3,25 @@
 Truth: the pooled estimate of 10,000 replications (seed 999999): the average of per-replication
 mean TTFTs, and the pooled P50/P90/P99 of every measured request (exact order statistics, not
 sketches). Then STUDIES independent studies (seeds 1000, 1001, ...) of R = 30 replications, each
-summarised as `distsim run` does (per-replication sketches, `intervals.sectioning_interval`,
-`diagnostics.pooled_bias_ratio`); how often each 95% interval holds the truth and how often
-`run_too_short` fires. Both architectures see the same requests, so the paired comparisons
-(`intervals.paired_comparison`, on the log ratio) are checked against the true ratio as well.
+summarised as `distsim run` does (per-replication sketches; `intervals.mean_interval` and
+`intervals.quantile_section`, the Woodruff interval; `run_too_short` as `runner.aggregate`
+decides it); how often each 95% interval holds the truth and how often `run_too_short` fires.
+Both architectures see the same requests, so the paired comparisons (`paired_comparison` on the
+log ratio; pseudo-values for quantiles) are checked against the true ratio as well.
 
-What is asserted (docs/statistics.md has the measured table):
-- every cell whose coverage the docs call fine is not significantly below 0.95: a one-sided exact
-  binomial test at 0.001 per cell (false-failure rate at most 0.1% per cell, about 1% for the
-  ~11 cells of the module);
-- `run_too_short` fires in at most 20% of the studies of those cells (measured: at most 8%);
-- the known shortfall (the disaggregated mean and P99 TTFT of the default study, whose
-  per-replication values are skewed by rare long decode-queue episodes, and the paired ratios
-  built on them) stays where the docs say: coverage not significantly below 0.85 (binomial test
-  at 0.001 again).
+What is asserted, per cell (architecture or paired ratio x metric; docs/statistics.md has the
+table):
+- a cell not in AT_RISK covers: its coverage is not significantly below 0.95 (one-sided exact
+  binomial test at 0.001), and `run_too_short` fires in at most 20% of its studies;
+- a cell in AT_RISK (measured over 800 studies to cover below 0.93: the default study's
+  disaggregated mean TTFT, 0.926, and in the skewed case the disaggregated mean and P99 and the
+  ratios built on them) is flagged in nearly every study that misses: `run_too_short` in not
+  significantly less than 95% of its misses (same test), and in at least 80% of all its studies
+  (the flag is a property of the cell, not a coin that happens to land on the misses).
 
-The test catches a wrong implementation: with z instead of t in the intervals, the skewed case's
-R = 10 coverage drops (see docs/statistics.md for the figure). Runs ~2 minutes on 2 idle cores.
+False-failure rate: with the rates measured over 800 studies as the truth, each binomial
+assertion fails with probability below 0.2% and the 20% cap (measured at most 9%) with far less;
+about 2% for the whole module (docs/statistics.md). Runs ~2 minutes on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -34,9 +36,14 @@ from scipy.stats import binomtest
 
 from distsim.sim.replication import simulate_requests
 from distsim.spec.study import Scenario, load_study
-from distsim.stats.diagnostics import RUN_SHORT_FRACTION, pooled_bias_ratio
-from distsim.stats.intervals import paired_comparison, sectioning_interval
-from distsim.stats.sketch import LogHistogram, per_replication_quantiles, pooled_quantile
+from distsim.stats import diagnostics
+from distsim.stats.intervals import (
+    mean_interval,
+    paired_comparison,
+    paired_quantile_comparison,
+    quantile_section,
+)
+from distsim.stats.sketch import LogHistogram
 from distsim.workload.generate import generate
 
 pytestmark = pytest.mark.slow
@@ -93,12 +100,17 @@ def truth(case: str) -> dict[tuple[str, str], float]:
     return out
 
 
-def estimate(rs: list, q: float | None) -> tuple[float, np.ndarray]:
-    if q is None:
-        x = np.array([m for m, _, _ in rs])
-        return float(x.mean()), x
+def summarise(rs: list, q: float | None) -> tuple[float, float, float, bool]:
+    """(estimate, low, high, run_too_short) of one cell, as `runner.aggregate` computes them."""
     sketches = [s for _, s, _ in rs]
-    return pooled_quantile(sketches, q), per_replication_quantiles(sketches, q)
+    if q is None:
+        iv = mean_interval([m for m, _, _ in rs])
+        return iv.estimate, iv.low, iv.high, diagnostics.mean_too_short(sketches)[0]
+    sec = quantile_section(sketches, q)
+    per_rep = [s.quantile(q) for s in sketches]
+    half = (sec.high - sec.low) / 2
+    flag = diagnostics.quantile_too_short(sec.pooled, per_rep, half, sec.tail_episodes)[0]
+    return sec.pooled, sec.low, sec.high, flag
 
 
 @dataclass(frozen=True)
@@ -112,32 +124,30 @@ class Cell:
 @cache
 def coverage(case: str, r: int = R) -> dict[tuple[str, str], Cell]:
     """Per (architecture or 'ratio', metric): coverage and run_too_short rates. A comparison
-    counts as flagged when either side's quantile is."""
+    counts as flagged when either side is."""
     true = truth(case)
     hit: dict[tuple[str, str], list[bool]] = {}
     fired: dict[tuple[str, str], list[bool]] = {}
     for study in range(STUDIES):
         reps = replications(scenario(1000 + study, case), r)
         for key, q in QUANTILES.items():
-            est = {a: estimate(reps[a], q) for a in ARCHS}
             for arch in ARCHS:
-                pooled, per_rep = est[arch]
-                iv = sectioning_interval(pooled, per_rep)
-                cell = (arch, key)
-                hit.setdefault(cell, []).append(iv.low <= true[cell] <= iv.high)
-                flag = q is not None and (
-                    pooled_bias_ratio(pooled, per_rep, iv.half_width) > RUN_SHORT_FRACTION
-                )
-                fired.setdefault(cell, []).append(bool(flag))
-            c = paired_comparison(est[ARCHS[0]][0], est[ARCHS[1]][0], est[ARCHS[0]][1],
-                                  est[ARCHS[1]][1])  # fmt: skip
+                _, low, high, flag = summarise(reps[arch], q)
+                hit.setdefault((arch, key), []).append(low <= true[arch, key] <= high)
+                fired.setdefault((arch, key), []).append(flag)
+            base, other = reps[ARCHS[0]], reps[ARCHS[1]]
+            if q is None:
+                x, y = np.array([m for m, _, _ in base]), np.array([m for m, _, _ in other])
+                c = paired_comparison(x.mean(), y.mean(), x, y)
+            else:
+                c = paired_quantile_comparison([s for _, s, _ in base], [s for _, s, _ in other], q)
             ratio = true[ARCHS[1], key] / true[ARCHS[0], key] - 1
             hit.setdefault(("ratio", key), []).append(c.rel_low <= ratio <= c.rel_high)
             fired.setdefault(("ratio", key), []).append(
                 fired[ARCHS[0], key][-1] or fired[ARCHS[1], key][-1]
             )
     table = {}
-    print(f"\ncoverage, run_too_short rate, among misses (R = {r}, {case}):")
+    print(f"\ncoverage, run_too_short rate, among misses (R = {r}, {case}, {STUDIES} studies):")
     for k in hit:
         h, f = np.array(hit[k]), np.array(fired[k])
         miss = ~h
@@ -154,37 +164,32 @@ def not_below(rate: float, level: float, n: int = STUDIES) -> bool:
     return binomtest(round(rate * n), n, level, alternative="less").pvalue > 0.001
 
 
-def holds_or_flagged(cell: Cell, floor: float = 0.95) -> bool:
-    """Coverage holds (not significantly below `floor`), or the studies that miss are flagged
-    (`run_too_short` in not significantly less than 95% of them)."""
-    if not_below(cell.coverage, floor):
-        return True
-    return cell.misses > 0 and not_below(cell.flagged_misses, 0.95, cell.misses)
+def check(table: dict[tuple[str, str], Cell], at_risk: set[tuple[str, str]]) -> None:
+    for key, cell in table.items():
+        if key in at_risk:
+            assert cell.misses > 0, (key, cell)
+            assert not_below(cell.flagged_misses, 0.95, cell.misses), (key, cell)
+            assert cell.flagged >= 0.80, (key, cell)
+        else:
+            assert not_below(cell.coverage, 0.95), (key, cell)
+            assert cell.flagged <= 0.20, (key, cell)  # a cell that covers is rarely flagged
 
 
-# The documented shortfall: the disaggregated mean and P99, and the comparisons built on them.
-KNOWN_SHORT = {(side, key) for side in ("disaggregated", "ratio") for key in ("mean", "p99")}
+# Cells measured (800 studies) to cover below 0.93: the mean carried by the disaggregated
+# architecture's rare decode-queue bursts, and in the skewed case also its P99; the paired
+# ratios built on them.
+AT_RISK = {
+    "default": {("disaggregated", "mean"), ("ratio", "mean")},
+    "skewed": {(side, key) for side in ("disaggregated", "ratio") for key in ("mean", "p99")},
+}
 
 
 def test_default_study_coverage_and_run_too_short() -> None:
-    table = coverage("default")
-    for key, cell in table.items():
-        if key in KNOWN_SHORT:
-            assert holds_or_flagged(cell, 0.85), (key, cell)
-            continue
-        assert holds_or_flagged(cell), (key, cell)
-        assert cell.flagged <= 0.20, (key, cell)  # a cell that covers is rarely flagged
+    check(coverage("default"), AT_RISK["default"])
 
 
 def test_skewed_study_coverage() -> None:
     """A decode pool of one GPU (3 + 1): long decode queues make the disaggregated side's
-    per-replication TTFTs strongly skewed and its P99 runs far too short: its P99 intervals miss
-    most of the time, and run_too_short says so in (nearly) every study that misses. The
-    monolithic side keeps its coverage and is rarely flagged."""
-    table = coverage("skewed")
-    for key, cell in table.items():
-        if key[0] == "monolithic":
-            assert holds_or_flagged(cell), (key, cell)
-            assert cell.flagged <= 0.20, (key, cell)
-        else:
-            assert holds_or_flagged(cell, 0.85), (key, cell)
+    per-replication TTFTs strongly skewed; its mean and P99 rest on a few bursts per study, and
+    run_too_short says so. The monolithic side keeps its coverage and is rarely flagged."""
+    check(coverage("skewed"), AT_RISK["skewed"])

@@ -11,20 +11,25 @@ from mmc_truth import mmc_scenario
 from distsim.sim.metrics import offered_load
 from distsim.sim.replication import simulate_requests
 from distsim.stats.diagnostics import (
+    MeanTail,
     TimeProfile,
     detect_warmup,
+    duration_for_factor,
     duration_to_clear,
+    mean_tail,
     mser,
     next_wave,
     quantile_run_too_short,
     relative_half_width,
     replications_needed,
+    tail_episodes_short,
     ttft_trend,
     unstable_pools,
     warmup_short,
     waves_left,
 )
-from distsim.stats.intervals import Interval
+from distsim.stats.intervals import Interval, quantile_section
+from distsim.stats.sketch import LogHistogram
 from distsim.workload.generate import generate
 
 
@@ -116,3 +121,37 @@ def test_precision_planning() -> None:
     assert waves_left(current, needed, cpus=4, max_replications=32) == math.ceil(
         (22 + 2) / 4
     )  # a capped at 32 too
+
+
+def test_tail_episodes_count_bursts_once() -> None:
+    """By hand: four replications of 100 values; the pooled P90 is 90 (`lower` rank of 400).
+    Independent slow requests (10 per run above it) give shares 0.9 each: no spread, infinite
+    episodes. Slow requests in bursts (runs 0 and 1 hold 20 each above 90, runs 2 and 3 none)
+    give shares 0.8, 0.8, 1, 1: se = sd([-0.1, -0.1, 0.1, 0.1]) / 2 = 0.0577, and
+    0.1^2 x 0.9 / se^2 = 2.7 episodes, far below TAIL_EPISODES_MIN."""
+    base = np.arange(1.0, 101.0)
+    even = [LogHistogram.of(base) for _ in range(4)]
+    assert quantile_section(even, 0.9).tail_episodes == math.inf
+    burst = np.concatenate([np.arange(1.0, 81.0), np.full(20, 500.0)])
+    calm = np.concatenate([np.arange(1.0, 91.0), np.full(10, 85.0)])
+    sec = quantile_section([LogHistogram.of(x) for x in (burst, burst, calm, calm)], 0.9)
+    se = np.std([-0.1, -0.1, 0.1, 0.1], ddof=1) / 2
+    assert sec.tail_episodes == pytest.approx(0.01 * 0.9 / se**2, rel=1e-9)
+    assert tail_episodes_short(sec.tail_episodes) == (True, pytest.approx(12.0 / 2.7, rel=1e-9))
+    assert tail_episodes_short(40.0) == (False, pytest.approx(0.3))
+
+
+def test_mean_tail_share_and_score() -> None:
+    """Share of the pooled sum beyond the pooled P99, and share / sqrt(episodes) against 0.015."""
+    reps = [np.concatenate([np.ones(985), np.full(15, 100.0 * (1 + r % 2))]) for r in range(4)]
+    tail = mean_tail([LogHistogram.of(x) for x in reps])
+    above = 2 * 15 * 200.0  # the pooled P99 (0-based rank 3959: the 100s hold 3940-3969) is 100
+    assert tail.share == pytest.approx(above / sum(x.sum() for x in reps), rel=1e-3)
+    assert MeanTail(0.2, 100.0).score == pytest.approx(0.02)
+    assert tail_episodes_short(0.0, MeanTail(0.2, 100.0)) == (
+        True,
+        pytest.approx((0.02 / 0.015) ** 2),
+    )
+    assert not tail_episodes_short(0.0, MeanTail(0.1, 100.0))[0]
+    assert duration_for_factor(100.0, 10.0, 2.0) == 280.0  # 10 + 90 x 1.5 x 2
+    assert duration_for_factor(100.0, 10.0, 0.5) == 100.0
