@@ -424,8 +424,8 @@ def validate(
     archs = ", ".join(a + (" [baseline]" if a == plan.baseline else "") for a in plan.architectures)
     typer.echo(f"{study.name}: valid")
     typer.echo(f"  scenarios      {len(plan.scenarios)}")
-    for ps in plan.scenarios:
-        typer.echo(f"    {ps.label()}")
+    for line in _scenario_lines(plan):
+        typer.echo(f"    {line}")
     typer.echo(f"  architectures  {len(plan.architectures)}: {archs}")
     typer.echo(f"  replications   {plan.replications} per scenario x architecture")
     if study.precision is not None:
@@ -461,16 +461,43 @@ def validate(
         typer.echo(f"warning: {', '.join(estimate.problems())} (--force given)", err=True)
 
 
+def _scenario_lines(plan: Any) -> list[str]:
+    """Every scenario's label; a large sweep: its swept parameters (count and range of values)
+    and the first and last scenario, so the plan stays readable at 10,000 scenarios."""
+    from distsim.report.sweeps import sweep_axes
+    from distsim.report.terminal import LARGE_SWEEP_SCENARIOS
+
+    if len(plan.scenarios) <= LARGE_SWEEP_SCENARIOS:
+        return [ps.label() for ps in plan.scenarios]
+    axes, _ = sweep_axes(plan)
+    lines = [
+        f"{ax.label()}: {len(ax.values)} values, {ax.tick(0)} ... {ax.tick(len(ax.values) - 1)}"
+        for ax in axes
+    ]
+    return lines + [
+        f"first {plan.scenarios[0].label()}",
+        f"last  {plan.scenarios[-1].label()}",
+    ]
+
+
 def _echo_derived(plan: Any) -> None:
-    """The serving figures each scenario implies (KV per token, KV capacity, token rates)."""
+    """The serving figures each scenario implies (KV per token, KV capacity, token rates); a
+    large sweep: the first 3 distinct sets, each with how many scenarios share it."""
+    from distsim.report.terminal import LARGE_SWEEP_SCENARIOS
     from distsim.sim.serving import derived_figures, format_derived
 
     blocks: dict[tuple[str, ...], list[str]] = {}
     for ps in plan.scenarios:
         lines = tuple(format_derived(derived_figures(ps.scenario)))
         blocks.setdefault(lines, []).append(ps.label())
-    for lines, labels in blocks.items():
+    large = len(plan.scenarios) > LARGE_SWEEP_SCENARIOS
+    for k, (lines, labels) in enumerate(blocks.items()):
+        if large and k == 3:
+            typer.echo(f"  derived: {len(blocks) - 3} more distinct set(s) not shown")
+            break
         where = "" if len(blocks) == 1 else f" ({', '.join(labels)})"
+        if large and len(blocks) > 1:
+            where = f" ({len(labels)} scenario(s), e.g. {labels[0]})"
         typer.echo(f"  derived{where}")
         for line in lines:
             typer.echo(f"    {line}")
