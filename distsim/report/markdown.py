@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from distsim.report.sweep_plots import heatmaps, sweep_plots
-from distsim.report.sweeps import scenario_text, sweep_axes, value_table
+from distsim.report.sweeps import evenly, scenario_text, sweep_axes, value_table
 from distsim.report.terminal import (
     FLAG_TEXT,
     LARGE_SWEEP_SCENARIOS,
@@ -224,6 +224,10 @@ def cdf_plot(rows: pd.DataFrame, plan: Plan, scenario_id: str, path: Path) -> bo
     return drawn
 
 
+# Rows of a verdict-per-value table in report.md at most (a sweep of 10,000 rates).
+REPORT_TABLE_ROWS = 100
+
+
 def sweep_section(
     plan: Plan, detail: pd.DataFrame, metrics: list[str], files: dict[str, Any]
 ) -> list[str]:
@@ -254,6 +258,14 @@ def sweep_section(
         head = [ax.label()] + [
             (f"{arch} " if len(others) > 1 else "") + metric_label(m) for arch, m in cols
         ]
+        n = len(table)
+        if n > REPORT_TABLE_ROWS:  # evenly spaced, the ends kept; every value in the CSVs
+            table = table.iloc[evenly(n, REPORT_TABLE_ROWS)]
+            lines += [
+                f"{REPORT_TABLE_ROWS} of the {n} values of {ax.label()}, evenly spaced "
+                "(every scenario is in comparisons.csv):",
+                "",
+            ]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for rec in table.to_dict("records"):
             lines.append("| " + " | ".join([rec["value"]] + [rec[c] for c in cols]) + " |")
