@@ -241,3 +241,16 @@ def test_panels_are_thinned_per_axis_keeping_each_axis_spread() -> None:
     for sizes in ([1, 10_000], [7, 7, 7], [12, 1, 13]):
         kept = thin_product(sizes, 12)
         assert 1 <= np.prod([len(k) for k in kept]) <= 12
+
+
+def test_validate_prints_a_large_sweep_in_a_few_lines(tmp_path: Path) -> None:
+    from distsim_testkit import invoke, write_spec
+
+    rates = [round(0.5 + 0.1 * i, 3) for i in range(40)]
+    spec = write_spec(tmp_path / "s.yaml", study_dict(sweep={RATE: rates}, scenarios=SPLITS))
+    result = invoke("validate", spec)
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "    arrival rate (req/s): 40 values, 0.5 ... 4.4" in out
+    assert "    disaggregated prefill / decode (GPUs): 3 values, 1/3 ... 3/1" in out
+    assert len(out.splitlines()) < 40  # 120 scenarios: one line each before
