@@ -315,7 +315,9 @@ def sweep_plots(summary: pd.DataFrame, plan: Plan, out_dir: Path) -> list[str]:
                 if a.empty:
                     continue
                 at = xv[a["_x"].to_numpy(dtype=int)]
-                (line,) = ax.plot(at, a["estimate"], marker="o", ms=3, label=arch)
+                (line,) = ax.plot(
+                    at, a["estimate"], marker="o" if len(at) <= 40 else None, ms=3, label=arch
+                )
                 ax.fill_between(at, a["ci_low"], a["ci_high"], alpha=0.2, color=line.get_color(),
                                 label=f"{arch}, {pct} interval")  # fmt: skip
                 over = a["flags"].fillna("").str.contains("unstable").to_numpy()
