@@ -2,6 +2,9 @@
 
     python benchmarks/bench_driver.py                         # 10, 100, 1,000, 10,000 scenarios
     python benchmarks/bench_driver.py --scenarios 10,100,1000   # a quicker run
+    python benchmarks/bench_driver.py --scenarios 100,500,1000 --ray 2   # fanned out over Ray
+    python benchmarks/bench_driver.py --memory-rows 10000,24000,100000   # driver peak vs rows
+    python benchmarks/bench_driver.py --memory-rows 10000 --code /path/to/older/checkout
 
 What `distsim run` does in the driver once the last row has arrived, timed phase by phase on
 rows that are already stored (no Ray): consolidate the part files into replications.parquet,
@@ -12,12 +15,22 @@ The study: a sweep of `workload.arrival.rate_rps` over N values (2 architectures
 replications, so 4N rows). The rows are real: one scenario's rows are simulated once
 (`run_batch`, 20 s replications) and copied to every scenario id, so the time measured is the
 driver's, not the simulation's. Fits driver seconds = a + b x scenarios (scipy.stats.linregress)
-and prints b in ms per scenario; the target is b <= 20 ms on 2 cores. Prints figures only.
+and prints b in ms per scenario; the target is b <= 20 ms on 2 cores. `--ray N` aggregates
+through a local Ray session of N CPUs (`streaming.aggregate_store` as `distsim run` does for
+studies of `FAN_OUT_SCENARIOS` or more, Ray's start not counted).
+
+`--memory-rows`: the driver's peak RSS (ru_maxrss of a fresh process) aggregating a finished
+folder of N rows and writing its report (`load_result` + `write_report_files` + the terminal
+report: what the run does after consolidating). Rows of 300 s runs (real sketches and
+profiles, made unique per row), 2 architectures x 10 replications per scenario, written straight
+into replications.parquet. `--code DIR` measures the code at DIR (PYTHONPATH) on the same folder.
+Prints figures only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -44,7 +57,7 @@ def study(n: int) -> dict:
                       sweep={RATE: rates})  # fmt: skip
 
 
-def one_size(n: int, folder: Path) -> dict[str, float]:
+def one_size(n: int, folder: Path, session=None) -> dict[str, float]:
     from distsim.runner.plan import plan_study
     from distsim.runner.store import SUMMARY_FILE, ResultStore
     from distsim.runner.study import load_result, write_report_files
@@ -72,8 +85,25 @@ def one_size(n: int, folder: Path) -> dict[str, float]:
             store.append(rows.to_dict("records"))
         timed("consolidate", store.consolidate, plan)
     # aggregation from the folder (what the run does after consolidating; the same API before
-    # and after streaming aggregation, so `--code` can time older code)
-    result = timed("aggregate", load_result, out)
+    # and after streaming aggregation, so `--code` can time older code); with a Ray session,
+    # fanned out over its workers as `distsim run` does for large studies
+    if session is None:
+        result = timed("aggregate", load_result, out)
+    else:
+        from distsim.runner import streaming
+        from distsim.runner.study import StudyResult
+
+        def fanned():
+            res = StudyResult(
+                plan.study, plan, out, None, pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+            )
+            agg = streaming.aggregate_store(
+                ResultStore.reader(out), plan, session=streaming.fan_out_session(session, plan)
+            )
+            res.set_aggregates(agg)
+            return res
+
+        result = timed("aggregate", fanned)
 
     def files() -> None:
         atomic = __import__("distsim.runner.store", fromlist=["atomic_write_text"])
@@ -156,12 +186,16 @@ def measure_memory(out: Path) -> dict[str, float]:
 
     from distsim.runner.study import load_result, write_report_files
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def peak() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    base = peak()
     t0, c0 = time.perf_counter(), time.process_time()
     result = load_result(out)
+    aggregated = peak()
     write_report_files(result, tables=True)
     result.report()
-    return {"base_mib": base, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"base_mib": base, "aggregate_mib": aggregated, "peak_mib": peak(),
             "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
             "summary_rows": float(len(result.summary))}  # fmt: skip
 
@@ -206,7 +240,8 @@ def memory_series(sizes: list[int], code: str | None) -> None:
             m = json.loads(proc.stdout.strip().splitlines()[-1])
             print(f"{rows:>7} rows ({scenarios} scenarios, replications.parquet {size_mb:.0f} "
                   f"MB, built in {built:.0f} s): driver peak {m['peak_mib']:.0f} MiB (after "
-                  f"imports {m['base_mib']:.0f}); aggregate + report {m['wall_s']:.1f} s wall, "
+                  f"imports {m['base_mib']:.0f}, after aggregating "
+                  f"{m['aggregate_mib']:.0f}); aggregate + report {m['wall_s']:.1f} s wall, "
                   f"{m['cpu_s']:.1f} s CPU ({m['cpu_s'] / scenarios * 1e3:.1f} CPU-ms per "
                   f"scenario)", flush=True)  # fmt: skip
             shutil.rmtree(out, ignore_errors=True)
@@ -217,6 +252,9 @@ def main() -> None:
     parser.add_argument("--scenarios", default="10,100,1000,10000")
     parser.add_argument("--memory-rows", default="", help="e.g. 10000,24000,100000")
     parser.add_argument("--code", default=None, help="PYTHONPATH of other code to measure")
+    parser.add_argument("--replications", type=int, default=MEMORY_REPLICATIONS,
+                        help="--memory-rows: replications per scenario")  # fmt: skip
+    parser.add_argument("--ray", type=int, default=0, help="fan out over N local Ray CPUs")
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
@@ -226,15 +264,24 @@ def main() -> None:
         print(json.dumps(measure_memory(Path(args.measure))))
         return
     if args.memory_rows:
+        globals()["MEMORY_REPLICATIONS"] = args.replications
         memory_series([int(x) for x in args.memory_rows.split(",")], args.code)
         return
     sizes = [int(x) for x in args.scenarios.split(",")]
     print(f"cores: {os.cpu_count()}; reference loop {reference_loop_ms():.1f} ms; "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        session = None
+        if args.ray:
+            from distsim.runner import streaming
+            from distsim.runner.execute import RaySession
+
+            session = stack.enter_context(RaySession(workers=args.ray, notes=[]))
+            print(f"aggregation fanned out over a local Ray session of {args.ray} CPUs for "
+                  f">= {streaming.FAN_OUT_SCENARIOS} scenarios")  # fmt: skip
         for n in sizes:
-            results[n] = t = one_size(n, Path(tmp))
+            results[n] = t = one_size(n, Path(tmp), session)
             print(f"{n:>6} scenarios ({4 * n:>6} rows): wall {t['total']:7.2f} s, CPU "
                   f"{t['cpu_total']:7.2f} s = consolidate {t['cpu_consolidate']:.2f} + aggregate "
                   f"{t['cpu_aggregate']:.2f} + report files {t['cpu_report_files']:.2f} + "

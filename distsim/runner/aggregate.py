@@ -423,6 +423,7 @@ def compare(
     detail: bool = False,
     diag: pd.DataFrame | None = None,
     parsed: Parsed | None = None,
+    adjust: bool = True,
 ) -> pd.DataFrame:
     """The comparisons table; with `detail`, also the relative interval and the pair count.
 
@@ -494,6 +495,9 @@ def compare(
     out = pd.DataFrame(records)
     if out.empty:
         return pd.DataFrame(columns=columns)
+    if not adjust:  # a group of a larger family: `adjust_family` runs once on the whole table
+        out["p_adjusted"], out["significant"] = np.nan, False
+        return out[columns]
     return adjust_family(out, plan)[columns]
 
 

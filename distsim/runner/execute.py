@@ -206,6 +206,22 @@ class RaySession:
             self._ray.shutdown()
             self._owned = False
 
+    def map_tasks(
+        self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence[Any]
+    ) -> Iterator[Any]:
+        """`fn(shared, item)` for every item, each a Ray task (`shared` is put in the object
+        store once), yielded in item order as they finish; an item whose task failed yields the
+        exception instead, for the caller to redo it. Used to fan out aggregation."""
+        ray = self._ray
+        remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(fn)
+        ref = ray.put(shared)
+        refs = [remote.remote(ref, item) for item in items]
+        for r in refs:
+            try:
+                yield ray.get(r)
+            except ray.exceptions.RayError as exc:
+                yield exc
+
     def _connect(self) -> None:
         already = "ray" in sys.modules and sys.modules["ray"].is_initialized()
         local = not already and self.address is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -73,7 +74,9 @@ def _add_group(parts: _Parts, rows: pd.DataFrame, plan: Plan) -> None:
     diag = aggregate.diagnose(used, group, parsed)
     parts.diagnoses.append(diag)
     parts.summaries.append(aggregate.summarize(used, group, diag=diag, parsed=parsed))
-    parts.details.append(aggregate.compare(used, group, detail=True, diag=diag, parsed=parsed))
+    parts.details.append(
+        aggregate.compare(used, group, detail=True, diag=diag, parsed=parsed, adjust=False)
+    )
     if plan.study.goodput is not None and "slo_attainment" in used.columns:
         keep = [c for c in used.columns if c in {*CORE_COLUMNS, *plan.param_paths}]
         parts.goodput_rows.append(used[[*keep, *_GOODPUT_COLUMNS]])
@@ -92,6 +95,20 @@ def aggregate_groups(groups: Iterable[pd.DataFrame], plan: Plan) -> Aggregates:
     parts = _Parts()
     for rows in groups:
         _add_group(parts, rows, plan)
+    return _finish([parts], plan)
+
+
+def _finish(chunks: list[_Parts], plan: Plan) -> Aggregates:
+    """The study's tables from the per-group tables of every chunk (in plan order)."""
+    parts = _Parts()
+    for c in chunks:
+        parts.summaries += c.summaries
+        parts.details += c.details
+        parts.diagnoses += c.diagnoses
+        parts.goodput_rows += c.goodput_rows
+        parts.rows_done += c.rows_done
+        parts.rows_initial += c.rows_initial
+        parts.counts.update(c.counts)
     summary = _concat(parts.summaries, aggregate.summary_columns(plan))
     summary = precision.add_flags(summary, plan)
     costs = cost.cost_rows(summary, plan)  # price of every architecture whose GPUs have one
@@ -128,9 +145,54 @@ def split_groups(
         yield pd.concat([by_id[i] for i in ids[start : start + size]], ignore_index=True)
 
 
-def aggregate_store(store: ResultStore, plan: Plan, size: int = GROUP_SCENARIOS) -> Aggregates:
-    """The study's tables from the plan's stored rows, read `size` scenarios at a time."""
-    return aggregate_groups(store.iter_rows(plan, batch_scenarios=size), plan)
+# Studies of at least this many scenarios fan aggregation out over Ray tasks when a local
+# session with more than one CPU is still open (`aggregate_store`); smaller ones stay in the driver
+# (a task's imports and pickling would cost more than they save).
+FAN_OUT_SCENARIOS = 256
+# Chunks per CPU when fanning out (the last ones balance the load).
+CHUNKS_PER_CPU = 3
+
+
+def fan_out_session(session: Any, plan: Plan) -> Any:
+    """The Ray session to fan aggregation out over, or None: a study of at least
+    `FAN_OUT_SCENARIOS` scenarios, a local session (its workers read the folder) of 2+ CPUs."""
+    if session is None or len(plan.scenarios) < FAN_OUT_SCENARIOS:
+        return None
+    return session if session.info.nodes == 1 and session.info.cpus >= 2 else None
+
+
+def aggregate_chunk(shared: tuple[str, Plan], ids: list[str]) -> _Parts:
+    """One chunk of scenarios aggregated from the folder `shared[0]` (a Ray task's work)."""
+    out_dir, plan = shared
+    parts = _Parts()
+    for rows in ResultStore.reader(out_dir).iter_rows(plan, ids, GROUP_SCENARIOS):
+        _add_group(parts, rows, plan)
+    return parts
+
+
+def aggregate_store(
+    store: ResultStore,
+    plan: Plan,
+    size: int | None = None,
+    session: Any = None,
+) -> Aggregates:
+    """The study's tables from the plan's stored rows, read `size` scenarios at a time; with a
+    Ray `session` (`execute.RaySession`, local) and at least `FAN_OUT_SCENARIOS` scenarios, the
+    chunks are aggregated by Ray tasks, each reading its own scenarios from the folder, and a
+    chunk whose task failed is aggregated in the driver. The tables are the same either way."""
+    size = size or GROUP_SCENARIOS
+    ids = [ps.id for ps in plan.scenarios]
+    cpus = int(getattr(getattr(session, "info", None), "cpus", 0) or 0)
+    if session is None or cpus < 2 or len(ids) < FAN_OUT_SCENARIOS:
+        return aggregate_groups(store.iter_rows(plan, batch_scenarios=size), plan)
+    n_chunks = min(cpus * CHUNKS_PER_CPU, -(-len(ids) // size))
+    step = -(-len(ids) // n_chunks)
+    chunks = [ids[i : i + step] for i in range(0, len(ids), step)]
+    shared = (str(store.out_dir), plan)
+    done: list[_Parts] = []
+    for chunk, got in zip(chunks, session.map_tasks(aggregate_chunk, shared, chunks), strict=True):
+        done.append(got if isinstance(got, _Parts) else aggregate_chunk(shared, chunk))
+    return _finish(done, plan)
 
 
 # Scenarios per group when only the key columns are read (a few bytes per row).

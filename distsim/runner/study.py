@@ -49,16 +49,14 @@ class StudyResult:
     """A study's results: the aggregate tables of the output folder, how the run went, and its
     rows read lazily from the folder.
 
-    `summary` and `comparisons` are DataFrames in the column layout of summary.csv and
-    comparisons.csv (`comparisons_detail` adds the relative interval and pair count,
-    `diagnosis` the overload and warm-up checks per cell). The rows (replications.parquet's
-    layout) are not held: `rows(ids)` reads those of some scenarios, `iter_rows()` them all a
-    group of scenarios at a time, and `replications` reads every one (small studies, tests).
-    `rows_in_memory` holds them instead for results built without a folder. `failures` lists
-    replications whose simulation raised (scenario_id, architecture, replication, seed, error).
-    `timings_s` splits the wall time: ray_start, simulation, aggregation, total; task_compute is
-    the wall time spent inside tasks (summed over tasks) and task_cpu their threads' CPU time
-    (less than task_compute when other processes share the cores).
+    `summary`, `comparisons`: summary.csv and comparisons.csv (`comparisons_detail` adds the
+    relative interval and pair count, `diagnosis` the overload and warm-up checks per cell).
+    Rows are not held: `rows(ids)` reads some scenarios', `iter_rows()` all a group at a time,
+    `replications` all at once (`rows_in_memory` holds them for results without a folder).
+    `failures`: replications whose simulation raised (scenario_id, architecture, replication,
+    seed, error). `timings_s`: ray_start, simulation, aggregation, total; task_compute is the
+    wall time inside tasks (summed) and task_cpu their threads' CPU time (less when other
+    processes share the cores).
     """
 
     study: Study
@@ -229,8 +227,7 @@ def aggregate_rows(
     rows: pd.DataFrame, plan: Plan, parsed: aggregate.Parsed | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(summary, comparisons, comparisons with relative intervals) of published rows held in
-    memory, aggregated a group of scenarios at a time as a run does from its folder
-    (`streaming`). `parsed` is accepted for compatibility and not used."""
+    memory, by groups of scenarios as a run does from its folder (`parsed`: not used)."""
     agg = streaming.aggregate_groups(streaming.split_groups(rows, plan), plan)
     return agg.summary, agg.comparisons, agg.detail
 
@@ -313,9 +310,8 @@ def _precision_manifest(plan: Plan, result: StudyResult) -> dict[str, Any]:
 
 
 def _preload_aggregation_imports() -> None:
-    """Import what aggregation and report.md need (scipy.stats, statsmodels, matplotlib: slow
-    imports) on a background thread while Ray starts: the driver mostly waits on Ray's processes
-    then, and would otherwise pay for these imports after the simulation. Best effort: an
+    """Import what aggregation and report.md need (scipy.stats, statsmodels, matplotlib: slow)
+    on a background thread while Ray starts, instead of after the simulation. Best effort: an
     import that fails here fails again, with its real error, where it is used."""
 
     def work() -> None:
@@ -553,7 +549,11 @@ def _run(
     finally:
         if status == "running":  # an error other than Ctrl-C is on its way out
             status = "failed"
-        ray.close_soon()  # Ray's part is over: it stops while the rows are aggregated
+        # Ray's part is over: it stops while the rows are aggregated, unless a large study's
+        # aggregation fans out over its workers (a local session only: they read the folder).
+        fan_out = streaming.fan_out_session(ray.session, plan) if status == "complete" else None
+        if fan_out is None:
+            ray.close_soon()
         t_agg = time.perf_counter()
         store.consolidate(plan)
         result.rows_done, result.rows_initial, counts = streaming.count_used(store, plan)
@@ -564,7 +564,8 @@ def _run(
         # which can take a while (a second Ctrl-C then leaves a truthful manifest).
         store.write_manifest(_manifest(plan, started, status, result, previous))
         if status in ("complete", "incomplete"):  # interrupted/failed: `distsim report` rebuilds
-            result.set_aggregates(streaming.aggregate_store(store, plan))
+            result.set_aggregates(streaming.aggregate_store(store, plan, session=fan_out))
+            ray.close_soon()
             store.write_csv(SUMMARY_FILE, result.summary)
             store.write_csv(COMPARISONS_FILE, result.comparisons)
             write_report_files(result)

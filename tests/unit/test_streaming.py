@@ -91,3 +91,41 @@ def test_an_in_memory_result_reads_its_own_rows(study_rows, tmp_path):
     assert result.complete and result.row_counts() == (len(rows), len(rows))
     assert sum(len(g) for g in result.iter_rows(batch_scenarios=2)) == len(rows)
     assert comparisons is None and detail is None
+
+
+class _LocalSession:
+    """Stands in for `execute.RaySession.map_tasks`: runs each chunk after a pickle round trip
+    (as Ray ships it), the second chunk's task "fails" (the driver must redo it)."""
+
+    def __init__(self, cpus: int) -> None:
+        self.info = type("Info", (), {"cpus": cpus, "nodes": 1})()
+        self.chunks: list[list[str]] = []
+
+    def map_tasks(self, fn, shared, items):
+        import pickle
+
+        for k, item in enumerate(items):
+            self.chunks.append(item)
+            if k == 1:
+                yield RuntimeError("worker died")
+                continue
+            yield pickle.loads(pickle.dumps(fn(*pickle.loads(pickle.dumps((shared, item))))))
+
+
+def test_fanned_out_chunks_give_the_serial_tables(study_rows, tmp_path, monkeypatch):
+    plan, rows = study_rows
+    with ResultStore.open(tmp_path) as store:
+        store.write_spec(plan.study.model_dump(mode="json"))
+        store.append(rows.drop(columns=list(plan.param_paths)).to_dict("records"))
+        serial = streaming.aggregate_store(store, plan)
+        monkeypatch.setattr(streaming, "FAN_OUT_SCENARIOS", 2)
+        session = _LocalSession(cpus=2)
+        assert streaming.fan_out_session(session, plan) is session
+        fanned = streaming.aggregate_store(store, plan, size=1, session=session)
+    assert len(session.chunks) == 5  # one scenario per chunk: 2 CPUs x 3 chunks, 5 scenarios
+    for a, b in ((fanned.summary, serial.summary), (fanned.detail, serial.detail),
+                 (fanned.diagnosis, serial.diagnosis)):  # fmt: skip
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert (fanned.rows_done, fanned.counts) == (serial.rows_done, serial.counts)
+    one_cpu = _LocalSession(cpus=1)
+    assert streaming.fan_out_session(one_cpu, plan) is None
