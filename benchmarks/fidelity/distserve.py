@@ -24,6 +24,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,12 @@ SYSTEMS: dict[str, dict[str, Any]] = {
 }
 
 
-def plan_of(system: str, overhead_s: float | None = None) -> serving.ServingConfig:
+def plan_of(
+    system: str, overhead_s: float | None = None, pipeline_overhead_s: float | None = None
+) -> serving.ServingConfig:
     """The batched engine's configuration of one system, through the public spec
-    (`overhead_s`: a per-iteration overhead instead of the preset's, for fitting it)."""
+    (`overhead_s`: a per-iteration overhead instead of the preset's, for fitting it;
+    `pipeline_overhead_s`: the same for pipeline-parallel pools only)."""
     setup = SYSTEMS[system]
     step_time = dict(setup["step_time"])
     if overhead_s is not None:
@@ -106,7 +110,16 @@ def plan_of(system: str, overhead_s: float | None = None) -> serving.ServingConf
         }
     )
     sc = study.scenario()
-    return serving.configure(sc, sc.architectures["a"])
+    plan = serving.configure(sc, sc.architectures["a"])
+    if pipeline_overhead_s is None:
+        return plan
+    pools = {
+        name: replace(pool, step=replace(pool.step, overhead_s=pipeline_overhead_s))
+        if pool.pipeline_parallel > 1
+        else pool
+        for name, pool in plan.pools.items()
+    }
+    return replace(plan, pools=pools)
 
 
 def summarise(ttft: np.ndarray, tpot: np.ndarray, output: np.ndarray) -> dict[str, float]:
@@ -122,7 +135,9 @@ def summarise(ttft: np.ndarray, tpot: np.ndarray, output: np.ndarray) -> dict[st
     }
 
 
-def simulate_run(path: Path, overhead_s: float | None = None) -> dict[str, Any]:
+def simulate_run(
+    path: Path, overhead_s: float | None = None, pipeline_overhead_s: float | None = None
+) -> dict[str, Any]:
     """One run's simulated figures."""
     m = RUN_NAME.match(path.stem)
     assert m is not None
@@ -132,7 +147,7 @@ def simulate_run(path: Path, overhead_s: float | None = None) -> dict[str, Any]:
         prompt_tokens=frame["prompt_tokens"].to_numpy(dtype=np.int64),
         output_tokens=frame["output_tokens"].to_numpy(dtype=np.int64),
     )
-    trace = batched.run(requests, plan_of(m.group(1), overhead_s))
+    trace = batched.run(requests, plan_of(m.group(1), overhead_s, pipeline_overhead_s))
     output = requests.output_tokens
     ttft = trace.first_token_s - requests.arrival_s
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -12,7 +12,15 @@ TPOT P90 < 0.2 s) of the system without pipeline parallelism:
     vllm preset:      vllm-100-1, vllm-200-2
     distserve preset: distserve-c21d11-300-3, distserve-c21d11-300-6
 
-The result goes into `distsim.sim.step_time.PROFILE_OVERHEAD` (and docs/fidelity.md).
+Then the same for a pipeline-parallel decode instance, whose engine keeps one micro-batch per
+stage in flight (part of the per-iteration CPU work overlaps another micro-batch's GPU work):
+only the pipelined pool's overhead varies (the prefill pool keeps the preset's), on the
+unsaturated runs with pipeline parallelism:
+
+    distserve preset, pipelined: distserve-c21d12-400-4, distserve-c21d12-800-8
+
+The results go into `distsim.sim.step_time.PROFILE_OVERHEAD` and `PROFILE_PIPELINE_OVERHEAD_S`
+(and docs/fidelity.md).
 
     python benchmarks/fidelity/fit_overhead.py
 """
@@ -26,22 +34,33 @@ FIT_RUNS = {
     "vllm": ["vllm-100-1", "vllm-200-2"],
     "distserve": ["distserve-c21d11-300-3", "distserve-c21d11-300-6"],
 }
+PIPELINED_RUNS = {"distserve": ["distserve-c21d12-400-4", "distserve-c21d12-800-8"]}
 GRID_S = np.arange(0.0, 0.0105, 0.0005)
+
+
+def fit(label: str, runs: list[str], pipelined: bool) -> None:
+    measured = {r: measured_run(DATA / f"{r}.csv") for r in runs}
+    best = (np.inf, 0.0)
+    for overhead in GRID_S:
+        loss = 0.0
+        for r in runs:
+            path = DATA / f"{r}.csv"
+            if pipelined:
+                sim = simulate_run(path, pipeline_overhead_s=float(overhead))
+            else:
+                sim = simulate_run(path, float(overhead))
+            for key in ("tpot_p50_s", "tpot_p90_s"):
+                loss += np.log(sim[key] / measured[r][key]) ** 2
+        print(f"{label:<20} overhead {1e3 * overhead:4.1f} ms  loss {loss:.4f}")
+        best = min(best, (loss, float(overhead)))
+    print(f"{label}: overhead_s = {best[1]:.4f} (loss {best[0]:.4f})\n")
 
 
 def main() -> None:
     for preset, runs in FIT_RUNS.items():
-        measured = {r: measured_run(DATA / f"{r}.csv") for r in runs}
-        best = (np.inf, 0.0)
-        for overhead in GRID_S:
-            loss = 0.0
-            for r in runs:
-                sim = simulate_run(DATA / f"{r}.csv", float(overhead))
-                for key in ("tpot_p50_s", "tpot_p90_s"):
-                    loss += np.log(sim[key] / measured[r][key]) ** 2
-            print(f"{preset:<10} overhead {1e3 * overhead:4.1f} ms  loss {loss:.4f}")
-            best = min(best, (loss, float(overhead)))
-        print(f"{preset}: overhead_s = {best[1]:.4f} (loss {best[0]:.4f})\n")
+        fit(preset, runs, pipelined=False)
+    for preset, runs in PIPELINED_RUNS.items():
+        fit(f"{preset} pipelined", runs, pipelined=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from distsim.errors import SpecError
 from distsim.sim import serving
+from distsim.sim.step_time import PROFILE_PIPELINE_OVERHEAD_S
 from distsim.spec.study import (
     SCENARIO_FIELDS,
     Scenario,
@@ -157,14 +158,29 @@ def _gpu_for_id(gpu: Any) -> Any:
     return gpu
 
 
+def _pipelined_overhead_s(step_time: Any) -> float | None:
+    """The profile preset's fitted overhead of pipeline-parallel instances that a scenario uses
+    (None: no preset, an explicit overhead_s, or no pipelined value). Part of the id of
+    scenarios with pipelined instances, so that rows simulated with another value (or before
+    it existed) are not reused for them; other scenarios' ids do not change."""
+    if not isinstance(step_time, dict) or step_time.get("model") != "profile":
+        return None
+    if step_time.get("overhead_s") is not None:
+        return None
+    return PROFILE_PIPELINE_OVERHEAD_S.get(step_time.get("preset"))
+
+
 def _dump_for_id(scenario: Scenario) -> dict[str, Any]:
     """The scenario as JSON data, without the fields `_NOT_SIMULATED` and `_LATER_DEFAULTS`."""
     data = scenario.model_dump(mode="json")
     data["gpu"] = _gpu_for_id(data["gpu"])
     if isinstance(data.get("model"), dict) and data["model"].get("active_params_b") is None:
         data["model"].pop("active_params_b", None)
+    pipelined = _pipelined_overhead_s(data.get("step_time"))
     for name, arch in data["architectures"].items():
         kept = {k: v for k, v in arch.items() if _LATER_DEFAULTS.get(k, object()) != v}
+        if pipelined is not None and arch.get("decode_pipeline_parallel", 1) > 1:
+            kept["pipelined_overhead_s"] = pipelined
         data["architectures"][name] = {k: _gpu_for_id(v) for k, v in kept.items()}
     return data
 

@@ -22,6 +22,7 @@ from typing import Any
 from distsim.sim.step_time import (
     PROFILE_GPU,
     PROFILE_OVERHEAD,
+    PROFILE_PIPELINE_OVERHEAD_S,
     Linear,
     ProfileFit,
     Roofline,
@@ -124,8 +125,9 @@ def tensor_parallel_degrees(arch: Architecture) -> dict[str, tuple[int, int]]:
     raise TypeError(f"unknown architecture {arch!r}")  # pragma: no cover
 
 
-def step_model(sc: Scenario, tp: int, gpu: Gpu | None = None) -> StepTimeModel:
-    """The step-time model of one instance of `tp` GPUs of `gpu` (default: the study's `gpu`)."""
+def step_model(sc: Scenario, tp: int, gpu: Gpu | None = None, pp: int = 1) -> StepTimeModel:
+    """The step-time model of one instance of `tp` GPUs of `gpu` (default: the study's `gpu`),
+    `pp` pipeline stages of them (a profile preset's pipelined overhead when pp > 1)."""
     st = sc.step_time
     if st is None or isinstance(st, RooflineStepTime):
         m, hw = model_shape(sc), hardware(sc, gpu)
@@ -149,7 +151,10 @@ def step_model(sc: Scenario, tp: int, gpu: Gpu | None = None) -> StepTimeModel:
                     f"step_time.preset: {st.preset} has no {preset} fit at tensor parallel {tp} "
                     f"(measured: {have})"
                 )
-            return _with_overhead(table[preset][tp], st, PROFILE_OVERHEAD[st.preset])
+            fixed, per_token = PROFILE_OVERHEAD[st.preset]
+            if pp > 1:
+                fixed = PROFILE_PIPELINE_OVERHEAD_S.get(st.preset, fixed)
+            return _with_overhead(table[preset][tp], st, (fixed, per_token))
         assert st.coefficients is not None
         if tp not in st.coefficients:
             have = ", ".join(str(t) for t in sorted(st.coefficients))
@@ -247,7 +252,7 @@ def configure(sc: Scenario, arch: Architecture) -> ServingConfig:
             instances=gpus // (tp * pp),
             max_batch_size=mbs,
             kv_capacity_tokens=kv_tokens,
-            step=step_model(sc, tp, pool_gpu(sc, arch, name)),
+            step=step_model(sc, tp, pool_gpu(sc, arch, name), pp),
             token_budget=budget,
             pipeline_parallel=pp,
             prefill_cap=cap,

@@ -165,6 +165,12 @@ PROFILE_GPU = "a100-80gb"
 # Profile preset -> (overhead_s, overhead_per_token_s) added to every step: the serving engine's
 # per-iteration CPU time, which the GPU profiles leave out. Fitted once (docs/fidelity.md).
 PROFILE_OVERHEAD: dict[str, tuple[float, float]] = {"distserve": (0.006, 0.0), "vllm": (0.005, 0.0)}
+# Profile preset -> overhead_s of a pipeline-parallel instance (decode_pipeline_parallel > 1),
+# fitted the same way on the pipelined runs: its engine keeps one micro-batch per stage in flight,
+# so part of the per-iteration CPU work overlaps another micro-batch's GPU work, which the
+# one-batch-at-a-time model (serving.configure) cannot show otherwise. A preset without an entry
+# uses its overhead_s.
+PROFILE_PIPELINE_OVERHEAD_S: dict[str, float] = {"distserve": 0.002}
 # distsim model preset -> the profile's model key.
 PROFILE_MODELS = {"opt-13b": "facebook/opt-13b", "opt-66b": "facebook/opt-66b"}
 

@@ -249,7 +249,8 @@ class ProfileStepTime(StrictModel):
     overhead_s: BoundedSeconds | None = Field(
         None,
         description="CPU time every iteration adds to the fit (scheduling, sampling, "
-        "detokenising), seconds (absent: the preset's fitted value, 0 with coefficients).",
+        "detokenising), seconds (absent: the preset's fitted value, and for a "
+        "pipeline-parallel decode instance the preset's pipelined value; 0 with coefficients).",
     )
     overhead_per_token_s: BoundedSeconds | None = Field(
         None,
@@ -504,7 +505,8 @@ class DisaggregatedServing(StrictModel):
         description="Pipeline stages per decode instance (decode_gpus must be a multiple of "
         "decode_tensor_parallel x this). Modelled as one instance with the KV cache of all its "
         "stages running one batch at a time, each step the whole model's step time on one "
-        "stage's GPUs: the stages add KV capacity, not concurrency.",
+        "stage's GPUs: the stages add KV capacity, not concurrency (a profile preset's own "
+        "per-iteration overhead for pipelined instances stands for the overlap).",
     )
     decode_steps: DecodeSteps = Field("output-1", description=DECODE_STEPS_HELP)
     kv_block_tokens: BoundedCount = Field(1, description=KV_BLOCK_HELP)

@@ -9,7 +9,12 @@ import pytest
 from distsim_testkit import study_dict
 
 from distsim.sim import serving
-from distsim.sim.step_time import PROFILE_OVERHEAD, ProfileFit, profile_table
+from distsim.sim.step_time import (
+    PROFILE_OVERHEAD,
+    PROFILE_PIPELINE_OVERHEAD_S,
+    ProfileFit,
+    profile_table,
+)
 from distsim.spec.study import Scenario
 
 
@@ -36,14 +41,33 @@ def test_prefill_and_decode_limits_and_a_two_stage_decode_pipeline() -> None:
     prefill, decode = plan.pools["prefill"], plan.pools["decode"]
     assert (prefill.max_batch_size, decode.max_batch_size) == (128, 1024)
     # tp 1 x pp 2 on 2 GPUs: one instance with both stages' KV (DistServe's table: 163,008
-    # tokens), each step the tp-1 profile.
+    # tokens), each step the tp-1 profile with the preset's pipelined overhead (2 ms, not 6).
     assert (decode.instances, decode.pipeline_parallel) == (1, 2)
     assert decode.kv_capacity_tokens == 163_008
     assert decode.step == profile_table("distserve")["opt-13b"][1].__class__(
         *(getattr(profile_table("distserve")["opt-13b"][1], f) for f in
           ("prefill", "decode_small", "decode_large", "threshold")),
-        *PROFILE_OVERHEAD["distserve"],
+        0.002, PROFILE_OVERHEAD["distserve"][1],
     )  # fmt: skip
+    assert PROFILE_PIPELINE_OVERHEAD_S["distserve"] == 0.002
+    assert prefill.step.overhead_s == 0.006  # the prefill instance is not pipelined
+
+
+def test_the_pipelined_overhead_is_the_presets_and_an_explicit_one_wins() -> None:
+    """decode_pipeline_parallel 1: the distserve preset's 6 ms; 2: its pipelined 2 ms; an
+    explicit step_time.overhead_s (here 0.25 s) applies to every pool, pipelined or not; the vllm
+    preset has no pipelined value and keeps its 5 ms."""
+    one = {**DISAGG, "decode_pipeline_parallel": 1}
+    cases = [
+        (one, PROFILE, 0.006),
+        (DISAGG, PROFILE, 0.002),
+        (DISAGG, {**PROFILE, "step_time": {**PROFILE["step_time"], "overhead_s": 0.25}}, 0.25),
+        (DISAGG, {**PROFILE, "step_time": {"model": "profile", "preset": "vllm"}}, 0.005),
+    ]
+    for arch, common, overhead in cases:
+        sc = scenario(architectures={"d": arch}, **common)
+        step = serving.configure(sc, sc.architectures["d"]).pools["decode"].step
+        assert step.overhead_s == overhead
 
 
 def test_max_prefill_tokens_is_for_unchunked_steps_only() -> None:
@@ -104,3 +128,23 @@ def test_kv_reserved_gb_sizes_the_cache_from_memory_as_vllm_does() -> None:
     with pytest.raises(ValueError, match="leave no KV cache"):
         sc = scenario(architectures={"m": {**base, "kv_reserved_gb": 60.0}}, **PROFILE)
         serving.check(sc)
+
+
+def test_the_pipelined_overhead_is_part_of_the_id_of_pipelined_scenarios_only(monkeypatch) -> None:  # noqa: ANN001
+    """Rows simulated with another pipelined overhead are never reused: refitting it changes the
+    scenario id of a pp-2 scenario under the preset, not that of a pp-1 one or of one with an
+    explicit overhead_s."""
+    from distsim.runner.plan import scenario_id
+    from distsim.sim import step_time
+
+    explicit = {**PROFILE, "step_time": {**PROFILE["step_time"], "overhead_s": 0.004}}
+    cases = {
+        "pp2": scenario(architectures={"d": DISAGG}, **PROFILE),
+        "pp1": scenario(architectures={"d": {**DISAGG, "decode_pipeline_parallel": 1}}, **PROFILE),
+        "explicit": scenario(architectures={"d": DISAGG}, **explicit),
+    }
+    before = {k: scenario_id(sc) for k, sc in cases.items()}
+    monkeypatch.setitem(step_time.PROFILE_PIPELINE_OVERHEAD_S, "distserve", 0.003)
+    after = {k: scenario_id(sc) for k, sc in cases.items()}
+    assert before["pp2"] != after["pp2"]
+    assert (before["pp1"], before["explicit"]) == (after["pp1"], after["explicit"])
