@@ -369,11 +369,14 @@ def run(
         progress=not quiet,
         force=force,
     )
+    from distsim.runner.location import uri_of
+
     typer.echo(result.report())
     _print_notes(result.notes)
     typer.echo(
-        f"results: {result.out_dir}/ (replications.parquet, summary.csv, comparisons.csv, "
-        f"manifest.json) · {result.rows_simulated} rows simulated, {result.rows_reused} reused"
+        f"results: {uri_of(result.out_dir)}/ (replications.parquet, summary.csv, "
+        f"comparisons.csv, manifest.json) · {result.rows_simulated} rows simulated, "
+        f"{result.rows_reused} reused"
     )
     plots = sorted(p.name for p in Path(result.out_dir).glob("*.png"))
     if (Path(result.out_dir) / "report.md").exists():

@@ -130,6 +130,26 @@ def frame(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(KEY).reset_index(drop=True)
 
 
+def keep_stored_rows(out: Path, keep: Any) -> int:
+    """Rewrite a results folder's stored rows keeping only those `keep(rows)` selects (as if
+    the others had never been simulated); returns how many were dropped."""
+    import shutil
+
+    from distsim.runner.store import ResultStore, read_rows
+
+    rows, _, _ = read_rows(out)
+    mask = keep(rows)
+    shutil.rmtree(out / "rows")
+    with ResultStore.open(out) as store:
+        store.append(rows[mask].to_dict("records"))
+    return int((~mask).sum())
+
+
+def part_files(out: Path) -> list[Path]:
+    """The part files of a results folder (committed or not)."""
+    return sorted((out / "rows").glob("scenario_id=*/part-*.parquet"))
+
+
 def invoke(*args: Any) -> Any:
     """`distsim ARGS` in process (Typer's CliRunner); arguments are converted with str()."""
     return _CLI.invoke(app, [str(a) for a in args])

@@ -296,17 +296,22 @@ class RaySession:
         on_failure: OnFailure,
         progress: Progress | None = None,
         progress_task: Any = None,
+        sink: Any = None,
     ) -> None:
         """Submit every batch, call `on_result` / `on_failure` as each finishes.
 
         On KeyboardInterrupt the tasks still running are cancelled and the interrupt re-raised;
-        results already handed to `on_result` are kept by the caller.
+        results already handed to `on_result` are kept by the caller. `sink` (a
+        `parts.PartSink`): tasks write their rows there and return the parts' entries.
         """
         ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(run_batch)
         window = max(IN_FLIGHT_PER_CPU * self.info.cpus, 8)
         data = self._ship_data(scenarios)
-        extra = () if data is None else (data,)  # run_batch(scenarios, units[, data])
+        extra: tuple[Any, ...] = (
+            () if data is None else (data,)
+        )  # run_batch(scenarios, units[, data])
+        kwargs = {} if sink is None else {"sink": sink}
         todo: Iterator[Sequence[Unit]] = iter(batches)
         pending: dict[Any, Sequence[Unit]] = {}
 
@@ -316,7 +321,7 @@ class RaySession:
                 if batch is None:
                     return
                 needed = {u.scenario_id: scenarios[u.scenario_id] for u in batch}
-                pending[remote.remote(needed, list(batch), *extra)] = batch
+                pending[remote.remote(needed, list(batch), *extra, **kwargs)] = batch
 
         try:
             submit()
@@ -331,7 +336,7 @@ class RaySession:
                         rows = sum(len(u.architectures) for u in batch)
                     else:
                         on_result(result)
-                        rows = len(result.rows) + len(result.errors)
+                        rows = result.row_count + len(result.errors)
                     if progress is not None:
                         progress.update(progress_task, advance=rows)
                     submit()

@@ -26,6 +26,7 @@ import pandas as pd
 from distsim.errors import DistsimError, SpecError, StoreError
 from distsim.runner import budget
 from distsim.runner.aggregate import overload_reason
+from distsim.runner.location import is_uri
 from distsim.runner.plan import Plan, PlannedScenario, plan_study
 from distsim.runner.store import (
     ResultStore,
@@ -326,7 +327,7 @@ def select_study(
     plan = plan_study(study)
     budget.check(plan, budget.planned_cpus(address, workers), force=force)
     out = Path(out_dir) if out_dir is not None else Path("results") / f"{study.name}-select"
-    if out.exists() and not out.is_dir():
+    if not is_uri(out) and out.exists() and not out.is_dir():
         raise StoreError(f"{out}: exists and is not a folder")
     if study.select.searched:
         from distsim.runner.goodput_search import search_study

@@ -1,253 +1,218 @@
 """The output folder of a study: resumable, written as results arrive, never half-written.
 
-Layout of `--out DIR`:
+Layout of `--out` (a local folder, a shared mount or an object-store URI: `location`):
 
-    spec.yaml             the resolved study (defaults filled in), written when a run starts
-    manifest.json         versions, seed, times, the cluster used (`nodes`, `cpus`), status
-    replications.parquet  one row per (scenario, architecture, replication) of the current plan
-    kept.parquet          every other stored row: scenarios, architectures or replications of
-                          earlier plans (another study or override run into the same folder,
-                          fewer replications). Kept and reused when their plan comes back
-    parts/part-*.parquet  rows that arrived since the last consolidation (only while running,
-                          or after a crash / kill)
-    summary.csv, comparisons.csv   the aggregates (see `aggregate`)
-    .lock                 held (flock) by the run using the folder
+    spec.yaml, manifest.json   the resolved study; versions, seed, times, cluster, status
+    rows/scenario_id=<id>/part-*.parquet
+                          every stored row, one folder per scenario (a Hive-partitioned Parquet
+                          dataset): rows of the current plan and of earlier ones (another study
+                          or override run into the same folder, fewer replications). Rows outside
+                          the plan are kept, not used in the summary, and reused when their plan
+                          comes back
+    rows/_commits/*.json  the commit log: which part files count (`parts`)
+    replications.parquet  the current plan's rows with its swept parameters, for users: written
+                          from rows/ when a run ends (one scenario at a time); never read back
+    summary.csv, comparisons.csv, report.md ...   the aggregates (see `aggregate`)
+    .lock                 held (flock) by the run using a local folder
 
-Every file is written to a temporary name in the same folder, flushed to disk, renamed over the
-target (atomic on POSIX) and the folder flushed, so a kill or a power cut at any instant leaves
-either the old or the new file. Temporary files a killed run left behind are removed by the next
-run. Each finished task's rows go to a new part file at once; consolidation merges the parts into
-`replications.parquet` (and `kept.parquet`), checks the written files hold every row, and only
-then deletes them. No stored row is ever deleted except by `--fresh` (`ResultStore.clear`) or
-`distsim prune` (`ResultStore.prune`, which says what it removes): a row outside the current plan
-moves to `kept.parquet`, written and verified before `replications.parquet` drops it.
-Duplicated rows (a kill between the rename and the deletes) are harmless: rows are keyed by
-(scenario_id, architecture, replication) and the simulation is deterministic, so the first copy is
-kept.
+Writes: each finished task's rows become part files (written by the driver, or by the task
+itself when the folder is reachable from the workers: `parts.PartSink`), then one commit names
+them. A local file goes to a temporary name, is flushed, renamed over the target and the folder
+flushed; an object is one single-object write; so a kill or a power cut leaves the old file or
+the new one. `consolidate` merges a scenario's parts into one, streaming one part at a time
+(never all rows in memory), commits the merged part in place of the others, and only then
+deletes them. No stored row is ever deleted except by `--fresh` (`ResultStore.clear`) or
+`distsim prune` (`ResultStore.prune`, which says what it removes). A row stored twice (a retried
+task, a kill between a part and its commit) is read once: rows are keyed by (scenario_id,
+architecture, replication) and the simulation is deterministic, so the first copy is kept.
 
 Parquet files are written with page checksums and read with checksum verification, so a flipped
-bit is an error, never a silently changed number. A file that cannot be parsed (truncated or
+bit is an error, never a silently changed number. A part that cannot be parsed (truncated or
 damaged by something outside distsim) is, when a run opens the folder, renamed aside to
-`<name>.corrupt-<time>` and noted; its rows are simulated again (the simulation is deterministic,
-so they come back identical) and every intact row elsewhere is kept. `distsim report` (read-only)
-instead stops with a one-line error that says so. Every later read notes the set-aside files
-until they are deleted (`--fresh` deletes them).
+`<name>.corrupt-<time>` and dropped from the commit log; its rows are simulated again (they come
+back identical) and every intact row is kept. `distsim report` (read-only) instead stops with a
+one-line error that says so. Every later read notes the set-aside files until they are deleted
+(`--fresh` deletes them). A part written but never committed (a driver killed in between) is
+checked and committed by the next run.
 
-Swept-parameter columns are derived from the plan when `replications.parquet` is written (their
-names are kept in the file's metadata) and dropped on reading, so a stored row is reused only
-through its scenario id.
+Concurrent runs: a local folder is locked with flock. An object store has no lock: a run writes
+`_lease.json` (its host, pid and time, renewed as it commits) and another run refuses the folder
+while that lease is younger than `LEASE_S`. This is advisory (two runs starting in the same
+instant can both take it); correctness does not rest on it: every part and commit is a new,
+uniquely named object, so two runs in one folder duplicate work, never lose or double a row.
+
+Folders written before this layout (`replications.parquet` as the store, `kept.parquet`,
+`parts/part-*.parquet`) are read as they are, and moved into `rows/` (one Parquet batch at a
+time) by the first run that opens them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
-import secrets
-import shutil
+import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from distsim.errors import StoreError, first_line
+from distsim.errors import StoreError
+from distsim.runner import parts as P
+from distsim.runner.location import Location
 from distsim.runner.plan import Plan
+from distsim.runner.rowfiles import (  # noqa: F401  (re-exported: the store's file helpers)
+    _CORRUPT_MARK,
+    _PARAMS_META,
+    _TMP_MARK,
+    _WRITE_HINTS,
+    CORE_COLUMNS,
+    KEY,
+    PARTS_DIR,
+    CorruptFileError,
+    _aside_note,
+    _atomic_write_local,
+    _conform,
+    _dedupe,
+    _entry_of,
+    _frame,
+    _plain_table,
+    _read_parquet,
+    _recover_hint,
+    _set_aside,
+    _set_aside_names,
+    _unified,
+    _write_parquet,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_table,
+    set_aside_files,
+    write_streaming,
+)
 
-KEY = ["scenario_id", "architecture", "replication"]
-CORE_COLUMNS = ["scenario_id", "architecture", "replication", "seed"]
 SPEC_FILE = "spec.yaml"
 MANIFEST_FILE = "manifest.json"
 REPLICATIONS_FILE = "replications.parquet"
-KEPT_FILE = "kept.parquet"
+KEPT_FILE = "kept.parquet"  # the earlier layout's rows outside the plan (read, then migrated)
 SUMMARY_FILE = "summary.csv"
 COMPARISONS_FILE = "comparisons.csv"
-PARTS_DIR = "parts"
 LOCK_FILE = ".lock"
-_PARAMS_META = b"distsim.param_columns"
-# Files a run owns; `--fresh` deletes these and nothing else in the folder.
+LEASE_FILE = "_lease.json"
+LEASE_S = 300.0  # an object-store lease older than this is stale (its run died)
+_EXPORT_META = b"distsim.export"
+# Files a run owns; `--fresh` deletes these (and rows/) and nothing else in the folder.
 OWNED = (SPEC_FILE, MANIFEST_FILE, REPLICATIONS_FILE, KEPT_FILE, SUMMARY_FILE, COMPARISONS_FILE)
-# The consolidated row files, in the order `read_rows` reads them.
+# The earlier layout's consolidated row files, in the order they are read.
 ROW_FILES = (REPLICATIONS_FILE, KEPT_FILE)
+# Parts smaller than this are merged by `consolidate`; larger ones are left as they are.
+MERGE_BELOW_BYTES = 64 * 2**20
+# Scenarios read together when a whole plan is read or exported.
+READ_BATCH_SCENARIOS = 16
 
 
-# Rows per Parquet row group of a written file (replications.parquet is sorted by scenario).
-ROW_GROUP_ROWS = 1024
-_TMP_MARK = ".tmp-"
-_CORRUPT_MARK = ".corrupt-"
-# What a failed write means for the user, by errno.
-_WRITE_HINTS = {
-    errno.ENOSPC: "no space left on the device: free some and run the same command again "
-    "(every row saved so far is kept)",
-    errno.EDQUOT: "disk quota exceeded: free some and run the same command again "
-    "(every row saved so far is kept)",
-    errno.EROFS: "read-only file system: choose another --out",
-    errno.EACCES: "permission denied: choose another --out",
-    errno.EPERM: "permission denied: choose another --out",
-}
+# ---------------------------------------------------------------- the earlier layout
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Flush a folder's entries (a rename is durable only then); best effort."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
+def _is_export(loc: Location, rel: str) -> bool:
+    try:
+        with loc.open_input(rel) as f:
+            meta = pq.read_schema(f).metadata or {}
+    except (OSError, pa.ArrowException):
+        return False
+    return _EXPORT_META in meta
+
+
+def legacy_files(loc: Location) -> list[str]:
+    """Row files of the earlier layout that are still the store: none once rows/ has a commit
+    (a migrated folder, whose replications.parquet is then only the export)."""
+    if P.CommitLog(loc).exists():
+        return []
+    out = [n for n in ROW_FILES if loc.is_file(n) and not _is_export(loc, n)]
+    out += [n for n, _ in loc.listdir(PARTS_DIR) if _is_legacy_part(n)]
+    return out
+
+
+def _is_legacy_part(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return base.startswith("part-") and base.endswith(".parquet")
+
+
+def _legacy_frames(loc: Location, ids: set[str] | None, notes: list[str]) -> list[pd.DataFrame]:
+    """The earlier layout's rows (of `ids`, None: all). A damaged replications.parquet or
+    kept.parquet is a `StoreError`; a damaged part file is skipped with a note."""
+    frames = []
+    for name in legacy_files(loc):
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            table = read_table(loc, name)
+        except CorruptFileError as exc:
+            if name in ROW_FILES:
+                raise _recover_hint(exc) from None
+            notes.append(f"skipped {exc}")
+            continue
+        if ids is not None:
+            keep = pa.compute.is_in(table.column("scenario_id"), value_set=pa.array(sorted(ids)))
+            table = table.filter(keep)
+        frames.append(_frame(table))
+    return frames
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder, fsync, rename, fsync the
-    folder. On any failure the temporary file is removed, the old `path` (if any) is untouched,
-    and a one-line `StoreError` says what to do."""
-    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        why = _WRITE_HINTS.get(exc.errno or -1) or exc.strerror or str(exc)
-        raise StoreError(f"{path}: cannot write: {why}") from None
-    except BaseException:  # Ctrl-C mid-write: no temporary file left behind
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
+# ---------------------------------------------------------------- reading rows
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def _with_aliases(rows: pd.DataFrame, aliases: Mapping[str, str] | None) -> pd.DataFrame:
+    if aliases and len(rows) and rows["scenario_id"].isin(list(aliases)).any():
+        rows = rows.copy()
+        rows["scenario_id"] = rows["scenario_id"].replace(dict(aliases))
+        rows = _dedupe([rows])
+    return rows
 
 
-class CorruptFileError(StoreError):
-    """A stored file exists and can be read, but is not a valid distsim row file."""
-
-
-def _write_parquet(path: Path, table: pa.Table) -> None:
-    sink = pa.BufferOutputStream()
-    # Row groups of ROW_GROUP_ROWS rows: a group of scenarios (`iter_rows`) reads only its own.
-    pq.write_table(table, sink, write_page_checksum=True, row_group_size=ROW_GROUP_ROWS)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    """The core columns and metrics of a stored row file (parameter columns dropped).
-
-    `StoreError` when the file cannot be read (permissions, I/O); `CorruptFileError` when it can
-    but is not an intact row file (truncated, a checksum mismatch, missing columns).
-    """
-    try:
-        with open(path, "rb") as f:
-            f.read(1)
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        table = pq.read_table(path, page_checksum_verification=True)
-        meta = table.schema.metadata or {}
-        params = json.loads(meta.get(_PARAMS_META, b"[]"))
-        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-            raise ValueError("bad parameter-column metadata")
-        missing = [c for c in CORE_COLUMNS if c not in table.column_names]
-        if missing:
-            raise ValueError(f"no column {missing[0]}")
-        df = table.to_pandas()
-    except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
-        raise CorruptFileError(f"{path}: unreadable, damaged ({first_line(exc)})") from None
-    return df.drop(columns=[c for c in params if c in df.columns])
-
-
-def _set_aside(path: Path) -> Path:
-    """Rename a damaged file to `<name>.corrupt-<time>` (kept for inspection, never read)."""
-    target = path.with_name(f"{path.name}{_CORRUPT_MARK}{time.strftime('%Y%m%dT%H%M%S')}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = target.with_name(f"{path.name}{_CORRUPT_MARK}{time.strftime('%Y%m%dT%H%M%S')}-{n}")
-    try:
-        os.replace(path, target)
-    except OSError as exc:
-        raise StoreError(f"{path}: damaged, and cannot set it aside: {exc.strerror}") from None
-    _fsync_dir(path.parent)
-    return target
-
-
-def set_aside_files(out_dir: Path) -> list[Path]:
-    """Damaged row files set aside earlier (see the module docstring)."""
-    found = [p for name in ROW_FILES for p in out_dir.glob(f"{name}{_CORRUPT_MARK}*")]
-    parts = out_dir / PARTS_DIR
-    if parts.is_dir():
-        found += parts.glob(f"part-*.parquet{_CORRUPT_MARK}*")
-    return sorted(found)
-
-
-def _dedupe(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=CORE_COLUMNS)
-    rows = pd.concat(frames, ignore_index=True, sort=False)
-    return rows.drop_duplicates(subset=KEY, keep="first").reset_index(drop=True)
+def _read_entries(
+    loc: Location, entries: Sequence[P.Entry], columns: Sequence[str] | None = None
+) -> list[pd.DataFrame]:
+    """Committed parts as frames (of `columns`, None: all); a damaged one is a one-line
+    `StoreError` with the recovery."""
+    frames = []
+    for entry in entries:
+        try:
+            table = read_table(loc, entry["path"])
+            if columns is not None:
+                table = table.select([c for c in table.column_names if c in columns])
+            frames.append(_frame(table))
+        except FileNotFoundError:
+            raise StoreError(
+                f"{loc.where(entry['path'])}: committed but missing; run the study again with "
+                "this folder as --out: its rows are simulated again"
+            ) from None
+        except CorruptFileError as exc:
+            raise _recover_hint(exc) from None
+    return frames
 
 
 def read_rows(
-    out_dir: Path, aliases: Mapping[str, str] | None = None
+    out_dir: str | Path, aliases: Mapping[str, str] | None = None
 ) -> tuple[pd.DataFrame, list[str], list[Path]]:
-    """Every stored row (consolidated files and part files), deduplicated; notes on problems;
-    the part files read.
+    """Every stored row, deduplicated, in memory (small folders, tests; `ResultStore.iter_rows`
+    reads a scenario group at a time); notes on problems; the part files read.
 
-    Read-only. A damaged part file is skipped with a note and left in place (its rows will be
-    simulated again); a damaged `replications.parquet` or `kept.parquet` is a one-line
-    `StoreError` that says how to recover (a run sets it aside: `ResultStore.open`). Set-aside
-    files are noted.
-    `aliases` (old scenario id -> id, `Plan.id_aliases`) renames rows stored under an old id.
+    Read-only. A damaged committed part (or the earlier layout's replications.parquet or
+    kept.parquet) is a one-line `StoreError` that says how to recover (a run sets it aside:
+    `ResultStore.open`); set-aside files are noted. `aliases` (old scenario id -> id,
+    `Plan.id_aliases`) renames rows stored under an old id.
     """
+    loc = Location.parse(out_dir)
     notes: list[str] = []
-    frames: list[pd.DataFrame] = []
-    read: list[Path] = []
-    for name in ROW_FILES:
-        path = out_dir / name
-        if not path.exists():
-            continue
-        try:
-            frames.append(_read_parquet(path))
-        except CorruptFileError as exc:
-            raise StoreError(
-                f"{exc}; run the study again with this folder as --out: the run sets the file "
-                "aside, keeps every intact row and simulates the others again"
-            ) from None
-    parts = out_dir / PARTS_DIR
-    if parts.is_dir():
-        for part in sorted(parts.glob("part-*.parquet")):
-            try:
-                frames.append(_read_parquet(part))
-            except StoreError as exc:
-                notes.append(f"skipped {exc}")
-            else:
-                read.append(part)
-    aside = set_aside_files(out_dir)
-    if aside:
-        names = ", ".join(str(p.relative_to(out_dir)) for p in aside[:3])
-        more = f" and {len(aside) - 3} more" if len(aside) > 3 else ""
-        notes.append(
-            f"{len(aside)} damaged file(s) were set aside ({names}{more}); their rows were "
-            "simulated again; delete them when you no longer need them"
-        )
-    rows = _dedupe(frames)
-    if aliases and len(rows) and rows["scenario_id"].isin(list(aliases)).any():
-        rows["scenario_id"] = rows["scenario_id"].replace(dict(aliases))
-        rows = _dedupe([rows])
-    return rows, notes, read
+    entries = P.CommitLog(loc).live()
+    frames = _legacy_frames(loc, None, notes) + _read_entries(loc, entries)
+    notes += _aside_note(loc)
+    rows = _with_aliases(_dedupe(frames), aliases)
+    return rows, notes, [Path(loc.where(e["path"])) for e in entries]
 
 
 def in_plan(rows: pd.DataFrame, plan: Plan) -> pd.Series:
@@ -262,7 +227,7 @@ def in_plan(rows: pd.DataFrame, plan: Plan) -> pd.Series:
 
 
 def select_plan_rows(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
-    """The rows that belong to the plan; the others stay stored (`kept.parquet`)."""
+    """The rows that belong to the plan; the others stay stored (kept, reused later)."""
     return rows[in_plan(rows, plan)] if not rows.empty else rows
 
 
@@ -307,137 +272,129 @@ def to_table(rows: pd.DataFrame, plan: Plan) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-def read_manifest(out_dir: Path) -> dict[str, Any]:
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
     """manifest.json of a results folder; {} when absent or damaged (a run writes it again)."""
     try:
-        data = json.loads((out_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        data = json.loads(Location.parse(out_dir).read_bytes(MANIFEST_FILE).decode("utf-8"))
+    except (OSError, ValueError, RecursionError, StoreError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _plain_table(rows: pd.DataFrame) -> pa.Table:
-    """Rows outside the plan: core columns and metrics only (no parameter columns)."""
-    out = rows.reset_index(drop=True).copy()
-    out["replication"] = out["replication"].astype("int64")
-    out["seed"] = out["seed"].astype("int64")
-    return pa.Table.from_pandas(out, preserve_index=False)
-
-
-# Rows streamed per batch when a stored file is read one scenario group at a time.
-_READ_BATCH_ROWS = 256
-
-
-class _RowSource:
-    """One stored row file, with the scenario ids of each of its row groups (read once, from the
-    `scenario_id` column alone) so a group of scenarios reads only the row groups holding them."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self.file = pq.ParquetFile(path, page_checksum_verification=True, buffer_size=1 << 20)
-            meta = self.file.schema_arrow.metadata or {}
-            params = json.loads(meta.get(_PARAMS_META, b"[]"))
-            if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-                raise ValueError("bad parameter-column metadata")
-            names = self.file.schema_arrow.names
-            missing = [c for c in CORE_COLUMNS if c not in names]
-            if missing:
-                raise ValueError(f"no column {missing[0]}")
-            self.columns = [c for c in names if c not in params]
-            self.groups = [
-                set(self.file.read_row_group(i, columns=["scenario_id"]).column(0).to_pylist())
-                for i in range(self.file.num_row_groups)
-            ]
-        except OSError as exc:
-            if not path.exists():
-                raise StoreError(f"{path}: cannot read: {exc}") from None
-            raise CorruptFileError(f"{path}: unreadable, damaged ({first_line(exc)})") from None
-        except (ValueError, TypeError, pa.ArrowException) as exc:
-            raise CorruptFileError(f"{path}: unreadable, damaged ({first_line(exc)})") from None
-
-    def read(self, ids: set[str], columns: Iterable[str] | None) -> pd.DataFrame:
-        """The rows of scenarios `ids` (stored columns, parameter columns dropped)."""
-        groups = [i for i, have in enumerate(self.groups) if have & ids]
-        if not groups:
-            return pd.DataFrame()
-        cols = self.columns
-        if columns is not None:
-            wanted = set(columns) | set(CORE_COLUMNS)
-            cols = [c for c in self.columns if c in wanted]
-        keep = pa.array(sorted(ids), type=pa.string())
-        tables = []
-        try:
-            for batch in self.file.iter_batches(
-                batch_size=_READ_BATCH_ROWS, row_groups=groups, columns=cols, use_threads=False
-            ):
-                mask = pc.is_in(batch.column("scenario_id").cast(pa.string()), value_set=keep)
-                if pc.any(mask).as_py():
-                    tables.append(pa.Table.from_batches([batch.filter(mask)]))
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            raise StoreError(f"{self.path}: unreadable, damaged ({first_line(exc)})") from None
-        if not tables:
-            return pd.DataFrame()
-        return pa.concat_tables(tables, promote_options="default").to_pandas()
+def entry_keys(entries: Iterable[P.Entry]) -> pd.DataFrame:
+    """The (scenario_id, architecture, replication) keys the entries hold, from the commit log
+    alone (no part is read), deduplicated."""
+    sids, archs, reps = [], [], []
+    for e in entries:
+        for arch, runs in e["keys"].items():
+            for lo, hi in runs:
+                n = hi - lo + 1
+                sids += [e["scenario_id"]] * n
+                archs += [arch] * n
+                reps += range(lo, hi + 1)
+    keys = pd.DataFrame({"scenario_id": sids, "architecture": archs, "replication": reps})
+    keys["replication"] = keys["replication"].astype("int64")
+    return keys.drop_duplicates().reset_index(drop=True)
 
 
 class ResultStore:
-    """The output folder of one running study; holds its lock until `close`."""
+    """The output folder of one running study; holds its lock (or lease) until `close`."""
 
-    def __init__(self, out_dir: Path, lock_fd: int) -> None:
-        self.out_dir = out_dir
+    def __init__(self, loc: Location, out_dir: str | Path, lock_fd: int) -> None:
+        self.loc = loc
+        self.out_dir = Path(out_dir) if loc.local else out_dir  # as the caller named it
         self._lock_fd = lock_fd
-        # Unique per store: two runs in one process within a second (same time and pid) must
-        # never reuse a part name, or the second run's rename would replace the first's rows.
-        self._token = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._token = P.new_token()
         self._seq = 0
-        self.read_notes: list[str] = []  # damaged part files skipped by `iter_rows`
+        self._uncompacted = 0
+        self._lease_at = 0.0
+        self._probe: str | None = None
+        self.log = P.CommitLog(loc)
+        self.notes: list[str] = []  # what `recover` did
+        self.read_notes: list[str] = []  # damaged files of the earlier layout skipped
+
+    def where(self, rel: str = "") -> str:
+        return self.loc.where(rel)
+
+    @classmethod
+    def reader(cls, out_dir: str | Path) -> ResultStore:
+        """A read-only view of a results folder (no lock taken, nothing cleaned up): for
+        `distsim report` and `load_result`. Only the reading methods may be used on it."""
+        store = cls(Location.parse(out_dir), out_dir, -1)
+        store.read_notes += _aside_note(store.loc)
+        return store
 
     @classmethod
     def open(cls, out_dir: str | Path, *, fresh: bool = False) -> ResultStore:
         """Create (or reuse) the folder and lock it; `fresh` deletes earlier results first."""
-        path = Path(out_dir)
+        loc = Location.parse(out_dir)
+        loc.check_writable()
+        fd = -1
+        if loc.local:
+            path = Path(loc.root)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                why = _WRITE_HINTS.get(exc.errno or -1) or exc.strerror
+                raise StoreError(f"{path}: cannot create the output folder: {why}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise StoreError(f"{path}: another distsim run is using this folder") from None
+        store = cls(loc, out_dir, fd)
+        if not loc.local:
+            store._take_lease()
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot create the output folder: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise StoreError(f"{path}: another distsim run is using this folder") from None
-        store = cls(path, fd)
-        if fresh:
-            store.clear()
-        store.recover()
+            if fresh:
+                store.clear()
+            store.recover()
+        except BaseException:
+            store.close()
+            raise
+        store.read_notes += store.notes + _aside_note(loc)
         return store
 
-    def recover(self) -> None:
-        """Clean up after a crash: remove temporary files left by a killed run, and set aside
-        (rename) any row file that is damaged, so the run keeps every intact row and simulates
-        the lost ones again. Called with the lock held; see the module docstring."""
-        parts = self.out_dir / PARTS_DIR
-        folders = [self.out_dir, parts] if parts.is_dir() else [self.out_dir]
-        for folder in folders:
-            for tmp in folder.glob(f".*{_TMP_MARK}*"):
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-        candidates = [self.out_dir / name for name in ROW_FILES]
-        if parts.is_dir():
-            candidates += sorted(parts.glob("part-*.parquet"))
-        for path in candidates:
-            if not path.exists():
-                continue
-            try:
-                _read_parquet(path)
-            except CorruptFileError:
-                _set_aside(path)
+    # ------------------------------------------------------------ the object-store lease
+
+    def _lease_body(self) -> bytes:
+        body = {"owner": self._token, "host": socket.gethostname(), "pid": os.getpid(),
+                "time": time.time()}  # fmt: skip
+        return json.dumps(body).encode("utf-8")
+
+    def _take_lease(self) -> None:
+        try:
+            held = json.loads(self.loc.read_bytes(LEASE_FILE))
+        except (FileNotFoundError, ValueError, StoreError):
+            held = None
+        if isinstance(held, dict) and held.get("owner") != self._token:
+            age = time.time() - float(held.get("time", 0))
+            mine = held.get("host") == socket.gethostname() and not _alive(held.get("pid"))
+            if age < LEASE_S and not mine:
+                raise StoreError(
+                    f"{self.where()}: another distsim run is using this folder (lease of "
+                    f"{held.get('host')} pid {held.get('pid')}, renewed {age:.0f} s ago; it "
+                    f"lapses after {LEASE_S:.0f} s without renewal)"
+                )
+        self.loc.write_bytes(LEASE_FILE, self._lease_body())
+        self._lease_at = time.monotonic()
+
+    def _renew_lease(self) -> None:
+        if not self.loc.local and time.monotonic() - self._lease_at > LEASE_S / 5:
+            self.loc.write_bytes(LEASE_FILE, self._lease_body())
+            self._lease_at = time.monotonic()
 
     def close(self) -> None:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = -1
+        if not self.loc.local and self._lease_at:
+            with contextlib.suppress(StoreError, OSError, ValueError):
+                held = json.loads(self.loc.read_bytes(LEASE_FILE))
+                if held.get("owner") == self._token:
+                    self.loc.delete(LEASE_FILE)
+            self._lease_at = 0.0
 
     def __enter__(self) -> ResultStore:
         return self
@@ -445,170 +402,203 @@ class ResultStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---------------------------------------------------------------- writing
+    # ------------------------------------------------------------ recovery
+
+    def recover(self) -> None:
+        """Clean up after a crash, with the lock held: remove temporary files a killed run left,
+        move the earlier layout's rows into rows/, set aside damaged parts (their rows are
+        simulated again, every intact row is kept) and commit intact parts a killed run wrote
+        but never committed. Every part is read once, one at a time. See the module docstring."""
+        if self.loc.local:
+            root = Path(self.loc.root)
+            for folder in (root, root / PARTS_DIR):
+                for tmp in folder.glob(f".*{_TMP_MARK}*"):
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+            for tmp in (root / P.ROWS_DIR).rglob(f".*{_TMP_MARK}*"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+        else:  # an upload a killed run left half done (it never became the real object)
+            names = self.loc.listdir("") + self.loc.listdir(P.ROWS_DIR, recursive=True)
+            for name, _ in names:
+                base = name.rsplit("/", 1)[-1]
+                if base.startswith(".") and _TMP_MARK in base:
+                    self.loc.delete(name)
+        self._migrate()
+        live, removed = self.log.state()
+        drop: list[str] = []
+        for entry in live:
+            try:
+                read_table(self.loc, entry["path"])
+            except FileNotFoundError:
+                drop.append(entry["path"])
+                self.notes.append(f"{self.where(entry['path'])}: committed but missing; its rows "
+                                  "are simulated again")  # fmt: skip
+            except CorruptFileError:
+                _set_aside(self.loc, entry["path"])
+                drop.append(entry["path"])
+        known = {e["path"] for e in live} | removed
+        adopt: list[P.Entry] = []
+        for name, _ in self.loc.listdir(P.ROWS_DIR, recursive=True):
+            base = name.rsplit("/", 1)[-1]
+            if name in known or not base.startswith("part-") or not base.endswith(".parquet"):
+                continue
+            try:
+                table = read_table(self.loc, name)
+            except CorruptFileError:
+                _set_aside(self.loc, name)
+                continue
+            adopt.append(_entry_of(name, table, self.loc.size(name) or 0))
+        self.log.commit(add=adopt, remove=drop)
+        self.log.fold()
+
+    def _migrate(self) -> None:
+        """Move the earlier layout's rows into rows/ (a Parquet batch at a time; part names are
+        fixed, so a migration killed half-way writes the same files again), commit them, check
+        the counts, then delete the old files."""
+        names = legacy_files(self.loc)
+        if not names:
+            return
+        entries: list[P.Entry] = []
+        done: list[str] = []
+        for name in names:
+            try:
+                table = read_table(self.loc, name)  # verified whole before anything moves
+            except CorruptFileError:
+                _set_aside(self.loc, name)
+                continue
+            stem = name.replace("/", "-").removesuffix(".parquet")
+            written = 0
+            for i, batch in enumerate(table.to_batches(max_chunksize=2048)):
+                rows = _frame(pa.Table.from_batches([batch]))
+                new = P.write_parts(self.loc, rows, f"legacy-{stem}-{i:05d}")
+                written += sum(e["rows"] for e in new)
+                entries += new
+            if written != table.num_rows:
+                raise StoreError(f"{self.where(name)}: moved {written} of {table.num_rows} rows")
+            del table
+            done.append(name)
+        self.log.commit(add=entries)
+        for name in done:
+            self.loc.delete(name)
+        with contextlib.suppress(StoreError, OSError):
+            if self.loc.local and not self.loc.listdir(PARTS_DIR):
+                Path(self.loc.path(PARTS_DIR)).rmdir()
+
+    # ------------------------------------------------------------ writing
 
     def clear(self) -> None:
         """Delete earlier results (files this module owns only)."""
         try:
             for name in OWNED:
-                (self.out_dir / name).unlink(missing_ok=True)
-            for aside in set_aside_files(self.out_dir):
-                aside.unlink(missing_ok=True)
-            shutil.rmtree(self.out_dir / PARTS_DIR, ignore_errors=True)
-        except OSError as exc:
-            raise StoreError(f"{self.out_dir}: cannot clear earlier results: {exc}") from None
+                self.loc.delete(name)
+            for aside in _set_aside_names(self.loc):
+                self.loc.delete(aside)
+            self.loc.delete_dir(P.ROWS_DIR)
+            self.loc.delete_dir(PARTS_DIR)
+        except StoreError as exc:
+            raise StoreError(f"{self.where()}: cannot clear earlier results: {exc}") from None
 
     def write_spec(self, spec: dict[str, Any]) -> None:
         text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
-        atomic_write_text(self.out_dir / SPEC_FILE, text)
+        self.loc.write_bytes(SPEC_FILE, text.encode("utf-8"))
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         text = json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n"
-        atomic_write_text(self.out_dir / MANIFEST_FILE, text)
+        self.loc.write_bytes(MANIFEST_FILE, text.encode("utf-8"))
 
     def read_manifest(self) -> dict[str, Any]:
-        return read_manifest(self.out_dir)
-
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        """Persist rows that just arrived as a new part file (atomic)."""
-        if not rows:
-            return
-        parts = self.out_dir / PARTS_DIR
-        try:
-            parts.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{parts}: cannot create: {exc.strerror}") from None
-        self._seq += 1
-        while (parts / f"part-{self._token}-{self._seq:06d}.parquet").exists():
-            self._seq += 1  # never replace a stored part (belt and braces)
-        # Rows of different architectures carry different pool columns: take the union of keys
-        # (pa.Table.from_pylist would keep only the first row's and drop the others' silently).
-        table = pa.Table.from_pandas(pd.DataFrame.from_records(rows), preserve_index=False)
-        _write_parquet(parts / f"part-{self._token}-{self._seq:06d}.parquet", table)
-
-    def part_count(self) -> int:
-        parts = self.out_dir / PARTS_DIR
-        return len(list(parts.glob("part-*.parquet"))) if parts.is_dir() else 0
-
-    def consolidate(self, plan: Plan) -> pd.DataFrame:
-        """Merge stored rows of the plan into `replications.parquet` and every other stored row
-        into `kept.parquet`, then delete the parts. Returns the plan's rows in the published
-        layout.
-
-        `kept.parquet` is written and verified first, so a row leaving `replications.parquet`
-        is on disk elsewhere before it goes; a kill in between leaves a duplicate (harmless).
-        """
-        rows, _, parts = read_rows(self.out_dir, plan.id_aliases)
-        mask = in_plan(rows, plan)
-        published = with_params(rows[mask] if len(rows) else rows, plan)
-        kept_path = self.out_dir / KEPT_FILE
-        others = rows[~mask] if len(rows) else rows
-        if len(others) and not self._holds_exactly(kept_path, others):
-            self._write_verified(kept_path, _plain_table(others))
-        self._write_verified(self.out_dir / REPLICATIONS_FILE, to_table(published, plan))
-        if not len(others):  # every kept row is in replications.parquet now
-            with contextlib.suppress(FileNotFoundError):
-                kept_path.unlink()
-                _fsync_dir(self.out_dir)
-        for part in parts:
-            with contextlib.suppress(OSError):
-                part.unlink()
-        with contextlib.suppress(OSError):
-            (self.out_dir / PARTS_DIR).rmdir()  # only when empty
-        return published
-
-    @staticmethod
-    def _write_verified(target: Path, table: pa.Table) -> None:
-        """Write a row file and check the file on disk holds every row (before parts go)."""
-        _write_parquet(target, table)
-        try:
-            written = pq.read_metadata(target).num_rows
-        except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"{target}: cannot verify what was written: {exc}") from None
-        if written != table.num_rows:
-            raise StoreError(
-                f"{target}: holds {written} rows after writing {table.num_rows}; the part files "
-                "are kept, run the same command again"
-            )
-
-    @staticmethod
-    def _holds_exactly(path: Path, rows: pd.DataFrame) -> bool:
-        """`path` already stores exactly the keys of `rows` (nothing to rewrite)."""
-        if not path.exists():
-            return False
-        try:
-            keys = pq.read_table(path, columns=KEY).to_pandas()
-        except (OSError, pa.ArrowException):
-            return False
-        if len(keys) != len(rows):
-            return False
-        have = pd.MultiIndex.from_frame(keys.astype({"replication": "int64"}))
-        want = pd.MultiIndex.from_frame(rows[KEY].astype({"replication": "int64"}))
-        return have.sort_values().equals(want.sort_values())
-
-    def prune(self, plan: Plan, *, dry_run: bool = False) -> pd.DataFrame:
-        """Delete every stored row outside `plan` (the only deletion besides `--fresh`); returns
-        the rows removed (or, with `dry_run`, those that would be)."""
-        self.consolidate(plan)
-        path = self.out_dir / KEPT_FILE
-        if not path.exists():
-            return pd.DataFrame(columns=CORE_COLUMNS)
-        gone = _read_parquet(path)
-        if not dry_run:
-            try:
-                path.unlink()
-            except OSError as exc:
-                raise StoreError(f"{path}: cannot delete: {exc.strerror}") from None
-            _fsync_dir(self.out_dir)
-        return gone
+        return read_manifest(self.loc.uri)
 
     def write_csv(self, name: str, frame: pd.DataFrame) -> None:
-        atomic_write_text(self.out_dir / name, frame.to_csv(index=False))
+        self.loc.write_bytes(name, frame.to_csv(index=False).encode("utf-8"))
 
-    # ---------------------------------------------------------------- reading, bounded
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        """Persist rows that just arrived: a part file per scenario, then one commit."""
+        if not rows:
+            return
+        self._seq += 1
+        frame = pd.DataFrame.from_records(rows)
+        entries = P.write_parts(self.loc, frame, f"{self._token}-{self._seq:06d}")
+        self.log.commit(add=entries)
+        self._uncompacted += len(entries)
+        self._renew_lease()
 
-    @classmethod
-    def reader(cls, out_dir: str | Path) -> ResultStore:
-        """A read-only view of a results folder (no lock taken, nothing cleaned up): for
-        `distsim report` and `load_result`. Only the reading methods may be used on it."""
-        return cls(Path(out_dir), -1)
+    def worker_sink(self, nodes: int) -> P.PartSink | None:
+        """Where tasks write their own parts: when the folder is an object store or the
+        cluster has more than one node (DISTSIM_WORKER_PARTS=1 / 0 forces it on / off);
+        None: tasks send their rows to the driver, which writes them (`append`)."""
+        forced = os.environ.get("DISTSIM_WORKER_PARTS", "")
+        if forced == "0" or (forced != "1" and self.loc.local and nodes <= 1):
+            return None
+        if self._probe is None:
+            self._probe = P.new_token()
+            self.loc.write_bytes(P.PROBE_FILE, self._probe.encode("utf-8"))
+        return P.PartSink(self.loc.uri, self._probe)
+
+    def commit_parts(self, entries: Sequence[P.Entry]) -> None:
+        """Commit parts a task wrote, after checking each is there, whole, at its size."""
+        for e in entries:
+            size = self.loc.size(e["path"])
+            if size != e["bytes"]:
+                seen = "not visible here" if size is None else f"{size} bytes, not {e['bytes']}"
+                raise StoreError(
+                    f"{self.where(e['path'])}: a task wrote this part but it is {seen}"
+                )
+        self.log.commit(add=entries)
+        self._uncompacted += len(entries)
+        self._renew_lease()
+
+    def read_parts(self, entries: Sequence[P.Entry]) -> list[dict[str, Any]]:
+        """The rows of parts a task wrote (for callers that follow rows as they arrive)."""
+        rows = _dedupe(_read_entries(self.loc, entries))
+        return rows.to_dict("records")
+
+    def part_count(self) -> int:
+        """Parts committed since the last `consolidate`."""
+        return self._uncompacted
+
+    # ------------------------------------------------------------ reading
+
+    def _by_scenario(self) -> dict[str, list[P.Entry]]:
+        out: dict[str, list[P.Entry]] = {}
+        for e in self.log.live():
+            out.setdefault(e["scenario_id"], []).append(e)
+        return out
 
     def iter_rows(
         self,
         plan: Plan,
         scenario_ids: Iterable[str] | None = None,
-        batch_scenarios: int = 64,
+        batch_scenarios: int = READ_BATCH_SCENARIOS,
         columns: Iterable[str] | None = None,
     ) -> Iterator[pd.DataFrame]:
         """The plan's stored rows, `batch_scenarios` whole scenarios at a time (in the order of
-        `scenario_ids`, by default the plan's), each frame in the published layout (`with_params`).
-
-        Memory is bounded by one group (plus a row group of a stored file): each file's
-        `scenario_id` column is read first to learn which row groups hold which scenarios, then
-        only those row groups are streamed batch by batch, keeping the group's rows. Duplicates
-        and old ids are resolved as `read_rows` does (first copy in file order wins). A damaged
-        consolidated file is a `StoreError`; a damaged part file is skipped (its rows are
-        simulated again by the next run), noted in `self.read_notes`. `columns` (core columns
-        are always read) limits what is read, e.g. no payload for scalar statistics.
-        """
-        ids = [ps.id for ps in plan.scenarios] if scenario_ids is None else list(scenario_ids)
+        `scenario_ids`, by default the plan's), each frame in the published layout
+        (`with_params`); only the parts of a group's scenarios are read, one file at a time, so
+        memory is bounded by one group. Duplicates and old ids are resolved as `read_rows` does
+        (first copy in commit order wins). A damaged committed part is a one-line `StoreError`
+        (a run sets it aside when it opens the folder). `columns` (core columns are always
+        read) limits what is read, e.g. no payload for scalar statistics."""
         if batch_scenarios < 1:
             raise ValueError("batch_scenarios must be at least 1")
-        sources = self._row_sources()
-        back: dict[str, list[str]] = {}
-        for old, new in (plan.id_aliases or {}).items():
-            back.setdefault(new, []).append(old)
-        for start in range(0, len(ids), batch_scenarios):
-            group = ids[start : start + batch_scenarios]
-            raw = set(group) | {old for sid in group for old in back.get(sid, [])}
-            frames = [f for src in sources if len(f := src.read(raw, columns))]
-            rows = _dedupe(frames)
-            aliases = dict(plan.id_aliases or {})
-            if len(rows) and aliases and rows["scenario_id"].isin(list(aliases)).any():
-                rows["scenario_id"] = rows["scenario_id"].replace(aliases)
-                rows = _dedupe([rows])
-            rows = select_plan_rows(rows, plan) if len(rows) else rows
-            yield with_params(rows, plan)
+        ids = [s.id for s in plan.scenarios] if scenario_ids is None else list(scenario_ids)
+        cols = None if columns is None else list(dict.fromkeys([*CORE_COLUMNS, *columns]))
+        old_of: dict[str, list[str]] = {}
+        for old, new in plan.id_aliases.items():
+            old_of.setdefault(new, []).append(old)
+        by_sid = self._by_scenario()
+        legacy = bool(legacy_files(self.loc))
+        for i in range(0, len(ids), batch_scenarios):
+            group = ids[i : i + batch_scenarios]
+            sids = set(group) | {o for s in group for o in old_of.get(s, [])}
+            entries = [e for s in [*group, *sorted(sids - set(group))] for e in by_sid.get(s, [])]
+            frames = _legacy_frames(self.loc, sids, self.read_notes) if legacy else []
+            frames += _read_entries(self.loc, entries, cols)
+            rows = _with_aliases(_dedupe(frames), plan.id_aliases)
+            if cols is not None and len(rows):
+                rows = rows[[c for c in rows.columns if c in cols]]
+            yield with_params(select_plan_rows(rows, plan), plan)
 
     def read_scenario_rows(
         self, plan: Plan, ids: Iterable[str], columns: Iterable[str] | None = None
@@ -618,49 +608,172 @@ class ResultStore:
         frames = list(self.iter_rows(plan, ids, batch_scenarios=max(len(ids), 1), columns=columns))
         return frames[0] if frames else with_params(pd.DataFrame(columns=CORE_COLUMNS), plan)
 
-    def other_row_count(self, plan: Plan) -> int:
-        """Stored rows outside the plan (kept, not used in its summary); key columns only."""
-        frames = []
-        for src in self._row_sources():
-            for batch in src.file.iter_batches(batch_size=65536, columns=KEY, use_threads=False):
-                frames.append(batch.to_pandas())
-        rows = _dedupe(frames)
-        aliases = dict(plan.id_aliases or {})
-        if len(rows) and aliases and rows["scenario_id"].isin(list(aliases)).any():
-            rows["scenario_id"] = rows["scenario_id"].replace(aliases)
-            rows = _dedupe([rows])
-        return int((~in_plan(rows, plan)).sum()) if len(rows) else 0
+    def plan_rows(self, plan: Plan) -> pd.DataFrame:
+        """Every stored row of the plan in memory, in the published layout."""
+        frames = [f for f in self.iter_rows(plan) if len(f)]
+        if not frames:
+            return with_params(pd.DataFrame(columns=CORE_COLUMNS), plan)
+        return pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
 
-    def _row_sources(self) -> list[_RowSource]:
-        """The stored row files in `read_rows` order, indexed by scenario per row group."""
-        out: list[_RowSource] = []
-        for name in ROW_FILES:
-            path = self.out_dir / name
-            if path.exists():
-                try:
-                    out.append(_RowSource(path))
-                except CorruptFileError as exc:
-                    raise StoreError(
-                        f"{exc}; run the study again with this folder as --out: the run sets the "
-                        "file aside, keeps every intact row and simulates the others again"
-                    ) from None
-        parts = self.out_dir / PARTS_DIR
-        if parts.is_dir():
-            for part in sorted(parts.glob("part-*.parquet")):
-                try:
-                    out.append(_RowSource(part))
-                except StoreError as exc:
-                    note = f"skipped {exc}"
-                    if note not in self.read_notes:
-                        self.read_notes.append(note)
-        aside = set_aside_files(self.out_dir)
-        if aside:
-            names = ", ".join(str(p.relative_to(self.out_dir)) for p in aside[:3])
-            more = f" and {len(aside) - 3} more" if len(aside) > 3 else ""
-            note = (
-                f"{len(aside)} damaged file(s) were set aside ({names}{more}); their rows were "
-                "simulated again; delete them when you no longer need them"
-            )
-            if note not in self.read_notes:
-                self.read_notes.append(note)
-        return out
+    def other_row_count(self, plan: Plan) -> int:
+        """Stored rows outside the plan (kept, not used in its summary): from the keys alone."""
+        keys = self.stored_keys()
+        if not len(keys):
+            return 0
+        keys = _with_aliases(keys.assign(seed=0), plan.id_aliases)
+        return int((~in_plan(keys, plan)).sum())
+
+    def stored_keys(self) -> pd.DataFrame:
+        """The keys of every stored row (from the commit log; the earlier layout's files, before
+        a run migrates them, are read for their keys)."""
+        keys = [entry_keys(self.log.live())]
+        for name in legacy_files(self.loc):
+            with contextlib.suppress(CorruptFileError):
+                keys.append(_frame(read_table(self.loc, name).select(KEY)))
+        return _dedupe(keys)[KEY] if any(len(k) for k in keys) else keys[0]
+
+    # ------------------------------------------------------------ consolidation
+
+    def _merge(self, sid: str, entries: Sequence[P.Entry], keep: Any = None) -> P.Entry | None:
+        """Stream `entries` (one scenario's parts) into one new part, first copy of each key,
+        only rows `keep(frame)` selects; one part in memory at a time. None: no row left."""
+        schemas = []
+        for e in entries:
+            with self.loc.open_input(e["path"]) as f:
+                schemas.append(pq.read_schema(f))
+        name = f"{P.scenario_dir(sid)}/part-m{self._token}-{self._seq:06d}.parquet"
+        self._seq += 1
+        seen: set[tuple[str, str, int]] = set()
+
+        def tables() -> Iterator[pa.Table]:
+            for e in entries:
+                table = read_table(self.loc, e["path"])
+                if e["scenario_id"] != sid:  # stored under an old id (`Plan.id_aliases`)
+                    at = table.column_names.index("scenario_id")
+                    ids = pa.array([sid] * table.num_rows, table.schema.field(at).type)
+                    table = table.set_column(at, "scenario_id", ids)
+                keys = zip(table.column("scenario_id").to_pylist(),
+                           table.column("architecture").to_pylist(),
+                           table.column("replication").to_pylist(), strict=True)  # fmt: skip
+                mask = []
+                for k in keys:
+                    mask.append(k not in seen)
+                    seen.add(k)
+                table = table.filter(pa.array(mask, type=pa.bool_()))
+                if keep is not None and table.num_rows:
+                    table = table.filter(pa.array(keep(_frame(table)).to_numpy(), pa.bool_()))
+                yield table
+
+        rows = write_streaming(self.loc, name, _unified(schemas), tables())
+        if not rows:
+            return None
+        table = read_table(self.loc, name)  # verify what was written before the parts go
+        if table.num_rows != rows:
+            raise StoreError(f"{self.where(name)}: holds {table.num_rows} rows, not {rows}")
+        return _entry_of(name, table, self.loc.size(name) or 0)
+
+    def consolidate(self, plan: Plan, *, export: bool = True) -> None:
+        """Merge each scenario's small parts into one (streaming, see `_merge`; parts of
+        `MERGE_BELOW_BYTES` or more stay), commit the merged part in place of the others, then
+        delete them; fold the commit log; write the plan's replications.parquet (`export`, at
+        the end of a run). Never holds more than one part (or, for the export, one scenario's
+        rows) in memory."""
+        groups: dict[str, list[P.Entry]] = {}
+        for sid, entries in self._by_scenario().items():
+            groups.setdefault(plan.id_aliases.get(sid, sid), []).extend(entries)
+        for sid, group in groups.items():
+            # Parts already of a good size stay as they are (rewriting them at every
+            # consolidation would make the total writing grow with the square of the rows).
+            entries = [
+                e for e in group if e["bytes"] < MERGE_BELOW_BYTES or e["scenario_id"] != sid
+            ]
+            if len(entries) < 2 and all(e["scenario_id"] == sid for e in entries):
+                continue
+            merged = self._merge(sid, entries)
+            self.log.commit(add=[merged] if merged else [], remove=[e["path"] for e in entries])
+            self._delete_parts(entries)
+        self._uncompacted = 0
+        self.log.fold(force=True)
+        self._renew_lease()
+        if export:
+            self.export(plan)
+
+    def export(self, plan: Plan) -> None:
+        """replications.parquet: the plan's rows with its swept parameters, written a group of
+        scenarios at a time."""
+        by_sid = self._by_scenario()
+        ids = {s.id for s in plan.scenarios} | set(plan.id_aliases)
+        schemas = []
+        for sid in sorted(ids & set(by_sid)):
+            for e in by_sid[sid]:
+                with self.loc.open_input(e["path"]) as f:
+                    schemas.append(pq.read_schema(f))
+        empty = with_params(pd.DataFrame(columns=CORE_COLUMNS), plan)
+        probe = pd.DataFrame({"scenario_id": [s.id for s in plan.scenarios]})
+        probe = probe.assign(architecture="", replication=0, seed=0)  # types of the params
+        base = to_table(_typed(with_params(probe, plan)), plan).schema
+        schema = _unified([base.remove_metadata(), *schemas])
+        names = list(empty.columns) + [n for n in schema.names if n not in empty.columns]
+        schema = pa.schema([schema.field(n) for n in names])
+        meta = dict(to_table(empty, plan).schema.metadata or {})
+        meta[_EXPORT_META] = b"1"
+        schema = schema.with_metadata(meta)
+        tables = (
+            pa.Table.from_pandas(frame, preserve_index=False)
+            for frame in self.iter_rows(plan, batch_scenarios=1)  # one scenario in memory
+            if len(frame)
+        )
+        if not write_streaming(self.loc, REPLICATIONS_FILE, schema, tables):
+            write_streaming(self.loc, REPLICATIONS_FILE, schema, [schema.empty_table()])
+
+    def prune(self, plan: Plan, *, dry_run: bool = False) -> pd.DataFrame:
+        """Delete every stored row outside `plan` (the only deletion besides `--fresh`); returns
+        the keys of the rows removed (or, with `dry_run`, of those that would be)."""
+        self.consolidate(plan, export=False)
+        keys = entry_keys(self.log.live())
+        keys["scenario_id"] = keys["scenario_id"].replace(plan.id_aliases)
+        gone = keys[~in_plan(keys, plan)] if len(keys) else keys
+        if dry_run or gone.empty:
+            return gone.reset_index(drop=True)
+        aliases = plan.id_aliases
+        for sid, entries in self._by_scenario().items():
+            new_id = aliases.get(sid, sid)
+
+            def keep(rows: pd.DataFrame, new_id: str = new_id) -> pd.Series:
+                return in_plan(rows.assign(scenario_id=new_id), plan)
+
+            merged = self._merge(sid, entries, keep=keep)
+            if merged is not None and merged["rows"] == sum(e["rows"] for e in entries):
+                self.loc.delete(merged["path"])  # nothing of it goes: leave the part as it is
+                continue
+            self.log.commit(add=[merged] if merged else [], remove=[e["path"] for e in entries])
+            self._delete_parts(entries)
+        self.log.fold(force=True)
+        return gone.reset_index(drop=True)
+
+    def _delete_parts(self, entries: Sequence[P.Entry]) -> None:
+        """Delete parts whose rows a commit has moved elsewhere (and, locally, their folder once
+        empty)."""
+        for e in entries:
+            self.loc.delete(e["path"])
+        if self.loc.local:
+            for folder in {Path(self.loc.path(e["path"])).parent for e in entries}:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for col in ("replication", "seed"):
+        out[col] = out[col].astype("int64")
+    out["architecture"] = out["architecture"].astype("object")
+    out["scenario_id"] = out["scenario_id"].astype("object")
+    return out
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True

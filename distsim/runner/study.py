@@ -27,10 +27,10 @@ import pandas as pd
 
 from distsim.errors import DistsimError, SpecError, StoreError
 from distsim.runner import aggregate, budget, precision, streaming, warmup
+from distsim.runner.location import is_uri
 from distsim.runner.plan import Plan, expected_cost_per_unit, plan_study
 from distsim.runner.store import (
     COMPARISONS_FILE,
-    REPLICATIONS_FILE,
     SPEC_FILE,
     SUMMARY_FILE,
     ResultStore,
@@ -40,7 +40,7 @@ from distsim.runner.task import BatchResult, Unit
 from distsim.spec.study import Study, apply_overrides, load_study, validate_study
 from distsim.stats import diagnostics
 
-# Merge part files into replications.parquet after this many, so a long run keeps few files.
+# Merge each scenario's part files after this many new parts, so a long run keeps few files.
 CONSOLIDATE_EVERY_PARTS = 512
 
 
@@ -403,9 +403,11 @@ def _run_units(
     callbacks: tuple[Any, Any],
     bar: Any,
     result: StudyResult | None = None,
+    store: ResultStore | None = None,
 ) -> None:
     """Batch `units` and run them on `session`, `bar` advancing as rows arrive; with `result`,
-    count the tasks and the simulation time there (even when interrupted)."""
+    count the tasks and the simulation time there (even when interrupted); with `store`, tasks
+    write their own parts there when it is reachable from them (`ResultStore.worker_sink`)."""
     from distsim.runner import execute
 
     on_result, on_failure = callbacks
@@ -421,6 +423,7 @@ def _run_units(
             on_failure=on_failure,
             progress=bar.progress,
             progress_task=bar.task,
+            sink=None if store is None else store.worker_sink(session.info.nodes),
         )
     finally:
         if result is not None:
@@ -463,7 +466,7 @@ def run_study(
     plan = plan_study(study)
     estimate = budget.check(plan, budget.run_cpus(plan, address, workers), force=force)
     out = Path(out_dir) if out_dir is not None else Path("results") / study.name
-    if out.exists() and not out.is_dir():
+    if not is_uri(out) and out.exists() and not out.is_dir():
         raise StoreError(f"{out}: exists and is not a folder")
     from distsim.runner.execute import check_address, resolve_address
 
@@ -612,15 +615,21 @@ def _runner(
     scenarios = {ps.id: ps.scenario for ps in plan.scenarios}
 
     def on_result(batch: BatchResult) -> None:
-        store.append(batch.rows)
-        result.rows_simulated += len(batch.rows)
+        rows = batch.rows
+        if batch.parts:  # written by the task itself (`ResultStore.worker_sink`): commit them
+            store.commit_parts(batch.parts)
+            if on_rows is not None:
+                rows = store.read_parts(batch.parts)
+        else:
+            store.append(rows)
+        result.rows_simulated += batch.row_count
         result.failures.extend(batch.errors)
         result.timings_s["task_compute"] += batch.compute_s
         result.timings_s["task_cpu"] += batch.cpu_s
         if on_rows is not None:
-            on_rows(batch.rows)
+            on_rows(rows)
         if store.part_count() >= CONSOLIDATE_EVERY_PARTS:
-            store.consolidate(plan)
+            store.consolidate(plan, export=False)  # replications.parquet when the run ends
 
     def on_failure(batch: Sequence[Unit], message: str) -> None:
         for u in batch:
@@ -668,7 +677,7 @@ def _simulate_missing(
     todo = sum(len(u.architectures) for u in units)
     with execute.ProgressBar(total=plan.rows, done=plan.rows - todo, enabled=progress) as bar:
         callbacks = _runner(plan, store, result)
-        _run_units(session, units, scenarios, _cost(plan), callbacks, bar, result)
+        _run_units(session, units, scenarios, _cost(plan), callbacks, bar, result, store)
 
 
 def _precision_waves(
@@ -712,7 +721,7 @@ def _precision_waves(
             if bar.progress is not None:
                 bar.progress.update(bar.task, total=bar.progress.tasks[0].total + rows)
             result.waves += 1
-            _run_units(session, units, scenarios, _cost(plan), callbacks, bar, result)
+            _run_units(session, units, scenarios, _cost(plan), callbacks, bar, result, store)
             if tracker.totals() == current:
                 result.notes.append(
                     "precision: a wave added no complete replication (its simulations failed); "
@@ -753,6 +762,25 @@ def write_report_files(
 
 def _stored_plan(out: Path) -> Plan:
     """The resolved plan of a results folder's spec.yaml (`distsim report`, `distsim prune`)."""
+    if is_uri(out):  # an object store: the spec is read into a local temporary file
+        import tempfile
+
+        from distsim.runner.location import Location
+
+        loc = Location.parse(out)
+        try:
+            text = loc.read_bytes(SPEC_FILE)
+        except FileNotFoundError:
+            raise StoreError(
+                f"{loc.where()}: not a distsim results folder (no {SPEC_FILE})"
+            ) from None
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / SPEC_FILE).write_bytes(text)
+            try:
+                study = load_study(Path(tmp) / SPEC_FILE)
+            except SpecError as exc:
+                raise StoreError(f"{loc.where(SPEC_FILE)}: {exc}") from None
+        return warmup.stored_plan(plan_study(study), read_manifest(out))
     spec_path = out / SPEC_FILE
     if not out.is_dir():
         raise StoreError(f"{out}: no such results folder")
@@ -785,7 +813,7 @@ def load_result(out_dir: str | Path) -> StudyResult:
     )
     result.set_aggregates(streaming.aggregate_store(reader, plan))
     result.notes.extend(reader.read_notes)
-    if result.rows_done == 0 and not (out / REPLICATIONS_FILE).exists():
+    if result.rows_done == 0:
         result.notes.append("no replications stored yet")
     return result
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from distsim.spec.study import Scenario
 
 if TYPE_CHECKING:
+    from distsim.runner.parts import PartSink
     from distsim.sim.replication import Replication
     from distsim.workload.generate import Requests
 
@@ -54,8 +55,15 @@ class BatchResult:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # Parts the task wrote itself (`parts.PartSink`): their commit entries; `rows` is then empty.
+    parts: list[dict[str, Any]] = field(default_factory=list)
     compute_s: float = 0.0  # wall time inside the task
     cpu_s: float = 0.0  # CPU time of the task's thread (below compute_s when cores are shared)
+
+    @property
+    def row_count(self) -> int:
+        """Rows the task produced, sent back or written to parts."""
+        return len(self.rows) + sum(int(p["rows"]) for p in self.parts)
 
 
 def _error(unit: Unit, scenario: Scenario, arch: str, exc: BaseException) -> dict[str, Any]:
@@ -114,13 +122,18 @@ def load_kernels() -> float:
 
 
 def run_batch(
-    scenarios: Mapping[str, Scenario], units: Sequence[Unit], data: Any = None
+    scenarios: Mapping[str, Scenario],
+    units: Sequence[Unit],
+    data: Any = None,
+    sink: PartSink | None = None,
 ) -> BatchResult:
     """Run units one after another; the body of every Ray task.
 
     `data`: the parsed trace and empirical-size files the scenarios read
     (`workload.trace_files.snapshot`), shipped by the driver through Ray's object store, so a
-    node needs no copy of them at the same path."""
+    node needs no copy of them at the same path. `sink`: write the rows as part files there and
+    return only their entries (`parts.sink_rows`; the rows come back when the folder is not
+    visible from this node)."""
     from distsim.workload.trace_files import installed
 
     start = time.perf_counter()
@@ -131,6 +144,12 @@ def run_batch(
             one = run_unit(scenarios[unit.scenario_id], unit)
             out.rows.extend(one.rows)
             out.errors.extend(one.errors)
+    if sink is not None:
+        from distsim.runner.parts import sink_rows
+
+        entries = sink_rows(sink, out.rows)
+        if entries is not None:
+            out.parts, out.rows = entries, []
     out.compute_s = time.perf_counter() - start
     out.cpu_s = time.thread_time() - start_cpu
     return out

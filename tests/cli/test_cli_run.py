@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from distsim.cli import app
 from distsim.runner.plan import plan_study
+from distsim.runner.store import ResultStore, read_rows
 from distsim.spec.study import validate_study
 from distsim.workload.generate import generate
 
@@ -233,8 +234,10 @@ def test_report_of_a_partial_run_says_so(finished, tmp_path):
 
     copy = tmp_path / "partial"
     shutil.copytree(out, copy)
-    rows = pd.read_parquet(copy / "replications.parquet")
-    rows[rows["replication"] < 3].to_parquet(copy / "replications.parquet", index=False)
+    rows, _, _ = read_rows(copy)  # the stored rows, kept only for replications 0-2
+    shutil.rmtree(copy / "rows")
+    with ResultStore.open(copy) as store:
+        store.append(rows[rows["replication"] < 3].to_dict("records"))
     result = invoke("report", copy)
     assert result.exit_code == 0, result.output
     assert "3 replications of 5 planned" in result.output

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from distsim_testkit import study_dict
+from distsim_testkit import part_files, study_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,7 +105,7 @@ def _ray_started(sid: int, out: Path) -> bool:
 
 def _running(sid: int, out: Path) -> bool:
     """Rows are arriving: a part file exists."""
-    return any((out / "parts").glob("part-*.parquet")) if (out / "parts").is_dir() else False
+    return bool(part_files(out))
 
 
 def _shutting_down(sid: int, out: Path) -> bool:

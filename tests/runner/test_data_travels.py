@@ -89,7 +89,8 @@ def test_rows_stored_under_the_old_path_based_ids_are_adopted(tmp_path):
     out = tmp_path / "out"
     with ResultStore.open(out) as store:
         store.append(rows)
-        published = store.consolidate(plan)
+        store.consolidate(plan)
+        published = store.plan_rows(plan)
     assert len(published) == 4 and set(published["scenario_id"]) == {ps.id}
     assert not (out / "kept.parquet").exists()
     back, _, _ = read_rows(out)

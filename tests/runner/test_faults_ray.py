@@ -29,7 +29,7 @@ import pytest
 from distsim_testkit import frame, tiny_study
 
 import distsim.runner.execute as execute
-from distsim.runner.store import KEY
+from distsim.runner.store import KEY, read_rows
 from distsim.runner.study import run_study
 
 pytestmark = pytest.mark.slow  # fault tests: real kills, clusters and file systems
@@ -47,7 +47,7 @@ def announcing(marks: Path, pause_s: float) -> Callable[..., Any]:
     then runs the real batch. Defined here, shipped to the workers by value."""
     marks_dir = str(marks)
 
-    def announced(scenarios: Any, units: Any) -> Any:
+    def announced(scenarios: Any, units: Any, *rest: Any, **kwargs: Any) -> Any:
         import os
         import pathlib
         import time
@@ -60,7 +60,7 @@ def announcing(marks: Path, pause_s: float) -> Callable[..., Any]:
         key = f"{units[0].scenario_id}-{units[0].replication}"
         (pathlib.Path(marks_dir) / f"{key}--{os.getpid()}--{node}").touch()
         time.sleep(pause_s)
-        return run_batch(scenarios, units)
+        return run_batch(scenarios, units, *rest, **kwargs)
 
     return announced
 
@@ -161,9 +161,14 @@ def reference(cluster, tmp_path_factory) -> pd.DataFrame:
 # ---------------------------------------------------------------- worker death
 
 
+@pytest.mark.parametrize("parts", ["driver writes", "tasks write"])
 def test_a_worker_killed_mid_task_is_retried_and_the_numbers_do_not_change(
-    cluster, reference, tmp_path, monkeypatch
+    cluster, reference, tmp_path, monkeypatch, parts
 ):
+    """With "tasks write", each task writes its own part files and the driver commits them
+    (`ResultStore.worker_sink`); the killed attempt's retry writes under a new name, and only
+    the parts the driver committed count: every row exactly once."""
+    monkeypatch.setenv("DISTSIM_WORKER_PARTS", "1" if parts == "tasks write" else "0")
     marks = tmp_path / "marks"
     marks.mkdir()
     ours = descendants(raylet_pid(cluster.head_node))
@@ -189,6 +194,10 @@ def test_a_worker_killed_mid_task_is_retried_and_the_numbers_do_not_change(
     assert result.complete and not result.failures
     assert not result.replications.duplicated(KEY).any()
     pd.testing.assert_frame_equal(frame(result.replications), reference, check_exact=True)
+    on_disk, _, _ = read_rows(tmp_path / "out")
+    assert len(on_disk) == len(reference) and not on_disk.duplicated(KEY).any()
+    # The tasks were given the folder (the probe they check it by exists) or not.
+    assert (tmp_path / "out" / "rows" / "_probe").exists() == (parts == "tasks write")
 
 
 # ---------------------------------------------------------------- node death

@@ -8,13 +8,13 @@ reads every file in one piece; rows are built by hand (no simulation, no Ray).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from distsim_testkit import tiny_study
 
 import distsim.runner.store as store_mod
+from distsim.errors import StoreError
 from distsim.runner.plan import plan_study
 from distsim.runner.store import (
     KEPT_FILE,
@@ -101,43 +101,42 @@ def test_read_scenario_rows_and_columns(tmp_path):
     assert store.read_scenario_rows(plan, []).empty
 
 
-def test_a_group_reads_only_the_row_groups_holding_its_scenarios(tmp_path, monkeypatch):
-    """Memory bound: iteration never holds more than one group's rows, and of
-    replications.parquet (row groups of 4 rows = one scenario each) reads only the row groups
-    of the group's scenarios, in batches of at most `_READ_BATCH_ROWS` rows."""
+def test_a_group_reads_only_the_part_files_of_its_scenarios(tmp_path, monkeypatch):
+    """Memory bound: iteration never holds more than one group's rows, and reads only the part
+    files in its scenarios' folders (rows/scenario_id=<id>/), one file at a time."""
     plan = _plan(tuple(float(r) for r in range(1, 11)))
     _folder(tmp_path, plan, _plan((99.0,)))
-    monkeypatch.setattr(store_mod, "_READ_BATCH_ROWS", 3)
-    read_groups: list[tuple[str, list[int]]] = []
-    batch_rows: list[int] = []
-    real = pq.ParquetFile.iter_batches
+    read: list[str] = []
+    real = store_mod.read_table
 
-    def spy(self, *args, **kwargs):
-        read_groups.append((str(self.metadata.num_rows), list(kwargs["row_groups"])))
-        for b in real(self, *args, **kwargs):
-            batch_rows.append(b.num_rows)
-            yield b
+    def spy(loc, rel):
+        read.append(rel)
+        return real(loc, rel)
 
-    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    monkeypatch.setattr(store_mod, "read_table", spy)
     store = ResultStore.reader(tmp_path)
-    rg = pq.ParquetFile(tmp_path / REPLICATIONS_FILE).metadata.num_row_groups
-    assert rg == 10  # 40 rows in row groups of 4
     held = []
     for k, frame in enumerate(store.iter_rows(plan, batch_scenarios=2)):
         held.append(len(frame))
-        mine = [g for n, g in read_groups if n == "40"]
-        assert mine[-1] == [2 * k, 2 * k + 1]  # this group's two scenarios' row groups only
-    assert max(batch_rows) <= 3
+        mine = {f"rows/scenario_id={ps.id}" for ps in plan.scenarios[2 * k : 2 * k + 2]}
+        assert read and {r.rsplit("/", 1)[0] for r in read} == mine
+        read.clear()
     assert held == [2 * 2 * 3] * 5  # 2 scenarios x 2 architectures x 3 replications
 
 
-def test_a_damaged_part_is_skipped_with_a_note(tmp_path):
+def test_a_damaged_part_stops_a_reader_and_a_run_sets_it_aside(tmp_path):
     plan = _plan((1.0, 2.0))
     _folder(tmp_path, plan, _plan((9.0,)))
-    part = sorted((tmp_path / "parts").glob("part-*.parquet"))[-1]
+    folder = tmp_path / "rows" / f"scenario_id={plan.scenarios[1].id}"
+    part = sorted(folder.glob("part-*.parquet"), key=lambda p: p.stat().st_mtime)[-1]
+    assert pq.read_table(part)["replication"].to_pylist() == [2, 2]
     part.write_bytes(part.read_bytes()[:40])
+    with pytest.raises(StoreError, match="unreadable.*run the study again") as info:
+        list(ResultStore.reader(tmp_path).iter_rows(plan))
+    assert "\n" not in str(info.value)
+    with ResultStore.open(tmp_path):  # a run: set aside, kept for inspection
+        pass
     store = ResultStore.reader(tmp_path)
     got = pd.concat(store.iter_rows(plan), ignore_index=True)
-    assert np.all(got["replication"] < 3)
-    assert len(got) == 2 * 2 * 2 + 2  # the part's replication-2 rows are gone, kept's stay
-    assert any("skipped" in n for n in store.read_notes)
+    assert len(got) == 2 * 2 * 3 - 2  # the part's two replication-2 rows are gone
+    assert any("set aside" in n for n in store.read_notes)

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import yaml
-from distsim_testkit import study_dict
+from distsim_testkit import keep_stored_rows, study_dict
 from scipy import stats
 from typer.testing import CliRunner
 
@@ -235,23 +234,12 @@ def test_reruns_resume(capped) -> None:
     # an interrupted wave (rows of replications 8, 9 of one scenario lost) is completed
     sid = more.plan.scenarios[0].id
     lost = (after["scenario_id"] == sid) & (after["replication"] >= 8)
-    table = pq.read_table(out / "replications.parquet")
-    pq.write_table(
-        table.filter(pa_mask(~lost.to_numpy(), after, table)), out / "replications.parquet"
-    )
+    assert keep_stored_rows(
+        out, lambda rows: ~((rows["scenario_id"] == sid) & (rows["replication"] >= 8))
+    ) == int(lost.sum())
     resumed = run_study(spec10, out_dir=out, progress=False)
     assert resumed.rows_simulated == int(lost.sum()) == 4
     pd.testing.assert_frame_equal(stored(out).sort_values(KEY).reset_index(drop=True), after)
-
-
-def pa_mask(keep: np.ndarray, sorted_rows: pd.DataFrame, table) -> list[bool]:
-    """`keep` (over rows sorted by key) as a mask over the table's own row order."""
-    wanted = set(map(tuple, sorted_rows.loc[keep, KEY].itertuples(index=False, name=None)))
-    frame = table.select(KEY).to_pandas()
-    return [tuple(r) in wanted for r in frame.itertuples(index=False, name=None)]
-
-
-# ---------------------------------------------------------------- warmup_s: auto
 
 
 def pilot_truth(spec: dict) -> float:
