@@ -126,10 +126,30 @@ def _read_bytes(loc: Location, rel: str) -> bytes:
     return loc.read_bytes(rel)
 
 
-def read_table(loc: Location, rel: str) -> pa.Table:
-    """A stored row file's core columns and metrics (parameter columns dropped)."""
-    table, params = _table_of(_read_bytes(loc, rel), loc.where(rel))
-    return table.drop_columns([c for c in params if c in table.column_names])
+def read_table(loc: Location, rel: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """A stored row file's core columns and metrics (parameter columns dropped); with
+    `columns`, only those that exist (only their column chunks are read and verified)."""
+    if columns is None:
+        table, params = _table_of(_read_bytes(loc, rel), loc.where(rel))
+        return table.drop_columns([c for c in params if c in table.column_names])
+    try:
+        with loc.open_input(rel) as f:
+            names = pq.read_schema(f).names
+            f.seek(0)
+            table = pq.read_table(f, columns=[c for c in names if c in columns],
+                                  page_checksum_verification=True)  # fmt: skip
+        missing = [c for c in CORE_COLUMNS if c in columns and c not in table.column_names]
+        if missing:
+            raise ValueError(f"no column {missing[0]}")
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+        if not loc.exists(rel):
+            raise FileNotFoundError(loc.where(rel)) from None
+        raise CorruptFileError(
+            f"{loc.where(rel)}: unreadable, damaged ({first_line(exc)})"
+        ) from None
+    return table
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:

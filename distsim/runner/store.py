@@ -181,10 +181,7 @@ def _read_entries(
     frames = []
     for entry in entries:
         try:
-            table = read_table(loc, entry["path"])
-            if columns is not None:
-                table = table.select([c for c in table.column_names if c in columns])
-            frames.append(_frame(table))
+            frames.append(_frame(read_table(loc, entry["path"], columns)))
         except FileNotFoundError:
             raise StoreError(
                 f"{loc.where(entry['path'])}: committed but missing; run the study again with "

@@ -109,9 +109,9 @@ def test_a_group_reads_only_the_part_files_of_its_scenarios(tmp_path, monkeypatc
     read: list[str] = []
     real = store_mod.read_table
 
-    def spy(loc, rel):
+    def spy(loc, rel, columns=None):
         read.append(rel)
-        return real(loc, rel)
+        return real(loc, rel, columns)
 
     monkeypatch.setattr(store_mod, "read_table", spy)
     store = ResultStore.reader(tmp_path)
