@@ -12,7 +12,7 @@ import errno
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,34 @@ def read_table(loc: Location, rel: str, columns: Sequence[str] | None = None) ->
             f"{loc.where(rel)}: unreadable, damaged ({first_line(exc)})"
         ) from None
     return table
+
+
+def iter_frames(loc: Location, rel: str, batch_rows: int = 2048) -> Iterator[pd.DataFrame]:
+    """A stored row file a batch of rows at a time (parameter columns dropped, checksums
+    verified): memory is one batch, whatever the file's size. `CorruptFileError` when the file
+    is not an intact row file (possibly after some batches were yielded)."""
+    where = loc.where(rel)
+    try:
+        f = loc.open_input(rel)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{where}: cannot read: {first_line(exc)}") from None
+    with f:
+        try:
+            pf = pq.ParquetFile(f, page_checksum_verification=True)
+            meta = pf.schema_arrow.metadata or {}
+            params = json.loads(meta.get(_PARAMS_META, b"[]"))
+            missing = [c for c in CORE_COLUMNS if c not in pf.schema_arrow.names]
+            if missing:
+                raise ValueError(f"no column {missing[0]}")
+            _ = pf.schema_arrow.pandas_metadata
+            batches = pf.iter_batches(batch_size=batch_rows, use_threads=False)
+            for batch in batches:
+                frame = batch.to_pandas()
+                yield frame.drop(columns=[c for c in params if c in frame.columns])
+        except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+            raise CorruptFileError(f"{where}: unreadable, damaged ({first_line(exc)})") from None
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:

@@ -91,6 +91,7 @@ from distsim.runner.rowfiles import (  # noqa: F401  (re-exported: the store's f
     _write_parquet,
     atomic_write_bytes,
     atomic_write_text,
+    iter_frames,
     read_table,
     set_aside_files,
     write_streaming,
@@ -450,30 +451,30 @@ class ResultStore:
         self.log.fold()
 
     def _migrate(self) -> None:
-        """Move the earlier layout's rows into rows/ (a Parquet batch at a time; part names are
+        """Move the earlier layout's rows into rows/, a Parquet batch at a time (part names are
         fixed, so a migration killed half-way writes the same files again), commit them, check
-        the counts, then delete the old files."""
+        the counts, then delete the old files. A file found damaged part-way is set aside; the
+        batches already moved are intact and are committed by `recover`."""
         names = legacy_files(self.loc)
         if not names:
             return
         entries: list[P.Entry] = []
         done: list[str] = []
         for name in names:
-            try:
-                table = read_table(self.loc, name)  # verified whole before anything moves
-            except CorruptFileError:
-                _set_aside(self.loc, name)
-                continue
             stem = name.replace("/", "-").removesuffix(".parquet")
             written = 0
-            for i, batch in enumerate(table.to_batches(max_chunksize=2048)):
-                rows = _frame(pa.Table.from_batches([batch]))
-                new = P.write_parts(self.loc, rows, f"legacy-{stem}-{i:05d}")
-                written += sum(e["rows"] for e in new)
-                entries += new
-            if written != table.num_rows:
-                raise StoreError(f"{self.where(name)}: moved {written} of {table.num_rows} rows")
-            del table
+            try:
+                for i, rows in enumerate(iter_frames(self.loc, name)):
+                    new = P.write_parts(self.loc, rows, f"legacy-{stem}-{i:05d}")
+                    written += sum(e["rows"] for e in new)
+                    entries += new
+            except CorruptFileError:  # the batches moved so far are intact: kept (`recover`)
+                _set_aside(self.loc, name)
+                continue
+            with self.loc.open_input(name) as f:
+                total = pq.read_metadata(f).num_rows
+            if written != total:
+                raise StoreError(f"{self.where(name)}: moved {written} of {total} rows")
             done.append(name)
         self.log.commit(add=entries)
         for name in done:
@@ -735,6 +736,9 @@ class ResultStore:
         aliases = plan.id_aliases
         for sid, entries in self._by_scenario().items():
             new_id = aliases.get(sid, sid)
+            held = entry_keys(entries).assign(scenario_id=new_id)
+            if in_plan(held, plan).all():
+                continue  # nothing of it goes
 
             def keep(rows: pd.DataFrame, new_id: str = new_id) -> pd.Series:
                 return in_plan(rows.assign(scenario_id=new_id), plan)
