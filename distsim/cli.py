@@ -532,7 +532,9 @@ def report(
         written = write_report_files(result, tables=True)
     except (OSError, DistsimError) as exc:
         fail(f"{out_dir}: cannot write the report: {exc}")
-    typer.echo(f"report: {written}")
+    from distsim.runner.location import uri_of
+
+    typer.echo(f"report: {uri_of(written)}")
     if not result.complete:
         typer.echo(
             f"note: {result.row_counts()[0]} of {result.plan.rows} rows stored; "

@@ -471,6 +471,10 @@ def run_study(
     from distsim.runner.execute import check_address, resolve_address
 
     check_address(resolve_address(address))  # before anything is written
+    if is_uri(out):  # an unusable URI or a missing bucket: one line, before anything else
+        from distsim.runner.location import Location
+
+        Location.parse(out).check_writable()
 
     if progress:  # at once: what will run, before Ray's few seconds of start-up
         _status(

@@ -113,7 +113,7 @@ def test_a_missing_bucket_or_an_unknown_scheme_is_one_line_and_writes_nothing(
 ):
     spec = tmp_path / "s.yaml"
     spec.write_text(yaml.safe_dump(tiny_study("bad")), encoding="utf-8")
-    one_line_error(invoke("run", spec, "--out", "s3://no-such-bucket/x", "--quiet"),
+    one_line_error(invoke("run", spec, "--out", "s3://no-such-bucket/x"),  # not even the plan
                    "no bucket 'no-such-bucket'")  # fmt: skip
     one_line_error(invoke("run", spec, "--out", "nosuchfs://x/y", "--quiet"),
                    "not a usable location")  # fmt: skip
