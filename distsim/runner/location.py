@@ -54,7 +54,7 @@ class Location:
 
     fs: pafs.FileSystem
     root: str
-    uri: str
+    uri: str  # as given (with any query, e.g. ?endpoint_override=...): workers parse it again
 
     @property
     def local(self) -> bool:
@@ -74,14 +74,15 @@ class Location:
         root = root.rstrip("/")
         if not root or "/" not in root and isinstance(fs, pafs.S3FileSystem | pafs.GcsFileSystem):
             raise StoreError(f"--out {text}: give a folder inside the bucket (s3://bucket/folder)")
-        return cls(fs, root, text.split("?", 1)[0].rstrip("/"))
+        return cls(fs, root, text)
 
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
 
     def where(self, rel: str = "") -> str:
-        """How messages name a file: the local path or the URI."""
-        return f"{self.uri}/{rel}" if rel else self.uri
+        """How messages name a file: the local path or the URI (without its query)."""
+        base = self.uri.split("?", 1)[0].rstrip("/")
+        return f"{base}/{rel}" if rel else base
 
     # ------------------------------------------------------------ queries
 
@@ -188,6 +189,6 @@ class Location:
         try:
             info = self.fs.get_file_info(bucket)
         except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"--out {self.uri}: cannot reach it ({first_line(exc)})") from None
+            raise StoreError(f"--out {self.where()}: cannot reach it ({first_line(exc)})") from None
         if info.type == pafs.FileType.NotFound:
-            raise StoreError(f"--out {self.uri}: no bucket {bucket!r} (create it first)")
+            raise StoreError(f"--out {self.where()}: no bucket {bucket!r} (create it first)")

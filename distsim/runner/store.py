@@ -300,7 +300,7 @@ class ResultStore:
 
     def __init__(self, loc: Location, out_dir: str | Path, lock_fd: int) -> None:
         self.loc = loc
-        self.out_dir = Path(out_dir) if loc.local else out_dir  # as the caller named it
+        self.out_dir = Path(out_dir) if loc.local else loc.uri  # a local path, or the URI
         self._lock_fd = lock_fd
         self._token = P.new_token()
         self._seq = 0

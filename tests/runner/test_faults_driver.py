@@ -1,7 +1,7 @@
 """Driver death: `distsim run` SIGKILLed several times at random points, rerun each time.
 
-The drivers are subprocesses (`python -m distsim run SPEC --address ...`) that join one Ray
-cluster started by this module (`ray.cluster_utils.Cluster`, loopback): a killed driver leaves
+The drivers are subprocesses (`python -m distsim run SPEC --address ...`) that join one two-node
+Ray cluster started by this module (`ray.cluster_utils.Cluster`, loopback): a killed driver leaves
 the cluster running, as on a real cluster, and the next run joins it again. Each attempt is killed
 at a random (seeded) point of the remaining work — once its stored rows pass a random target,
 plus a random delay that lands between two writes or inside one — and a last attempt is killed
@@ -89,10 +89,15 @@ def cluster():
     c = Cluster(
         initialize_head=True,
         connect=False,
-        head_node_args={"num_cpus": 2, "include_dashboard": False},
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
     )
+    c.add_node(num_cpus=1)  # two nodes: with worker_parts "1" tasks write parts on both
     ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
     try:
+        deadline = time.monotonic() + 60
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+            assert time.monotonic() < deadline, "the second node did not join"
+            time.sleep(0.1)
         assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {"127.0.0.1"}
     finally:
         ray.shutdown()  # the drivers are the subprocesses
