@@ -4,7 +4,7 @@ Every statistic of the summary and the comparisons is a function of one scenario
 three that span scenarios and need little: the multiple-comparison adjustment (p-values only,
 `aggregate.adjust_family`), the cost rows (from the summary) and the goodput search (one scalar
 column per row, `slo_attainment`). So the rows are read from the store a group of
-`GROUP_SCENARIOS` scenarios at a time (`ResultStore.iter_rows`), each group is summarised,
+`group_size` scenarios at a time (`ResultStore.iter_rows`), each group is summarised,
 compared and diagnosed with its own parse cache, and only the group's result tables are kept.
 The tables come out identical to aggregating every row at once (same functions, same order).
 """
@@ -23,8 +23,10 @@ from distsim.runner.plan import Plan
 from distsim.runner.store import CORE_COLUMNS, ResultStore
 from distsim.stats import cost, goodput
 
-# Scenarios aggregated together: bounds the rows (with their sketches) held at once.
+# Scenarios aggregated together: at most GROUP_SCENARIOS, fewer when their rows (with sketches)
+# would exceed GROUP_ROWS (`group_size`): bounds what the driver holds at once.
 GROUP_SCENARIOS = 64
+GROUP_ROWS = 8192
 # The one row column the goodput search reads across scenarios.
 _GOODPUT_COLUMNS = ["slo_attainment"]
 
@@ -42,6 +44,12 @@ class Aggregates:
     rows_done: int = 0
     rows_initial: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def group_size(plan: Plan) -> int:
+    """Scenarios per group: `GROUP_SCENARIOS`, fewer for scenarios of many replications."""
+    per_scenario = max(len(plan.architectures) * plan.max_replications, 1)
+    return max(1, min(GROUP_SCENARIOS, GROUP_ROWS // per_scenario))
 
 
 def sub_plan(plan: Plan, ids: Iterable[str]) -> Plan:
@@ -165,7 +173,7 @@ def aggregate_chunk(shared: tuple[str, Plan], ids: list[str]) -> _Parts:
     """One chunk of scenarios aggregated from the folder `shared[0]` (a Ray task's work)."""
     out_dir, plan = shared
     parts = _Parts()
-    for rows in ResultStore.reader(out_dir).iter_rows(plan, ids, GROUP_SCENARIOS):
+    for rows in ResultStore.reader(out_dir).iter_rows(plan, ids, group_size(plan)):
         _add_group(parts, rows, plan)
     return parts
 
@@ -180,7 +188,7 @@ def aggregate_store(
     Ray `session` (`execute.RaySession`, local) and at least `FAN_OUT_SCENARIOS` scenarios, the
     chunks are aggregated by Ray tasks, each reading its own scenarios from the folder, and a
     chunk whose task failed is aggregated in the driver. The tables are the same either way."""
-    size = size or GROUP_SCENARIOS
+    size = size or group_size(plan)
     ids = [ps.id for ps in plan.scenarios]
     cpus = int(getattr(getattr(session, "info", None), "cpus", 0) or 0)
     if session is None or cpus < 2 or len(ids) < FAN_OUT_SCENARIOS:

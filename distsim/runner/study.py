@@ -81,9 +81,10 @@ class StudyResult:
     replication_counts: dict[str, int] = field(default_factory=dict)
 
     def iter_rows(
-        self, batch_scenarios: int = streaming.GROUP_SCENARIOS, columns: Any = None
+        self, batch_scenarios: int | None = None, columns: Any = None
     ) -> Iterator[pd.DataFrame]:
         """The rows the summary uses, `batch_scenarios` whole scenarios at a time."""
+        batch_scenarios = batch_scenarios or streaming.group_size(self.plan)
         if self.rows_in_memory is not None:
             groups = streaming.split_groups(self.rows_in_memory, self.plan, batch_scenarios)
         else:
@@ -104,8 +105,7 @@ class StudyResult:
 
     @property
     def replications(self) -> pd.DataFrame:
-        """Every row the summary uses, read at once (see `rows` and `iter_rows` for large
-        studies)."""
+        """Every row the summary uses, read at once (large studies: `rows`, `iter_rows`)."""
         return self.rows()
 
     def row_counts(self) -> tuple[int, int]:

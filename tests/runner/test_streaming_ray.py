@@ -14,7 +14,7 @@ from distsim.runner.study import load_result, run_study
 @pytest.mark.slow
 def test_a_run_fanned_out_over_ray_equals_the_driver_alone(ray_session, tmp_path, monkeypatch):
     monkeypatch.setattr(streaming, "FAN_OUT_SCENARIOS", 2)
-    monkeypatch.setattr(streaming, "GROUP_SCENARIOS", 1)  # several chunks
+    monkeypatch.setattr(streaming, "GROUP_SCENARIOS", 1)  # several chunks (group_size: 1)
     calls: list[int] = []
     real = execute.RaySession.map_tasks
 

@@ -129,3 +129,10 @@ def test_fanned_out_chunks_give_the_serial_tables(study_rows, tmp_path, monkeypa
     assert (fanned.rows_done, fanned.counts) == (serial.rows_done, serial.counts)
     one_cpu = _LocalSession(cpus=1)
     assert streaming.fan_out_session(one_cpu, plan) is None
+
+
+@pytest.mark.parametrize(("replications", "expected"), [(10, 64), (1000, 4), (5000, 1)])
+def test_a_group_holds_at_most_group_rows_of_many_replications(replications, expected):
+    plan = plan_study(validate_study(study_dict(replications=replications)))
+    assert streaming.group_size(plan) == expected  # 8192 // (2 architectures x replications)
+    assert streaming.group_size(plan) * 2 * replications <= max(streaming.GROUP_ROWS, 2 * 5000)
