@@ -44,6 +44,8 @@ def uri_of(out: str | Path) -> str:
     text = str(out)
     m = _COLLAPSED.match(text)
     if m and not Path(text).exists():
+        if m.group(1) == "file":  # file:///abs/path collapsed to file:/abs/path
+            return f"file:///{m.group(2)}"
         return f"{m.group(1)}://{m.group(2)}"
     return text
 
