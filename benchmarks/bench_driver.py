@@ -22,9 +22,9 @@ studies of `FAN_OUT_SCENARIOS` or more, Ray's start not counted).
 `--memory-rows`: the driver's peak RSS (ru_maxrss of a fresh process) aggregating a finished
 folder of N rows and writing its report (`load_result` + `write_report_files` + the terminal
 report: what the run does after consolidating). Rows of 300 s runs (real sketches and
-profiles, made unique per row), 2 architectures x 10 replications per scenario, written straight
-into replications.parquet. `--code DIR` measures the code at DIR (PYTHONPATH) on the same folder.
-Prints figures only.
+profiles, made unique per row), 2 architectures x 10 replications per scenario, written as a run
+writes them (parts, then consolidation). `--code DIR` measures the code at DIR (PYTHONPATH) on
+the same folder. Prints figures only.
 """
 
 from __future__ import annotations
@@ -131,50 +131,36 @@ def memory_study(rows: int) -> dict:
 
 
 def build_folder(rows: int, out: Path, template: pd.DataFrame) -> int:
-    """A finished study's folder (spec.yaml, replications.parquet) of `rows` real rows: the
-    template's rows (simulated once) under every scenario id, each row's sketch and profile
-    texts made unique (an extra JSON key) so no two rows share a string in memory."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """A finished study's folder of `rows` real rows, written as a run writes them (a part per
+    1,024 rows through `ResultStore.append`, then `consolidate`): the template's rows (simulated
+    once) under every scenario id, each row's sketch and profile texts made unique (an extra
+    JSON key) so no two rows share a string in memory."""
     from distsim.runner.plan import plan_study
-    from distsim.runner.store import ResultStore, to_table, with_params
+    from distsim.runner.store import ResultStore
     from distsim.spec.study import validate_study
 
     plan = plan_study(validate_study(memory_study(rows)))
+    per = 2 * MEMORY_REPLICATIONS
+    t = len(template)
     with ResultStore.open(out, fresh=True) as store:
         store.write_spec(plan.study.model_dump(mode="json"))
-    writer = None
-    t = len(template)
-    chunk: list[pd.DataFrame] = []
-    i = 0
-
-    def flush() -> None:
-        nonlocal writer
-        frame = with_params(pd.concat(chunk, ignore_index=True), plan)
-        table = to_table(frame, plan)
-        if writer is None:
-            writer = pq.ParquetWriter(out / "replications.parquet", table.schema,
-                                      write_page_checksum=True)  # fmt: skip
-        writer.write_table(table, row_group_size=1024)
-        chunk.clear()
-
-    for ps in plan.scenarios:
-        block = template.iloc[[(i + k) % t for k in range(2 * MEMORY_REPLICATIONS)]].copy()
-        block["scenario_id"] = ps.id
-        block["replication"] = [k // 2 for k in range(2 * MEMORY_REPLICATIONS)]
-        block["architecture"] = [plan.architectures[k % 2] for k in range(2 * MEMORY_REPLICATIONS)]
-        for col in ("ttft_sketch", "e2e_sketch", "ttft_profile"):
-            block[col] = [f'{{"row":{i + k},' + text[1:] for k, text in enumerate(block[col])]
-        i += len(block)
-        chunk.append(block)
-        if sum(len(c) for c in chunk) >= 1024:
-            flush()
-    if chunk:
-        flush()
-    assert writer is not None
-    writer.close()
-    del pa
+        chunk: list[pd.DataFrame] = []
+        i = 0
+        for ps in plan.scenarios:
+            block = template.iloc[[(i + k) % t for k in range(per)]].copy()
+            block["scenario_id"] = ps.id
+            block["replication"] = [k // 2 for k in range(per)]
+            block["architecture"] = [plan.architectures[k % 2] for k in range(per)]
+            for col in ("ttft_sketch", "e2e_sketch", "ttft_profile"):
+                block[col] = [f'{{"row":{i + k},' + text[1:] for k, text in enumerate(block[col])]
+            i += len(block)
+            chunk.append(block)
+            if sum(len(c) for c in chunk) >= 1024:
+                store.append(pd.concat(chunk, ignore_index=True).to_dict("records"))
+                chunk.clear()
+        if chunk:
+            store.append(pd.concat(chunk, ignore_index=True).to_dict("records"))
+        store.consolidate(plan)
     return len(plan.scenarios)
 
 
@@ -230,7 +216,7 @@ def memory_series(sizes: list[int], code: str | None) -> None:
             out = Path(tmp) / f"r{rows}"
             t0 = time.perf_counter()
             scenarios = build_folder(rows, out, template)
-            size_mb = (out / "replications.parquet").stat().st_size / 1e6
+            size_mb = sum(f.stat().st_size for f in out.rglob("*.parquet")) / 1e6
             built = time.perf_counter() - t0
             proc = subprocess.run([sys.executable, __file__, "--measure", str(out)], env=env,
                                   capture_output=True, text=True, check=False)  # fmt: skip
@@ -238,8 +224,8 @@ def memory_series(sizes: list[int], code: str | None) -> None:
                 print(f"{rows:>7} rows: failed: {proc.stderr.strip().splitlines()[-1:]}")
                 continue
             m = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{rows:>7} rows ({scenarios} scenarios, replications.parquet {size_mb:.0f} "
-                  f"MB, built in {built:.0f} s): driver peak {m['peak_mib']:.0f} MiB (after "
+            print(f"{rows:>7} rows ({scenarios} scenarios, {size_mb:.0f} MB of Parquet, "
+                  f"built in {built:.0f} s): driver peak {m['peak_mib']:.0f} MiB (after "
                   f"imports {m['base_mib']:.0f}, after aggregating "
                   f"{m['aggregate_mib']:.0f}); aggregate + report {m['wall_s']:.1f} s wall, "
                   f"{m['cpu_s']:.1f} s CPU ({m['cpu_s'] / scenarios * 1e3:.1f} CPU-ms per "

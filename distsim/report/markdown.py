@@ -488,14 +488,23 @@ def write_report(
         "replications": plan.replications,
         "multiple_comparisons": getattr(study, "multiple_comparisons", "holm"),
         "flags": {f: FLAG_TEXT.get(f, f) for f in used},
-        "summary": _records(summary),
+        "summary": _TABLE_MARK.format("summary"),
         "precision": _precision_json(plan, prec),
         "warmup_auto": {
             ps.id: ps.warmup_auto for ps in plan.scenarios if ps.warmup_auto is not None
         },
-        "comparisons": _records(detail),
-        "diagnostics": _records(diag),
+        "comparisons": _TABLE_MARK.format("comparisons"),
+        "diagnostics": _TABLE_MARK.format("diagnostics"),
         "plots": files,
     }
-    atomic_write_text(out_dir / JSON_FILE, json.dumps(payload, indent=1))
+    text = json.dumps(payload, indent=1)
+    # The per-cell tables go in as pandas writes them (the numbers `_records` would give), never
+    # as one Python dict per cell: at 5,000 scenarios those dicts cost the driver ~0.5 GB.
+    for name, frame in (("summary", summary), ("comparisons", detail), ("diagnostics", diag)):
+        table = frame.to_json(orient="records") if len(frame) else "[]"
+        text = text.replace(json.dumps(_TABLE_MARK.format(name)), table, 1)
+    atomic_write_text(out_dir / JSON_FILE, text)
     return report
+
+
+_TABLE_MARK = "\u0000distsim-table:{}"
