@@ -2,6 +2,7 @@
 
     python benchmarks/bench_store.py                              # 24,000 rows of ~65 KiB
     python benchmarks/bench_store.py --rows 24000 --code /path/to/older/checkout
+    python benchmarks/bench_store.py --open      # also: opening the folder alone (verification)
 
 Rows as a long study stores them: a 2-architecture sweep, rows of ~`--row-kib` KiB (real rows of
 one simulated scenario, their `ttft_profile` text padded to the size the issue measured on long
@@ -75,6 +76,15 @@ def child_write(folder: Path, rows: int, row_kib: float) -> dict:
     return {"rows": plan.rows, "write_s": time.perf_counter() - t0}
 
 
+def child_open(folder: Path) -> dict:
+    from distsim.runner.store import ResultStore
+
+    t0 = time.perf_counter()
+    with ResultStore.open(folder):  # recovery: every committed part read once, checksums
+        pass
+    return {"open_s": time.perf_counter() - t0}
+
+
 def child_consolidate(folder: Path) -> dict:
     from distsim.runner.store import ResultStore
     from distsim.runner.study import _stored_plan
@@ -101,11 +111,14 @@ def main() -> None:
     ap.add_argument("--row-kib", type=float, default=65.0)
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout of distsim to measure")
     ap.add_argument("--folder", type=Path, default=None)
-    ap.add_argument("--child", choices=["write", "consolidate"], default=None)
+    ap.add_argument("--child", choices=["write", "open", "consolidate"], default=None)
+    ap.add_argument("--open", action="store_true", help="also time opening the folder alone")
     a = ap.parse_args()
     if a.child:
-        result = (child_write(a.folder, a.rows, a.row_kib) if a.child == "write"
-                  else child_consolidate(a.folder))  # fmt: skip
+        child = {"write": lambda: child_write(a.folder, a.rows, a.row_kib),
+                 "open": lambda: child_open(a.folder),
+                 "consolidate": lambda: child_consolidate(a.folder)}[a.child]  # fmt: skip
+        result = child()
         result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -114,11 +127,14 @@ def main() -> None:
         common = ["--folder", str(folder), "--rows", str(a.rows), "--row-kib", str(a.row_kib)]
         w = run_child(["--child", "write", *common], a.code.resolve())
         size = sum(p.stat().st_size for p in folder.rglob("*.parquet")) / 2**20
+        o = run_child(["--child", "open", *common], a.code.resolve()) if a.open else None
         c = run_child(["--child", "consolidate", *common], a.code.resolve())
         print(f"code: {a.code.resolve()}")
         print(f"rows: {w['rows']:,} of ~{a.row_kib:g} KiB, {PER_PART} per part; "
               f"{size:,.0f} MiB of parts on disk")  # fmt: skip
         print(f"write parts: peak {w['peak_mib']:,.0f} MiB, {w['write_s']:.1f} s")
+        if o is not None:
+            print(f"open (verify): peak {o['peak_mib']:,.0f} MiB, {o['open_s']:.1f} s")
         print(f"consolidate: peak {c['peak_mib']:,.0f} MiB, {c['consolidate_s']:.1f} s")
 
 
