@@ -89,7 +89,9 @@ def one(units: int, scenarios: int, duration_s: float, work: Path) -> None:
     after = t["total"] - t["ray_start"] - sim
     print(f"{units:>7} units ({scenarios} scenarios x {reps} replications, {manifest['rows_done']} "
           f"rows, {manifest['tasks']} tasks): wall {wall:.1f} s; simulation phase {sim:.1f} s = "
-          f"{units / sim:,.0f} units/s; driver after the last task {after:.1f} s (aggregation "
+          f"{units / sim:,.0f} units/s (task CPU {t['task_cpu']:.0f} s: "
+          f"{units / max(t['task_cpu'], 1e-9):,.0f} units per CPU-second); driver after the "
+          f"last task {after:.1f} s (aggregation "
           f"{t['aggregation']:.1f} s); driver peak {peak:.0f} MiB, RSS at 1/4, 1/2, 3/4, end: "
           f"{', '.join(quarters)} MiB; load {load:.1f}", flush=True)  # fmt: skip
 
