@@ -56,6 +56,9 @@ LOOPBACK = "127.0.0.1"
 TARGET_TASK_REQUESTS = 1_000_000
 # ... but there should be at least this many tasks per CPU, so the last ones balance out.
 TASKS_PER_CPU = 8
+# ... and at most this many units per task: a task's rows reach the driver at once, so tiny units
+# (few requests each) must not make tasks of tens of thousands of rows.
+MAX_TASK_UNITS = 1024
 # Tasks in flight per CPU: enough to keep every worker busy without queueing the whole study.
 IN_FLIGHT_PER_CPU = 4
 # Ray re-runs a task this many times when its worker process or node dies.
@@ -357,7 +360,11 @@ def task_count(total_cost: float, n_units: int, cpus: int) -> int:
     (computed without building the units, so `distsim validate` answers at once for any size)."""
     if n_units <= 0:
         return 0
-    n_tasks = max(math.ceil(total_cost / TARGET_TASK_REQUESTS), TASKS_PER_CPU * max(cpus, 1))
+    n_tasks = max(
+        math.ceil(total_cost / TARGET_TASK_REQUESTS),
+        TASKS_PER_CPU * max(cpus, 1),
+        math.ceil(n_units / MAX_TASK_UNITS),
+    )
     return max(min(n_tasks, n_units), 1)
 
 
@@ -366,8 +373,8 @@ def batch_units(
 ) -> list[list[Unit]]:
     """Split units (in order) into contiguous batches of about equal cost.
 
-    As many batches as needed for ~TARGET_TASK_REQUESTS each, but at least TASKS_PER_CPU per CPU
-    and at most one per unit.
+    As many batches as needed for ~TARGET_TASK_REQUESTS each, but at least TASKS_PER_CPU per CPU,
+    at most MAX_TASK_UNITS units each, and at most one per unit.
     """
     if not units:
         return []

@@ -324,3 +324,15 @@ def test_paired_difference_drops_incomplete_pairs():
     d = stats.paired_difference(base, other, 0.95)
     assert d.n == 2 and d.diff == pytest.approx(1.25)
     assert d.p_value == 0.0 and d.significant  # a constant ratio (1.5) of positive values
+
+
+def test_tiny_units_make_tasks_of_a_bounded_number_of_rows():
+    """10^4 units of ~4 requests each: their cost alone would make 16 tasks of 625 units on 2
+    CPUs; 10^5 would make 16 tasks of 6,250 units, whose rows all reach the driver at once."""
+    from distsim.runner.execute import MAX_TASK_UNITS, task_count
+
+    units = [Unit("s", r, ("a", "b")) for r in range(100_000)]
+    batches = batch_units(units, lambda u: 4.0, 2)
+    assert [u for b in batches for u in b] == units
+    assert max(len(b) for b in batches) <= MAX_TASK_UNITS
+    assert len(batches) == task_count(4.0 * len(units), len(units), 2) == 98
