@@ -341,10 +341,11 @@ def write_report(
         + (
             "(a BCa bootstrap resampling replications)"
             if getattr(study, "quantile_intervals", "sectioning") == "bootstrap"
-            else "(sectioning)"
+            else "(Woodruff's interval: each replication's share of requests below the pooled "
+            "quantile)"
         )
-        + ", never from individual requests; positive values get them on the log scale (never "
-        "below 0). Means use Student t over replications. Each comparison is one paired test "
+        + ", never from individual requests, and never reach below 0. Means use Student t over "
+        "replications, on the log scale for positive values. Each comparison is one paired test "
         "over the same replications (common random numbers): on the log ratio for positive "
         "metrics; its interval is the percentage's, and the difference's interval inverts the "
         "same test, so the p-value and both intervals agree on whether 0 is excluded.",

@@ -349,12 +349,14 @@ class Study(Scenario):
     precision: Precision | None = Field(
         None, description="Replicate until intervals are this narrow, instead of a fixed count."
     )
-    # Intervals of pooled quantiles in summary.csv: sectioning (t over per-replication
-    # quantiles) or a BCa bootstrap over replications (distsim.stats.bootstrap).
+    # Intervals of pooled quantiles in summary.csv: sectioning on the CDF scale (Woodruff's
+    # interval, distsim.stats.intervals) or a BCa bootstrap over replications
+    # (distsim.stats.bootstrap).
     quantile_intervals: Literal["sectioning", "bootstrap"] = Field(
         "sectioning",
-        description="Intervals of pooled quantiles: sectioning (t over per-replication "
-        "quantiles) or a BCa bootstrap over replications (use with >= 20 replications).",
+        description="Intervals of pooled quantiles: sectioning (Woodruff's interval: t over "
+        "each replication's share below the pooled quantile) or a BCa bootstrap over "
+        "replications (use with >= 20 replications).",
     )
     primary_metrics: list[str] = Field(
         default_factory=list,

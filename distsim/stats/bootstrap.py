@@ -4,11 +4,12 @@ The alternative to sectioning (`distsim.stats.intervals`): resample the R replic
 replacement, recompute the pooled quantile of each resample, and take a BCa interval
 (`scipy.stats.bootstrap`). The unit of resampling is the replication, never the request, so the
 correlation between requests of one run is kept intact. It makes no normality assumption about
-the per-replication quantiles (sectioning does), at the price of ~2,000 pooled quantiles per
+the replications' shares below the pooled quantile (Woodruff's sectioning does), at the price of
+~2,000 pooled quantiles per
 cell and of the usual small-sample weakness of bootstrap intervals: on M/M/1 (load 0.5, 600 s
 runs, 200 studies, tests/test_bootstrap.py) the 95% interval held the true P90 and P99 in 0.905
-of studies with R = 10 and in 0.95 / 0.94 with R = 20 — use R >= 20 (sectioning: 0.93-0.96 at
-R = 10).
+of studies with R = 10 and in 0.95 / 0.94 with R = 20 — use R >= 20 (sectioning: 0.95-0.96 at
+R = 10, docs/statistics.md).
 
 Making 2,000 pooled quantiles cheap: every replication's sketch is laid out on the union of
 occupied bins (an R x K matrix of cumulative counts); a resample is a vector of multiplicities w
