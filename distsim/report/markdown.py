@@ -341,8 +341,8 @@ def write_report(
         + (
             "(a BCa bootstrap resampling replications)"
             if getattr(study, "quantile_intervals", "sectioning") == "bootstrap"
-            else "(Woodruff's interval: each replication's share of requests below the pooled "
-            "quantile)"
+            else "(Woodruff's interval: each replication's share of requests at or below the "
+            "pooled quantile)"
         )
         + ", never from individual requests, and never reach below 0. Means use Student t over "
         "replications, on the log scale for positive values. Each comparison is one paired test "

@@ -4,27 +4,24 @@ Each "study" is R = 10 replications of an M/M/c queue simulated by distsim (see 
 why TTFT is exactly the M/M/c sojourn time), summarised as a worker would: one quantile sketch
 per replication. Over STUDIES = 2,000 studies with independent (fixed) seeds, the 95% interval of
 each metric must hold the truth in at least FLOOR of them: a one-sided lower bound, 0.95 less a
-stated tolerance of 0.02 for the mean, P50 and P90 and 0.045 for P99 (sectioning from R = 10
-replications undercovers P99 a little: 0.924-0.936 measured). Over-coverage is not checked.
+stated tolerance of 0.02 for the mean, P50 and P90 and 0.03 for P99 (0.89 for the paired P99
+difference, which undercovers). Over-coverage is not checked.
 
-Measured over 10,000 studies (seeds 1,000,000-1,009,999; `python -m pytest
-tests/statistical/test_coverage.py -s` prints the rates of the 2,000 used here), correct intervals
-/ the named wrong implementation, the normal quantile 1.96 instead of Student's t with 9 df:
+Measured on the test's own 2,000 studies (seeds 0-1,999; paired: 20,000-21,999; `python -m pytest
+tests/statistical/test_coverage.py -s` prints them), correct intervals / the named wrong
+implementation, the normal quantile 1.96 instead of Student's t with 9 df (run once, with
+`distsim.stats.intervals._t_factor` patched):
 
-    M/M/1 load 0.5    mean 0.950 / 0.920   P50 0.952 / 0.918   P90 0.950 / 0.919   P99 0.936 / 0.901
-    M/M/4 load 0.7    mean 0.946 / 0.918   P50 0.948 / 0.919   P90 0.947 / 0.919   P99 0.924 / 0.889
-    M/M/5 - M/M/4     mean 0.948          P50 0.956           P90 0.952           P99 0.907
-                      (paired differences: the test's own 2,000 studies, seeds 20,000-21,999;
-                      the P99 difference undercovers, so its floor is 0.88)
+    M/M/1 load 0.5    mean 0.949 / 0.915   P50 0.946 / 0.912   P90 0.960 / 0.919   P99 0.946 / 0.906
+    M/M/4 load 0.7    mean 0.957 / 0.925   P50 0.955 / 0.923   P90 0.949 / 0.917   P99 0.943 / 0.913
+    M/M/5 - M/M/4     mean 0.948          P50 0.954           P90 0.949           P99 0.913
 
-False-failure rate if the seeds change, P(Binomial(2000, measured) < floor x 2000): 0.01% for
-the M/M/1 test, 0.26% for M/M/4, 0.03% for the paired difference (at its observed rates); with
-the power test (below, < 6% at a 95% bound, most likely far less) that is about 0.3% for the
-coverage tests of this file. The z variant fails a given metric's floor with probability
-0.69-0.99 and at least one of a test's four metrics with probability > 0.9999 (independence
-approximation); run once (every interval built with 1.96): M/M/1 coverage 0.914 / 0.911 / 0.920 /
-0.905 and M/M/4 0.925 / 0.924 / 0.919 / 0.899 (mean / P50 / P90 / P99): every metric below its
-floor, both tests fail.
+(Quantiles by Woodruff's interval; with the previous one, the spread of the per-replication
+quantiles, P99 covered 0.936 / 0.924 / 0.907 over 10,000 studies.) False-failure rate if the seeds
+change, P(Binomial(2000, measured) < floor x 2000): 0.11% for the M/M/1 test (its P50 at 0.946),
+0.01% for M/M/4, 0.06% for the paired difference; with the power test (below, < 6% at a 95%
+bound, most likely far less) that is about 0.2% for the coverage tests of this file. The z
+variant fails every metric's floor in both tests.
 """
 
 from __future__ import annotations
@@ -49,7 +46,7 @@ from distsim.workload.generate import generate
 R = 10
 STUDIES = 2000
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
-FLOOR = {"mean": 0.93, "p50": 0.93, "p90": 0.93, "p99": 0.905}
+FLOOR = {"mean": 0.93, "p50": 0.93, "p90": 0.93, "p99": 0.92}
 
 
 def coverage(
@@ -100,7 +97,7 @@ def test_coverage_mm1_moderate_load() -> None:
     """M/M/1 at load 0.5, ~2,900 measured requests per replication."""
     rates, flagged = coverage(rate_rps=5.0, service_s=0.1, gpus=1, duration_s=600, warmup_s=20)
     assert_covers(rates)
-    # adequate runs are rarely called too short (P99: 4.2% of these 2,000 studies)
+    # adequate runs are rarely called too short (mean 2.1%, P99 1.4% of these 2,000 studies)
     assert max(flagged.values()) <= 0.06
 
 
@@ -194,7 +191,7 @@ def test_paired_difference_coverage_mm4_vs_mm5() -> None:
             hits[key] += c.diff_low <= truth[key] <= c.diff_high
     rates = {k: v / STUDIES for k, v in hits.items()}
     print(f"\npaired difference coverage M/M/5 - M/M/4: {rates}")
-    assert_covers(rates, FLOOR | {"p99": 0.88})  # the paired P99 undercovers: 0.9065 here
+    assert_covers(rates, FLOOR | {"p99": 0.89})  # the paired P99 undercovers: 0.9125 here
 
 
 def test_interval_is_not_request_level() -> None:

@@ -176,6 +176,35 @@ def test_p_value_and_both_intervals_agree_on_excluding_zero(case) -> None:
         assert c.rel_low >= -1  # a ratio interval stays >= 0 (-1 only where exp underflows)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(2, 12),
+    st.integers(0, 2**32 - 1),
+    st.floats(0.5, 2.0),
+    st.sampled_from([0.5, 0.9, 0.99]),
+    st.sampled_from([0.9, 0.95, 0.99]),
+)
+def test_quantile_comparison_p_value_and_intervals_agree(
+    r: int, seed: int, scale: float, q: float, confidence: float
+) -> None:
+    """The same rule for pooled quantiles, whose paired test runs on the replications'
+    Woodruff pseudo-values: p < alpha exactly when either interval excludes 0."""
+    rng = np.random.default_rng(seed)
+    base = [rng.lognormal(0.0, 1.0, int(rng.integers(20, 200))) for _ in range(r)]
+    other = [x * scale * rng.lognormal(0.0, 0.2) for x in base]  # paired: same requests
+    c = paired_quantile_comparison(
+        [LogHistogram.of(x) for x in base], [LogHistogram.of(x) for x in other], q, confidence
+    )
+    alpha = 1 - confidence
+    if abs(c.p_value - alpha) < 1e-9:
+        return
+    rejected = c.p_value < alpha
+    assert rejected == (c.diff_low > 0 or c.diff_high < 0)
+    if math.isfinite(c.rel_low) and math.isfinite(c.rel_high):
+        assert rejected == (c.rel_low > 0 or c.rel_high < 0)
+    assert c.diff_low <= c.diff <= c.diff_high
+
+
 def test_identical_results_are_no_difference() -> None:
     reps = [LogHistogram.of(np.array([0.1, 0.2, 0.3 + r])) for r in range(3)]
     for c in (
