@@ -252,14 +252,20 @@ class RaySession:
             self.info = self._cluster("address", self.address)
             return
         cpus = local_cpus(self.workers, self.expected_cpu_s)
-        ray.init(
-            address="local",
-            num_cpus=cpus,
-            include_dashboard=False,
-            dashboard_host=LOOPBACK,
-            _node_ip_address=LOOPBACK,
-            **quiet,
-        )
+        try:
+            ray.init(
+                address="local",
+                num_cpus=cpus,
+                include_dashboard=False,
+                dashboard_host=LOOPBACK,
+                _node_ip_address=LOOPBACK,
+                **quiet,
+            )
+        except Exception as exc:  # a start that times out on a loaded machine, a full /tmp, ...
+            raise DistsimError(
+                f"could not start a local Ray instance ({_ray_error(exc)}); nothing was "
+                "simulated: run again, or start one with 'ray start --head' and pass --address"
+            ) from None
         self._owned = True
         addresses = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
         if addresses != {LOOPBACK}:

@@ -154,3 +154,34 @@ def test_ctrl_c_at_any_moment_leaves_no_process_behind(
         if with_left:
             os.killpg(sid, signal.SIGKILL)
     assert proc.returncode in (0, 130), proc.stderr
+
+
+class _RayThatCannotStart:
+    """Stands in for the `ray` module: `init` fails as a start that times out does."""
+
+    def __init__(self) -> None:
+        self.shutdowns = 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **_: object) -> None:
+        raise RuntimeError("Failed to start the GCS: timed out after 60 s\n  File ...\nmore")
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_a_local_ray_that_cannot_start_is_one_line_and_stops_what_it_started(monkeypatch):
+    from distsim.errors import DistsimError
+    from distsim.runner import execute
+
+    fake = _RayThatCannotStart()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(execute, "_import_ray", lambda local: fake)
+    with pytest.raises(DistsimError) as caught, execute.RaySession(workers=1, notes=[]):
+        pass
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("could not start a local Ray instance (RuntimeError: Failed to start")
+    assert fake.shutdowns == 1  # whatever the failed start launched is shut down
