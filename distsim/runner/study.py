@@ -575,7 +575,9 @@ def _run(
             ray.close_soon()
             store.write_csv(SUMMARY_FILE, result.summary)
             store.write_csv(COMPARISONS_FILE, result.comparisons)
+            t_report = time.perf_counter()
             write_report_files(result)
+            result.timings_s["report"] = time.perf_counter() - t_report  # part of aggregation
             result.timings_s["aggregation"] = time.perf_counter() - t_agg
             result.timings_s["total"] = time.perf_counter() - t_total
             store.write_manifest(_manifest(plan, started, status, result, previous))
