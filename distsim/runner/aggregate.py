@@ -362,7 +362,8 @@ def summarize(
                         "ci_high": iv.high,
                         "n": iv.n,
                         "flags": ";".join(sorted(flags)),
-                        "duration_s_needed": needed_s,
+                        # empty when no run length can be estimated (no tail at all)
+                        "duration_s_needed": needed_s if math.isfinite(needed_s) else math.nan,
                     }
                 )
     return pd.DataFrame(records, columns=summary_columns(plan))
