@@ -115,6 +115,8 @@ ROW_FILES = (REPLICATIONS_FILE, KEPT_FILE)
 MERGE_BELOW_BYTES = 64 * 2**20
 # Scenarios read together when a whole plan is read or exported.
 READ_BATCH_SCENARIOS = 16
+# Rows the export of replications.parquet holds at a time (~65 KiB each with sketches).
+EXPORT_ROWS = 1024
 
 
 # ---------------------------------------------------------------- the earlier layout
@@ -698,7 +700,7 @@ class ResultStore:
 
     def export(self, plan: Plan) -> None:
         """replications.parquet: the plan's rows with its swept parameters, written a group of
-        scenarios at a time."""
+        whole scenarios (at most `EXPORT_ROWS` rows, or one scenario) at a time."""
         by_sid = self._by_scenario()
         ids = {s.id for s in plan.scenarios} | set(plan.id_aliases)
         schemas = []
@@ -716,9 +718,12 @@ class ResultStore:
         meta = dict(to_table(empty, plan).schema.metadata or {})
         meta[_EXPORT_META] = b"1"
         schema = schema.with_metadata(meta)
+        # A group of whole scenarios of at most EXPORT_ROWS rows in memory at a time (one
+        # scenario at a time made the export cost grow with the square of the scenarios).
+        per_scenario = max(len(plan.architectures) * plan.max_replications, 1)
         tables = (
             pa.Table.from_pandas(frame, preserve_index=False)
-            for frame in self.iter_rows(plan, batch_scenarios=1)  # one scenario in memory
+            for frame in self.iter_rows(plan, batch_scenarios=max(1, EXPORT_ROWS // per_scenario))
             if len(frame)
         )
         if not write_streaming(self.loc, REPLICATIONS_FILE, schema, tables):
