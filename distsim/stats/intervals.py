@@ -242,12 +242,14 @@ def _shifted_log_t(
     return centre / se
 
 
-def _bisect(inside_left: Callable[[float], bool], left: float, right: float) -> float:
-    """The point between `left` and `right` where `inside_left` changes from True to False
-    (bisection: robust to the infinite t of a spread-free shift)."""
+def _bisect(
+    inside_left: Callable[[float], bool], left: float, right: float, tol: float = 0.0
+) -> float:
+    """The point between `left` and `right` where `inside_left` changes from True to False, to
+    within `tol` (bisection: robust to the infinite t of a spread-free shift)."""
     for _ in range(100):
         mid = 0.5 * (left + right)
-        if mid in (left, right):
+        if mid in (left, right) or abs(right - left) <= tol:
             break
         left, right = (mid, right) if inside_left(mid) else (left, mid)
     return 0.5 * (left + right)
@@ -268,6 +270,9 @@ def _difference_interval(
         return diff, diff
     step = max(abs(diff), 1e-12 * max(abs(b0), abs(o0)), 1e-300)
     f = lambda d: _shifted_log_t(d, b0, o0, base, other)  # noqa: E731
+    # the edges to 1e-10 of the values' scale: far below any reported digit, and half the
+    # evaluations of bisecting to the last bit
+    tol = 1e-10 * max(abs(b0), abs(o0), abs(diff))
     if f(diff - step) == f(diff) == f(diff + min(step, o0) / 2):  # no spread at all
         return diff, diff
     # below: t rises as delta falls; find where it reaches +t
@@ -276,14 +281,14 @@ def _difference_interval(
         if f(diff - d) >= t:
             break
         lo_edge, d = diff - d, d * 2.0
-    lo = _bisect(lambda x: f(x) >= t, diff - d, lo_edge)
+    lo = _bisect(lambda x: f(x) >= t, diff - d, lo_edge, tol)
     # above: t falls towards -t as delta rises to o0 (where the shifted other reaches 0); past
     # the first crossing or up to o0 itself when it never gets there
     hi, prev, frac = o0, diff, 0.5
     for k in range(1, 200):
         d = diff + (o0 - diff) * (1.0 - frac**k)
         if f(d) <= -t:
-            hi = _bisect(lambda x: f(x) > -t, prev, d)
+            hi = _bisect(lambda x: f(x) > -t, prev, d, tol)
             break
         prev = d
     # the same test at 0 decides: guard the last bit of rounding
