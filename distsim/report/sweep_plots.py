@@ -155,16 +155,22 @@ def heatmap_plot(plan: Plan, detail: pd.DataFrame, metric: str, path: Path) -> G
         title += f" ({n} of {grid.panels_total} panels, evenly spaced)"
     fig.suptitle(title, fontsize=10)
     legend = [
-        Patch(facecolor=cmap(0.15), label=f"{who} significantly lower"),
-        Patch(facecolor=cmap(0.85), label=f"{who} significantly higher"),
+        Patch(facecolor=cmap(0.15), label=f"{who} significantly lower ({adj})"),
+        Patch(facecolor=cmap(0.85), label=f"{who} significantly higher ({adj})"),
         Patch(
-            facecolor="white", edgecolor="0.3", hatch="///", label=f"not significant after {adj}"
+            facecolor="white",
+            edgecolor="0.3",
+            hatch="///",
+            label=f"hatched: not significant ({adj}); colour = estimate",
         ),  # fmt: skip
         Patch(facecolor="0.82", edgecolor="0.3", hatch="xx", label="not tested: overloaded"),
     ]
     if dense:  # cells too small to hatch: faded colour and plain grey instead
         legend[2:] = [
-            Patch(facecolor=_faded(cmap(0.15)), label=f"faded: not significant after {adj}"),
+            Patch(
+                facecolor=_faded(cmap(0.15)),
+                label=f"faded: not significant ({adj}); colour = estimate",
+            ),
             Patch(facecolor="0.55", label="grey: not tested, overloaded"),
         ]
     if (grid.kind == NO_RESULT).any():

@@ -70,6 +70,7 @@ def test_unstable_scenario_flagged_and_untested(tmp_path: Path) -> None:
     assert "unstable" in text and "disaggregated is overloaded" in text and "not tested: " in text
 
 
+@pytest.mark.slow  # ~4 s; the 4-scenario sweep test keeps the quick subset's check of the files
 def test_a_large_sweep_writes_a_bounded_number_of_files_and_one_terminal_table(
     tmp_path: Path,
 ) -> None:
