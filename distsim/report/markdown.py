@@ -34,6 +34,7 @@ from distsim.report.terminal import (
     LARGE_SWEEP_SCENARIOS,
     _is_time,
     auto_warmup_text,
+    caution,
     flag_lines,
     metric_label,
     precision_lines,
@@ -410,7 +411,9 @@ def write_report(
         if len(head):
             order = {m: i for i, m in enumerate(primary)}
             head = head.assign(_o=head["metric"].map(order)).sort_values(["_o", "architecture"])
-            lines += [f"- **{verdict(r, plan)}**" for _, r in head.iterrows()] + [""]
+            s = by_summary.get(ps.id, summary.iloc[:0])
+            lines += [f"- **{verdict(r, plan)}**{caution(r, s)}" for _, r in head.iterrows()]
+            lines.append("")
         s = by_summary.get(ps.id, summary.iloc[:0])
         if len(s):
             s = s.assign(

@@ -256,6 +256,23 @@ def verdict(row: pd.Series | dict[str, Any], plan: Plan | None = None) -> str:
     return f"{label}: no significant difference, {arch} vs {base} {rel} ({format_p(p_adj)}, {adj})"
 
 
+def caution(row: pd.Series | dict[str, Any], summary: pd.DataFrame) -> str:
+    """What a headline must carry when an interval it rests on is flagged `run_too_short` (the
+    architecture's or the baseline's, same scenario and metric): "" otherwise."""
+    if summary.empty or "flags" not in summary.columns or not bool(row.get("tested", True)):
+        return ""
+    s = summary[
+        (summary["scenario_id"] == row["scenario_id"])
+        & (summary["metric"] == row["metric"])
+        & summary["architecture"].isin([row["architecture"], row["baseline"]])
+    ]
+    flagged = s[s["flags"].fillna("").astype(str).str.contains("run_too_short")]
+    if flagged.empty:
+        return ""
+    who = " and ".join(sorted(flagged["architecture"].astype(str)))
+    return f" · caution: {who}'s interval may be too short (run_too_short; see the flags)"
+
+
 def primary_metrics(plan: Plan, engine: str) -> list[str]:
     """The metrics a scenario's headline speaks of: the study's `primary_metrics`, else mean and
     P99 TTFT (plus mean TPOT and SLO attainment on the batched engine)."""
@@ -453,7 +470,8 @@ def render(
             head = c[c["metric"].isin(primary)].copy()
             head["_order"] = head["metric"].map(order)
             for _, row in head.sort_values(["_order", "architecture"]).iterrows():
-                console.print("  ▶ " + verdict(row, plan), highlight=False, soft_wrap=True)
+                text = verdict(row, plan) + caution(row, s)
+                console.print("  ▶ " + text, highlight=False, soft_wrap=True)
         if ps.warmup_auto is not None:
             console.print("  " + auto_warmup_text(ps.warmup_auto), highlight=False, soft_wrap=True)
         for line in hardware_lines(ps.scenario, list(plan.architectures)):

@@ -103,3 +103,27 @@ def test_p_value_and_intervals_agree_and_latencies_stay_positive(case, request) 
     latency = summary[summary["metric"].str.match(r"^(ttft|e2e|tpot)_")]
     assert (latency["ci_low"].to_numpy(dtype=float) >= 0).all()
     assert np.isfinite(latency["estimate"].to_numpy(dtype=float)).all()
+
+
+def test_a_headline_resting_on_a_flagged_interval_says_so() -> None:
+    """The headline carries a caution when the architecture's or the baseline's interval for
+    that metric is flagged run_too_short, and nothing otherwise (hand-made rows)."""
+    from distsim.report.terminal import caution
+
+    row = {"scenario_id": "s1", "metric": "ttft_mean_s", "architecture": "disagg",
+           "baseline": "mono", "tested": True}  # fmt: skip
+    summary = pd.DataFrame(
+        {
+            "scenario_id": ["s1", "s1", "s1", "s2"],
+            "architecture": ["mono", "disagg", "disagg", "mono"],
+            "metric": ["ttft_mean_s", "ttft_mean_s", "ttft_p99_s", "ttft_mean_s"],
+            "flags": ["", "run_too_short", "", "run_too_short"],
+        }
+    )
+    assert caution(row, summary) == (
+        " · caution: disagg's interval may be too short (run_too_short; see the flags)"
+    )
+    assert caution({**row, "metric": "ttft_p99_s"}, summary) == ""  # its interval is not flagged
+    both = summary.assign(flags=["run_too_short", "run_too_short;unstable", "", ""])
+    assert "disagg and mono's interval" in caution(row, both)
+    assert caution({**row, "tested": False}, summary) == ""  # untested says why on its own
