@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -152,16 +153,7 @@ class Location:
 
     def delete(self, rel: str) -> None:
         """Remove one file; absent is fine."""
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                self.fs.delete_file(self.path(rel))
-            except FileNotFoundError:
-                raise
-            except (OSError, pa.ArrowException) as exc:
-                if self.exists(rel):
-                    raise StoreError(
-                        f"{self.where(rel)}: cannot delete: {first_line(exc)}"
-                    ) from None
+        self._remove(rel, self.fs.delete_file)
 
     def move(self, rel: str, to_rel: str) -> None:
         """Rename (local: atomic; object store: copy, then delete the original)."""
@@ -171,9 +163,15 @@ class Location:
             raise StoreError(f"{self.where(rel)}: cannot rename: {first_line(exc)}") from None
 
     def delete_dir(self, rel: str) -> None:
+        """Remove a folder and what it holds; absent is fine."""
+        self._remove(rel, self.fs.delete_dir)
+
+    def _remove(self, rel: str, remove: Callable[[str], None]) -> None:
+        """`remove(path)`; absent is fine, any other failure of something still there is a
+        one-line StoreError."""
         with contextlib.suppress(FileNotFoundError):
             try:
-                self.fs.delete_dir(self.path(rel))
+                remove(self.path(rel))
             except FileNotFoundError:
                 raise
             except (OSError, pa.ArrowException) as exc:
