@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 # need; the simulation pulls in numba and the engines, which the driver of a Ray run does not need.
 _LAZY = {
     "run_study": "distsim.runner.study",
-    "StudyResult": "distsim.runner.study",
+    "StudyResult": "distsim.runner.result",
     "load_result": "distsim.runner.study",
     "Replication": "distsim.sim.replication",
     "simulate": "distsim.sim.replication",

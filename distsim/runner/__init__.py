@@ -5,7 +5,8 @@ in a worker; `execute.py` is the only module that imports Ray; `store.py` the re
 store (rows partitioned by scenario; `parts.py` its part files and commit log, `rowfiles.py` the
 file-level reads and writes, `location.py` local folders and object-store URIs); `budget.py`
 time and memory estimates; `aggregate.py`, `precision.py` and `warmup.py` apply `distsim.stats`
-to a study's stored rows; `study.py` ties them together (`run_study`).
+to a study's stored rows; `study.py` ties them together (`run_study`); `result.py` holds what it
+returns (`StudyResult`).
 
 Imports: everything below it (`spec`, `workload`, `sim` inside workers only, `stats`).
 """

@@ -9,7 +9,8 @@ from distsim_testkit import make_study, mix_workload
 
 from distsim.report.terminal import metric_label, render
 from distsim.runner.plan import plan_study
-from distsim.runner.study import aggregate_rows, workload_lines
+from distsim.runner.result import workload_lines
+from distsim.runner.study import aggregate_rows
 from distsim.runner.task import Unit, run_unit
 
 
@@ -60,7 +61,7 @@ def test_replay_report_says_intervals_are_not_meaningful() -> None:
 def test_the_report_characterises_a_bounded_number_of_requests(monkeypatch) -> None:
     """The terminal report's workload lines generate requests in the driver: replications are
     taken while they fit CHARACTERIZE_MAX_REQUESTS (2 req/s here), none beyond it."""
-    import distsim.runner.study as st
+    import distsim.runner.result as st
     import distsim.workload.characterize as ch
 
     asked: list[int] = []
