@@ -32,6 +32,7 @@ from distsim.errors import StoreError, first_line
 
 _COLLAPSED = re.compile(r"^([a-z][a-z0-9+.-]*):/([^/].*)$")
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*://")
+_BARE = re.compile(r"^([a-z][a-z0-9+.-]*):/?$")  # `s3://` collapsed to `s3:` or `s3:/`
 
 
 def is_uri(out: str | Path) -> bool:
@@ -43,6 +44,9 @@ def is_uri(out: str | Path) -> bool:
 def uri_of(out: str | Path) -> str:
     """The URI or path text of `out`, undoing pathlib's collapse of `scheme://` to `scheme:/`."""
     text = str(out)
+    bare = _BARE.match(text)
+    if bare and not Path(text).exists():  # a scheme with nothing after it, not a local folder
+        return f"{bare.group(1)}://"
     m = _COLLAPSED.match(text)
     if m and not Path(text).exists():
         if m.group(1) == "file":  # file:///abs/path collapsed to file:/abs/path

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.fs as pafs
@@ -119,6 +120,9 @@ def test_a_missing_bucket_or_an_unknown_scheme_is_one_line_and_writes_nothing(
                    "not a usable location")  # fmt: skip
     one_line_error(invoke("run", spec, "--out", f"s3://{BUCKET}", "--quiet"),
                    "give a folder inside the bucket")  # fmt: skip
+    one_line_error(invoke("run", spec, "--out", "s3://", "--quiet"),  # pathlib makes it 's3:'
+                   "give a folder inside the bucket")  # fmt: skip
+    assert not (Path.cwd() / "s3:").exists()
     fs = pafs.S3FileSystem(endpoint_override=s3)
     assert fs.get_file_info("no-such-bucket").type == pafs.FileType.NotFound
     assert objects(s3, "x") == []
