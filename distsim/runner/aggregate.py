@@ -69,44 +69,85 @@ def metric_columns(rows: pd.DataFrame, plan: Plan) -> list[str]:
     return known + [m for m in present if m not in known]
 
 
-_REP_INDEX = "_replication"
+class _Cell:
+    """One architecture's rows of one scenario as arrays, in row order: replication indices, the
+    metric columns (float64, NaN where missing) and the payload texts (None where missing).
+
+    Aggregation reads every statistic from these; pandas indexing per cell (a column access, a
+    reindex) cost more than the statistics themselves in a sweep of many small scenarios."""
+
+    __slots__ = ("rep", "floats", "texts", "offered")
+
+    def __init__(
+        self, rep: np.ndarray, floats: dict[str, np.ndarray], texts: dict[str, list], offered: float
+    ) -> None:
+        self.rep, self.floats, self.texts, self.offered = rep, floats, texts, offered
+
+    def __len__(self) -> int:
+        return int(self.rep.size)
+
+    def has(self, column: str) -> bool:
+        """The payload column is present in every row of the cell."""
+        texts = self.texts.get(column)
+        return texts is not None and all(t is not None for t in texts)
+
+    def by_replication(self, values: np.ndarray, replications: np.ndarray) -> np.ndarray:
+        """Row-ordered `values` at the given replication indices (NaN where missing)."""
+        out = np.full(replications.size, np.nan)
+        pos = np.searchsorted(replications, self.rep)
+        ok = (pos < replications.size) & (replications[np.minimum(pos, replications.size - 1)]
+                                          == self.rep)  # fmt: skip
+        out[pos[ok]] = values[ok]
+        return out
+
+    def texts_at(self, column: str, replications: np.ndarray) -> list[str]:
+        """The column's texts for the given (sorted) replication indices (all must be present)."""
+        where = {int(r): i for i, r in enumerate(self.rep.tolist())}
+        texts = self.texts[column]
+        out = []
+        for r in replications.tolist():
+            i = where.get(int(r))
+            if i is None or texts[i] is None:
+                raise KeyError(f"no {column} for replication {r}")
+            out.append(texts[i])
+        return out
 
 
-def _by_replication(cell: pd.DataFrame) -> pd.DataFrame:
-    """The cell indexed by replication (done once per cell: indexing copies every column)."""
-    if cell.index.name == _REP_INDEX:
-        return cell
-    out = cell.set_index("replication", drop=False)
-    out.index.name = _REP_INDEX  # not "replication": that stays an unambiguous column
-    return out
-
-
-def _cells(rows: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
-    """(scenario id, architecture) -> its rows indexed by replication: one pass over the rows,
-    so aggregation costs the same per scenario however many scenarios the study has."""
+def _cells(rows: pd.DataFrame, metrics: list[str] | None = None) -> dict[tuple[str, str], _Cell]:
+    """(scenario id, architecture) -> its `_Cell`: one groupby and one conversion of each column
+    of the rows, so aggregation costs the same per scenario however many scenarios the study
+    has. `metrics`: the float columns to keep (default: `metric_columns` without a plan)."""
     if rows.empty:
         return {}
-    groups = rows.groupby(["scenario_id", "architecture"], sort=False)
-    return {(str(k[0]), str(k[1])): _by_replication(g) for k, g in groups}
-
-
-def _matrix(cell: pd.DataFrame, metrics: list[str], replications: np.ndarray) -> dict:
-    """metric -> its values per replication index (NaN where missing), for every metric at once
-    (one reindex per cell instead of one per metric)."""
-    present = [m for m in metrics if m in cell.columns]
-    block = _by_replication(cell)[present].reindex(replications)
-    values = block.to_numpy(dtype=np.float64, na_value=np.nan)
-    out = {m: values[:, i] for i, m in enumerate(present)}
-    missing = np.full(replications.size, np.nan)
-    return {m: out.get(m, missing) for m in metrics}
-
-
-def _values(cell: pd.DataFrame, metric: str, replications: np.ndarray) -> np.ndarray:
-    """The metric per replication index (NaN where the replication is missing)."""
-    out = np.full(replications.size, np.nan)
-    if metric in cell.columns:
-        series = _by_replication(cell)[metric].astype("float64")
-        out = series.reindex(replications).to_numpy(dtype=np.float64, na_value=np.nan)
+    if metrics is None:
+        skip = {*CORE_COLUMNS, *PAYLOAD_COLUMNS, PROFILE_COLUMN}
+        metrics = [c for c in rows.columns if c not in skip]
+    loads = [c for c in rows.columns if c.startswith("offered_load_")]
+    present = [m for m in metrics if m in rows.columns]
+    present += [c for c in loads if c not in present]
+    block = rows[present].to_numpy(dtype=np.float64, na_value=np.nan) if present else None
+    load_at = [present.index(c) for c in loads]
+    texts = {
+        c: rows[c].to_numpy(dtype=object, na_value=None)
+        for c in PAYLOAD_COLUMNS
+        if c in rows.columns
+    }
+    rep = rows["replication"].to_numpy()
+    out: dict[tuple[str, str], _Cell] = {}
+    groups = rows.groupby(["scenario_id", "architecture"], sort=False).indices
+    for key, pos in groups.items():
+        sub = block[pos] if block is not None else np.zeros((pos.size, 0))
+        offered = 0.0
+        if load_at:
+            load_values = sub[:, load_at]
+            if np.isfinite(load_values).any():
+                offered = float(np.nanmax(load_values))
+        out[(str(key[0]), str(key[1]))] = _Cell(
+            rep[pos],
+            {m: sub[:, i] for i, m in enumerate(present)},
+            {c: t[pos].tolist() for c, t in texts.items()},
+            offered,
+        )
     return out
 
 
@@ -117,16 +158,21 @@ def quantile_of(metric: str) -> tuple[str, float] | None:
 
 
 class Parsed:
-    """Payload text (sketches, time profiles) parsed once per aggregation, keyed by the text.
+    """Payload text (sketches, time profiles) parsed once per aggregation, keyed by the text, and
+    the quantile sections computed from the parsed sketches.
 
     One sketch is read by several metrics (P50, P90, P99), by the summary and by the
     comparisons, and each profile by every diagnosis; JSON parsing dominated aggregation (a
-    4,000-row study parsed every sketch ~9 times). One instance lives for one aggregation.
+    4,000-row study parsed every sketch ~9 times). Likewise a cell's P99 section serves its
+    summary row, its mean's tail check and its comparison. One instance lives for one
+    aggregation (a group of scenarios when streaming).
     """
 
     def __init__(self) -> None:
         self._sketches: dict[str, LogHistogram] = {}
         self._profiles: dict[str, diagnostics.TimeProfile] = {}
+        self._merged: dict[tuple[int, ...], LogHistogram] = {}
+        self._sections: dict[tuple[Any, ...], stats.QuantileSection] = {}
 
     def sketch(self, text: str) -> LogHistogram:
         out = self._sketches.get(text)
@@ -140,27 +186,28 @@ class Parsed:
             out = self._profiles[text] = diagnostics.profile_from_json(text)
         return out
 
+    def section(
+        self, sketches: list[LogHistogram], q: float, confidence: float
+    ) -> stats.QuantileSection:
+        """`stats.quantile_section` of sketches this instance parsed (cached: the sketches are
+        kept alive here, so their ids name them)."""
+        ids = tuple(id(s) for s in sketches)
+        key = (ids, q, confidence)
+        out = self._sections.get(key)
+        if out is None:
+            merged = self._merged.get(ids)
+            if merged is None:
+                merged = self._merged[ids] = LogHistogram.merge(sketches)
+            out = self._sections[key] = stats.quantile_section(sketches, q, confidence, merged)
+        return out
+
 
 def _sketches(
-    cell: pd.DataFrame, column: str, replications: np.ndarray, parsed: Parsed | None = None
+    cell: _Cell, column: str, replications: np.ndarray, parsed: Parsed | None = None
 ) -> list[LogHistogram]:
     """The cell's sketches for the given replication indices (all must be present)."""
     parsed = Parsed() if parsed is None else parsed
-    texts = _by_replication(cell)[column].reindex(replications)
-    missing = texts.isna().to_numpy()
-    if missing.any():
-        raise KeyError(f"no {column} for replication {replications[missing.argmax()]}")
-    return [parsed.sketch(t) for t in texts.tolist()]
-
-
-def _has(cell: pd.DataFrame, column: str) -> bool:
-    return column in cell.columns and bool(cell[column].notna().all())
-
-
-def _offered_load(cell: pd.DataFrame) -> float:
-    cols = [c for c in cell.columns if c.startswith("offered_load_")]
-    values = cell[cols].to_numpy(dtype=np.float64, na_value=np.nan) if cols else np.zeros(0)
-    return float(np.nanmax(values)) if np.isfinite(values).any() else 0.0
+    return [parsed.sketch(t) for t in cell.texts_at(column, replications)]
 
 
 DIAGNOSTIC_COLUMNS = [
@@ -191,14 +238,14 @@ def diagnose(rows: pd.DataFrame, plan: Plan, parsed: Parsed | None = None) -> pd
     """
     parsed = Parsed() if parsed is None else parsed
     records: list[dict[str, Any]] = []
-    cells = _cells(rows)
+    cells = _cells(rows, [])
     for ps in plan.scenarios:
         batched = _engine(ps) == "batched"
         for arch in plan.architectures:
             cell = cells.get((ps.id, arch))
-            if cell is None or cell.empty:
+            if cell is None or not len(cell):
                 continue
-            load = np.nan if batched else _offered_load(cell)
+            load = np.nan if batched else cell.offered
             rec: dict[str, Any] = {
                 "scenario_id": ps.id,
                 "architecture": arch,
@@ -212,8 +259,8 @@ def diagnose(rows: pd.DataFrame, plan: Plan, parsed: Parsed | None = None) -> pd
                 "ttft_growing": False,
             }
             trend = None
-            if _has(cell, PROFILE_COLUMN) and len(cell) >= 2:
-                profiles = [parsed.profile(t) for t in cell[PROFILE_COLUMN]]
+            if cell.has(PROFILE_COLUMN) and len(cell) >= 2:
+                profiles = [parsed.profile(t) for t in cell.texts[PROFILE_COLUMN]]
                 warm = diagnostics.detect_warmup(profiles)
                 trend = diagnostics.ttft_trend(profiles, ps.scenario.warmup_s)
                 rec.update(
@@ -253,11 +300,12 @@ def overload_reason(
     scenario), for callers that look at one candidate at a time (`distsim select`)."""
     if cell.empty:
         return ""
-    load = np.nan if _engine(ps) == "batched" else _offered_load(cell)
+    (one,) = _cells(cell, []).values()
+    load = np.nan if _engine(ps) == "batched" else one.offered
     trend = None
-    if _has(cell, PROFILE_COLUMN) and len(cell) >= 2:
+    if one.has(PROFILE_COLUMN) and len(one) >= 2:
         parsed = Parsed() if parsed is None else parsed
-        profiles = [parsed.profile(t) for t in cell[PROFILE_COLUMN]]
+        profiles = [parsed.profile(t) for t in one.texts[PROFILE_COLUMN]]
         trend = diagnostics.ttft_trend(profiles, ps.scenario.warmup_s)
     return _overload(arch, load, trend)
 
@@ -312,17 +360,17 @@ def summarize(
     parsed = Parsed() if parsed is None else parsed
     diag = diagnose(rows, plan, parsed) if diag is None else diag
     metrics = metric_columns(rows, plan)
-    cells, diag_rows = _cells(rows), _diag_rows(diag)
+    cells, diag_rows = _cells(rows, metrics), _diag_rows(diag)
+    bootstrap = getattr(plan.study, "quantile_intervals", "sectioning") == "bootstrap"
     for ps in plan.scenarios:
         for arch in plan.architectures:
             cell = cells.get((ps.id, arch))
-            if cell is None or cell.empty:
+            if cell is None or not len(cell):
                 continue
             cell_flags = _cell_flags(diag_rows, ps.id, arch)
-            present = [m for m in metrics if m in cell.columns]
-            block = cell[present].to_numpy(dtype=np.float64, na_value=np.nan)  # once per cell
-            columns = {m: block[:, i] for i, m in enumerate(present)}
-            has = {c: _has(cell, c) for c in SKETCH_COLUMNS.values()}
+            columns = cell.floats
+            has = {c: cell.has(c) for c in SKETCH_COLUMNS.values()}
+            reps = np.sort(cell.rep)
             for metric in metrics:
                 if metric.startswith("offered_load_") and _engine(ps) == "batched":
                     continue  # the exclusive engine's figure: meaningless for batching
@@ -334,19 +382,18 @@ def summarize(
                 quantile = quantile_of(metric)
                 tail_of = _MEAN_OF.get(metric)
                 if quantile and has.get(quantile[0], False) and len(cell) >= 2:
-                    reps = np.sort(cell["replication"].to_numpy())
                     sketches = _sketches(cell, quantile[0], reps, parsed)
-                    sec = stats.quantile_section(sketches, quantile[1], plan.confidence)
-                    if getattr(plan.study, "quantile_intervals", "sectioning") == "bootstrap":
+                    sec = parsed.section(sketches, quantile[1], plan.confidence)
+                    if bootstrap:
                         iv = _bootstrap(plan, f"{ps.id}/{arch}/{metric}", sketches, quantile[1])
                     else:
                         iv = stats.Interval(sec.pooled, sec.low, sec.high, sec.n)
                     needed_s = _run_length(ps, iv, sketches, quantile[1], sec.tail_episodes)
                 elif tail_of and has.get(tail_of, False) and len(cell) >= 2:
                     iv = stats.mean_interval(values, plan.confidence)
-                    reps = np.sort(cell["replication"].to_numpy())
                     sketches = _sketches(cell, tail_of, reps, parsed)
-                    needed_s = _run_length(ps, iv, sketches, None, math.nan)
+                    tail = parsed.section(sketches, diagnostics.MEAN_TAIL_LEVEL, 0.95)
+                    needed_s = _run_length(ps, iv, sketches, None, math.nan, tail)
                 else:
                     iv = stats.mean_interval(values, plan.confidence)
                 if math.isfinite(needed_s) or needed_s == math.inf:
@@ -373,13 +420,19 @@ _MEAN_OF = {"ttft_mean_s": SKETCH_COLUMNS["ttft"], "e2e_mean_s": SKETCH_COLUMNS[
 
 
 def _run_length(
-    ps: PlannedScenario, iv: Any, sketches: list[LogHistogram], q: float | None, episodes: float
+    ps: PlannedScenario,
+    iv: Any,
+    sketches: list[LogHistogram],
+    q: float | None,
+    episodes: float,
+    tail: stats.QuantileSection | None = None,
 ) -> float:
     """The duration_s that would likely clear `run_too_short`, or NaN when it does not fire: a
     quantile (`q`) whose pooled bias is visible or whose tail rests on too few episodes, or a
-    mean (`q` None) carried by such a tail (`distsim.stats.diagnostics`)."""
+    mean (`q` None) carried by such a tail (`distsim.stats.diagnostics`; `tail`: the sketches'
+    section at its `MEAN_TAIL_LEVEL` and 0.95, when already computed)."""
     if q is None:
-        short, factor = diagnostics.mean_too_short(sketches)
+        short, factor = diagnostics.mean_too_short(sketches, section=tail)
     else:
         per_rep = [s.quantile(q) for s in sketches]
         short, factor = diagnostics.quantile_too_short(
@@ -402,19 +455,15 @@ def _bootstrap(plan: Plan, name: str, sketches: list[LogHistogram], q: float) ->
 
 
 def _paired_quantile(
-    base: pd.DataFrame,
-    cell: pd.DataFrame,
-    column: str,
-    q: float,
-    confidence: float,
-    parsed: Parsed | None = None,
+    base: _Cell, cell: _Cell, column: str, q: float, confidence: float, parsed: Parsed
 ) -> stats.PairedDifference | None:
     """Pooled-quantile comparison over the replications both cells have (None if < 2)."""
-    common = np.intersect1d(base["replication"].to_numpy(), cell["replication"].to_numpy())
+    common = np.intersect1d(base.rep, cell.rep)
     if common.size < 2:
         return None
     a, b = _sketches(base, column, common, parsed), _sketches(cell, column, common, parsed)
-    return stats.paired_quantile_difference(a, b, q, confidence)
+    sa, sb = parsed.section(a, q, confidence), parsed.section(b, q, confidence)
+    return stats.paired_sections_difference(sa, sb, confidence)
 
 
 def compare(
@@ -442,25 +491,24 @@ def compare(
     unstable = unstable_scenarios(diag)
     records: list[dict[str, Any]] = []
     metrics = metric_columns(rows, plan)
-    cells = _cells(rows)
+    cells = _cells(rows, metrics)
     for ps in plan.scenarios:
         mine = [c for a in plan.architectures if (c := cells.get((ps.id, a))) is not None]
         base = cells.get((ps.id, plan.baseline))
-        if base is None or base.empty:
+        if base is None or not len(base):
             continue
         # every replication index the scenario has (with `precision`, scenarios differ)
-        reps = np.arange(max(int(c["replication"].max()) for c in mine) + 1)
+        reps = np.arange(max(int(c.rep.max()) for c in mine) + 1)
+        base_values = {m: base.by_replication(base.floats[m], reps) for m in metrics}
         for arch in plan.architectures:
             if arch == plan.baseline:
                 continue
             cell = cells.get((ps.id, arch))
-            if cell is None or cell.empty:
+            if cell is None or not len(cell):
                 continue
-            base_values = _matrix(base, metrics, reps)
-            cell_values = _matrix(cell, metrics, reps)
-            both = {c: _has(base, c) and _has(cell, c) for c in SKETCH_COLUMNS.values()}
+            both = {c: base.has(c) and cell.has(c) for c in SKETCH_COLUMNS.values()}
             for metric in metrics:
-                x, y = base_values[metric], cell_values[metric]
+                x, y = base_values[metric], cell.by_replication(cell.floats[metric], reps)
                 if not (np.isfinite(x) & np.isfinite(y)).any():
                     continue  # a metric only one side has (pool metrics)
                 quantile = quantile_of(metric)

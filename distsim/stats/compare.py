@@ -13,7 +13,6 @@ quantiles, multiple-comparison adjustment) and `aggregate` follows.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -37,6 +36,7 @@ __all__ = [
     "mean_interval",
     "paired_difference",
     "paired_quantile_difference",
+    "paired_sections_difference",
     "QuantileSection",
     "quantile_interval",
     "quantile_section",
@@ -58,7 +58,8 @@ class PairedDifference(intervals.Comparison):
     @classmethod
     def of(cls, c: intervals.Comparison, confidence: float) -> PairedDifference:
         """The runner's view of an `intervals.Comparison`."""
-        return cls(**dataclasses.asdict(c), significant=bool(c.p_value < 1.0 - confidence))
+        # vars, not dataclasses.asdict: the same flat fields without asdict's deep copy
+        return cls(**vars(c), significant=bool(c.p_value < 1.0 - confidence))
 
 
 def _finite(values: np.ndarray | list[float]) -> np.ndarray:
@@ -108,4 +109,14 @@ def paired_quantile_difference(
     with index i), with the interval and p-value of one paired test."""
     return PairedDifference.of(
         intervals.paired_quantile_comparison(baseline, other, q, confidence), confidence
+    )
+
+
+def paired_sections_difference(
+    baseline: QuantileSection, other: QuantileSection, confidence: float
+) -> PairedDifference:
+    """`paired_quantile_difference` from the two sides' sections, already computed over the same
+    replications (the summary computes them for its own rows)."""
+    return PairedDifference.of(
+        intervals.paired_sections_comparison(baseline, other, confidence), confidence
     )

@@ -43,14 +43,17 @@ def cost_rows(summary: pd.DataFrame, plan: Any) -> pd.DataFrame:
     summary.csv layout; `n` is the cell's replications, as for the other metrics)."""
     columns = list(summary.columns)
     out: list[dict[str, Any]] = []
+    counts = summary[summary["metric"] == "n_requests"]  # one lookup, not a scan per scenario
+    n_of: dict[tuple[str, str], int] = {}
+    keys = zip(counts["scenario_id"], counts["architecture"], strict=True)
+    for key, n in zip(keys, counts["n"], strict=True):
+        n_of.setdefault(key, int(n))
     for ps in plan.scenarios:
-        cells = summary[(summary["scenario_id"] == ps.id) & (summary["metric"] == "n_requests")]
         for arch in plan.architectures:
             econ = economics(ps.scenario, ps.scenario.architectures[arch])
             if econ.cost_usd_per_hour is None:
                 continue
-            hit = cells[cells["architecture"] == arch]
-            n = int(hit["n"].iloc[0]) if not hit.empty else 0
+            n = n_of.get((ps.id, arch), 0)
             c = econ.cost_usd_per_hour
             out.append(
                 {"scenario_id": ps.id, **ps.params, "architecture": arch, "metric": COST_METRIC,

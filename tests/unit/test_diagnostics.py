@@ -155,3 +155,20 @@ def test_mean_tail_share_and_score() -> None:
     assert not tail_episodes_short(0.0, MeanTail(0.1, 100.0))[0]
     assert duration_for_factor(100.0, 10.0, 2.0) == 280.0  # 10 + 90 x 1.5 x 2
     assert duration_for_factor(100.0, 10.0, 0.5) == 100.0
+
+
+def test_t_test_p_is_scipys_one_sample_t_test() -> None:
+    """The warm-up and trend checks' t test gives scipy.stats.ttest_1samp's p-values."""
+    from scipy import stats
+
+    from distsim.stats.diagnostics import _t_test_p
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        d = rng.standard_normal(int(rng.integers(2, 40))) + rng.uniform(-1.0, 1.0)
+        assert _t_test_p(d, two_sided=True) == pytest.approx(
+            stats.ttest_1samp(d, 0.0).pvalue, rel=1e-12
+        )
+        assert _t_test_p(d, two_sided=False) == pytest.approx(
+            stats.ttest_1samp(d, 0.0, alternative="greater").pvalue, rel=1e-12
+        )

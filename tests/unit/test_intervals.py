@@ -253,3 +253,44 @@ def test_adjustment_caps_at_one_and_skips_untested() -> None:
     assert adjust_p_values([0.02, float("nan"), 0.5], "bonferroni")[0] == pytest.approx(0.04)
     with pytest.raises(ValueError):
         adjust_p_values([0.1], "sidak")  # type: ignore[arg-type]
+
+
+def _shifted_t_by_definition(delta: float, b0: float, o0: float, a: np.ndarray, b: np.ndarray):
+    """The log-ratio t of `b - delta` against `a`, written from its definition: log of the
+    pooled ratio over the replications' spread of o_r/O - b_r/B (np.std, ddof 1)."""
+    x = o0 - delta
+    terms = (b - delta) / x - a / b0
+    return math.log(x / b0) / (np.std(terms, ddof=1) / math.sqrt(a.size))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(2, 30),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([0.0, 0.9, 0.999]),
+    st.sampled_from([1.0, 1.02, 1.5, 0.4]),
+    st.sampled_from([0.9, 0.95, 0.99]),
+)
+def test_absolute_interval_edges_are_where_the_shifted_test_reaches_t(
+    r: int, seed: int, rho: float, ratio: float, confidence: float
+) -> None:
+    """The absolute interval inverts the log-ratio test: the test of "the difference is delta"
+    (computed here from its definition) crosses +t at the lower edge and -t at the upper edge
+    (or the upper edge is where the shifted other reaches 0), on correlated (common random
+    numbers) and independent pairs. The edges are found to 1e-10 of the values' scale, so the
+    crossing lies within 1e-9 of scale on either side. An edge at 0 is the guard that keeps the
+    interval and the p-value agreeing where the test is not monotone in delta (tested above)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(r)
+    w = rho * z + math.sqrt(1 - rho * rho) * rng.standard_normal(r)
+    a, b = np.exp(0.2 * z), ratio * np.exp(0.2 * w)
+    c = paired_mean_comparison(a, b, confidence)
+    t = stats.t.ppf(0.5 + confidence / 2, r - 1)
+    b0, o0 = float(a.mean()), float(b.mean())
+    eps = 1e-9 * max(b0, o0)
+    if c.diff_low < c.diff - eps and abs(c.diff_low) > math.ulp(0.0):
+        assert _shifted_t_by_definition(c.diff_low - eps, b0, o0, a, b) >= t
+        assert _shifted_t_by_definition(c.diff_low + eps, b0, o0, a, b) <= t
+    if c.diff + eps < c.diff_high < o0 - eps and abs(c.diff_high) > math.ulp(0.0):
+        assert _shifted_t_by_definition(c.diff_high - eps, b0, o0, a, b) >= -t
+        assert _shifted_t_by_definition(c.diff_high + eps, b0, o0, a, b) <= -t
