@@ -6,10 +6,11 @@
     python benchmarks/bench_driver.py --memory-rows 10000,24000,100000   # driver peak vs rows
     python benchmarks/bench_driver.py --memory-rows 10000 --code /path/to/older/checkout
 
-What `distsim run` does in the driver once the last row has arrived, timed phase by phase on
-rows that are already stored (no Ray): consolidate the part files into replications.parquet,
-aggregate (summary and comparisons), write summary.csv / comparisons.csv / report.md with its
-plots / summary.json, and render the terminal report.
+What `distsim run` does in the driver once the last row has arrived, timed phase by phase (wall
+and the driver's CPU) on rows that are already stored (no Ray): consolidate the part files and
+export replications.parquet, count the rows used (for the manifest), aggregate (summary and
+comparisons), write summary.csv / comparisons.csv / report.md with its plots / summary.json, and
+render the terminal report.
 
 The study: a sweep of `workload.arrival.rate_rps` over N values (2 architectures x 2
 replications, so 4N rows). The rows are real: one scenario's rows are simulated once
@@ -49,6 +50,8 @@ from distsim_testkit import study_dict  # noqa: E402
 from machine import reference_loop_ms  # noqa: E402
 
 RATE = "workload.arrival.rate_rps"
+# What `distsim run` does after the last task, in its order (`runner.study._run`).
+PHASES = ("consolidate", "count_used", "aggregate", "report_files", "terminal")
 
 
 def study(n: int) -> dict:
@@ -84,13 +87,15 @@ def one_size(n: int, folder: Path, session=None) -> dict[str, float]:
             rows = template.assign(scenario_id=ps.id)
             store.append(rows.to_dict("records"))
         timed("consolidate", store.consolidate, plan)
+        from distsim.runner import streaming
+
+        timed("count_used", streaming.count_used, store, plan)  # the manifest's row counts
     # aggregation from the folder (what the run does after consolidating; the same API before
     # and after streaming aggregation, so `--code` can time older code); with a Ray session,
     # fanned out over its workers as `distsim run` does for large studies
     if session is None:
         result = timed("aggregate", load_result, out)
     else:
-        from distsim.runner import streaming
         from distsim.runner.study import StudyResult
 
         def fanned():
@@ -269,11 +274,11 @@ def main() -> None:
         for n in sizes:
             results[n] = t = one_size(n, Path(tmp), session)
             print(f"{n:>6} scenarios ({4 * n:>6} rows): wall {t['total']:7.2f} s, CPU "
-                  f"{t['cpu_total']:7.2f} s = consolidate {t['cpu_consolidate']:.2f} + aggregate "
-                  f"{t['cpu_aggregate']:.2f} + report files {t['cpu_report_files']:.2f} + "
-                  f"terminal {t['cpu_terminal']:.2f}; {t['cpu_total'] / n * 1e3:.1f} CPU-ms and "
+                  f"{t['cpu_total']:7.2f} s; {t['cpu_total'] / n * 1e3:.1f} CPU-ms and "
                   f"{t['total'] / n * 1e3:.1f} wall-ms per scenario; {int(t['files'])} files in "
                   "the folder", flush=True)  # fmt: skip
+            print("        phase (wall / driver CPU s): " + ", ".join(
+                f"{k} {t[k]:.2f} / {t['cpu_' + k]:.2f}" for k in PHASES), flush=True)  # fmt: skip
     if len(sizes) >= 2:
         for key in ("cpu_total", "total"):
             fit = stats.linregress(sizes, [results[n][key] for n in sizes])
