@@ -7,6 +7,7 @@ same numbers for the same inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from distsim.sim.serving import ServingConfig, pool_rates
 from distsim.sim.serving import configure as configure_serving
 from distsim.sim.timeline import ServiceTimes, Timeline
 from distsim.spec.hardware import ExclusiveRates
+from distsim.spec.serving import Slo
 from distsim.spec.study import Architecture, Disaggregated, Gpu, Monolithic, Scenario
 from distsim.workload.generate import Requests, generate
 from distsim.workload.streams import ROUTING, stream
@@ -25,15 +27,22 @@ from distsim.workload.streams import ROUTING, stream
 @dataclass(frozen=True)
 class Replication:
     """One replication of one architecture: its metrics and, for callers who want them, the
-    per-request arrays it was computed from."""
+    per-request arrays it was computed from. The metrics are summarised on first use of `result`
+    (a caller that reads only `ttft_s`, e.g. a coverage study, skips that work)."""
 
     architecture: str
     replication: int
     seed: int
-    result: ReplicationResult
     requests: Requests
     trace: Timeline
     measured: np.ndarray  # bool mask over requests
+    warmup_s: float
+    load: dict[str, float]  # offered load per pool
+    slo: Slo | None
+
+    @cached_property
+    def result(self) -> ReplicationResult:
+        return summarize(self.requests, self.trace, self.warmup_s, self.load, self.slo)
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -103,16 +112,16 @@ def simulate_requests(
     if arch.routing == "random":
         route_u = routing_draws(scenario.seed, replication, len(requests))
     trace = run_engine(requests, arch, rates, implementation, plan, route_u)
-    load = offered_load(scenario.workload, rates, arch, scenario.duration_s)
-    result = summarize(requests, trace, scenario.warmup_s, load, scenario.slo)
     return Replication(
         architecture=architecture,
         replication=replication,
         seed=scenario.seed,
-        result=result,
         requests=requests,
         trace=trace,
         measured=measured_mask(requests, scenario.warmup_s),
+        warmup_s=scenario.warmup_s,
+        load=offered_load(scenario.workload, rates, arch, scenario.duration_s),
+        slo=scenario.slo,
     )
 
 
