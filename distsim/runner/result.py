@@ -29,7 +29,9 @@ class StudyResult:
     `failures`: replications whose simulation raised (scenario_id, architecture, replication,
     seed, error). `timings_s`: ray_start, simulation, aggregation, total; task_compute is the
     wall time inside tasks (summed) and task_cpu their threads' CPU time (less when other
-    processes share the cores).
+    processes share the cores). `aggregation` is everything after the last task, of it
+    `consolidate` (parts merged, replications.parquet, the row counts), `statistics` (the
+    tables) and `report` (the files); `aggregation_cpu` the driver process's CPU time in it.
     """
 
     study: Study

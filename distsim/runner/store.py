@@ -623,6 +623,16 @@ class ResultStore:
         keys = _with_aliases(keys.assign(seed=0), plan.id_aliases)
         return int((~in_plan(keys, plan)).sum())
 
+    def committed_plan_keys(self, plan: Plan) -> pd.DataFrame:
+        """(scenario_id, architecture, replication) of the plan's stored rows from the commit
+        log alone (`stored_keys`, old ids renamed): no part is read, so a caller that has just
+        read every part (consolidation) counts rows without a second pass."""
+        keys = self.stored_keys()
+        if not len(keys):
+            return keys
+        keys = _with_aliases(keys.assign(seed=0), plan.id_aliases)
+        return keys[in_plan(keys, plan)][KEY].reset_index(drop=True)
+
     def stored_keys(self) -> pd.DataFrame:
         """The keys of every stored row (from the commit log; the earlier layout's files, before
         a run migrates them, are read for their keys)."""

@@ -215,8 +215,9 @@ def plan_keys(store: ResultStore, plan: Plan) -> pd.DataFrame:
 
 def count_used(store: ResultStore, plan: Plan) -> tuple[int, int, dict[str, int]]:
     """Rows the summary will use, of them among the first replications, and replications per
-    scenario: from the stored keys alone (the manifest records them before aggregating)."""
-    keys = precision.used_rows(plan_keys(store, plan), plan)
+    scenario: from the commit log's keys alone, no part read (the manifest records them before
+    aggregating, just after consolidation has read every part)."""
+    keys = precision.used_rows(store.committed_plan_keys(plan), plan)
     initial = int((keys["replication"] < plan.replications).sum()) if len(keys) else 0
     return len(keys), initial, precision.totals(keys, plan)
 

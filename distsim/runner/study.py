@@ -429,17 +429,20 @@ def _run(
         fan_out = streaming.fan_out_session(ray.session, plan) if status == "complete" else None
         if fan_out is None:
             ray.close_soon()
-        t_agg = time.perf_counter()
+        t_agg, cpu_agg = time.perf_counter(), time.process_time()
         store.consolidate(plan)
         result.rows_done, result.rows_initial, counts = streaming.count_used(store, plan)
         result.replication_counts = counts
+        result.timings_s["consolidate"] = time.perf_counter() - t_agg  # and the counts
         if status == "complete" and not result.complete:
             status = "incomplete"
         # Every finished row is in replications.parquet now: record that before aggregating,
         # which can take a while (a second Ctrl-C then leaves a truthful manifest).
         store.write_manifest(_manifest(plan, started, status, result, previous))
         if status in ("complete", "incomplete"):  # interrupted/failed: `distsim report` rebuilds
+            t_stats = time.perf_counter()
             result.set_aggregates(streaming.aggregate_store(store, plan, session=fan_out))
+            result.timings_s["statistics"] = time.perf_counter() - t_stats
             ray.close_soon()
             store.write_csv(SUMMARY_FILE, result.summary)
             store.write_csv(COMPARISONS_FILE, result.comparisons)
@@ -447,6 +450,7 @@ def _run(
             write_report_files(result)
             result.timings_s["report"] = time.perf_counter() - t_report  # part of aggregation
             result.timings_s["aggregation"] = time.perf_counter() - t_agg
+            result.timings_s["aggregation_cpu"] = time.process_time() - cpu_agg  # the driver's
             result.timings_s["total"] = time.perf_counter() - t_total
             store.write_manifest(_manifest(plan, started, status, result, previous))
 

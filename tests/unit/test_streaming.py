@@ -75,6 +75,12 @@ def test_a_folder_read_by_groups_gives_the_in_memory_tables(study_rows, tmp_path
     in_memory = streaming.aggregate_groups(streaming.split_groups(rows, plan), plan)
     for a, b in ((on_disk.summary, in_memory.summary), (on_disk.detail, in_memory.detail)):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
+        # the manifest's counts, from the commit log alone, are those of the rows read
+        assert streaming.count_used(store, plan) == (
+            on_disk.rows_done,
+            on_disk.rows_initial,
+            on_disk.counts,
+        )
     loaded = load_result(tmp_path)  # `distsim report`: the same tables, rows read lazily
     pd.testing.assert_frame_equal(loaded.summary, in_memory.summary, check_exact=True)
     assert loaded.rows_in_memory is None and loaded.complete
