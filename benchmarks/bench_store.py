@@ -9,7 +9,9 @@ one simulated scenario, their `ttft_profile` text padded to the size the issue m
 runs, ~65 KiB with sketches), stored 40 rows per part as tasks return them. Two child processes,
 so each peak is its own: one writes the parts (`ResultStore.append`), one opens the folder and
 consolidates it (`ResultStore.consolidate`: what every run does at its end). Each prints its
-peak resident set (`ru_maxrss`) and wall time; the parent prints both.
+peak resident set (VmHWM of its own address space: getrusage's ru_maxrss would carry over a
+parent's peak) and wall time; the parent prints both. `--open` also times opening the folder
+alone (`ResultStore.open`: recovery after a crash, what every run does first).
 
 `--code DIR` runs the children on another checkout of distsim (e.g. `git archive` of an older
 commit), for a before/after comparison of the same rows on the same machine. Prints figures only.
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -80,7 +81,7 @@ def child_open(folder: Path) -> dict:
     from distsim.runner.store import ResultStore
 
     t0 = time.perf_counter()
-    with ResultStore.open(folder):  # recovery: every committed part read once, checksums
+    with ResultStore.open(folder):  # recovery after a crash (what every run does first)
         pass
     return {"open_s": time.perf_counter() - t0}
 
@@ -119,7 +120,10 @@ def main() -> None:
                  "open": lambda: child_open(a.folder),
                  "consolidate": lambda: child_consolidate(a.folder)}[a.child]  # fmt: skip
         result = child()
-        result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        with open("/proc/self/status", encoding="ascii") as status:
+            hwm_kib = float(status.read().split("VmHWM:")[1].split()[0])
+        result["peak_mib"] = hwm_kib / 1024
+        result["cpu_s"] = time.process_time()
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory(dir=a.folder) as tmp:
@@ -134,7 +138,8 @@ def main() -> None:
               f"{size:,.0f} MiB of parts on disk")  # fmt: skip
         print(f"write parts: peak {w['peak_mib']:,.0f} MiB, {w['write_s']:.1f} s")
         if o is not None:
-            print(f"open (verify): peak {o['peak_mib']:,.0f} MiB, {o['open_s']:.1f} s")
+            print(f"open: peak {o['peak_mib']:,.0f} MiB, {o['open_s']:.2f} s wall, process "
+                  f"{o['cpu_s']:.2f} CPU-s (imports included)")  # fmt: skip
         print(f"consolidate: peak {c['peak_mib']:,.0f} MiB, {c['consolidate_s']:.1f} s")
 
 

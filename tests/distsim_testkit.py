@@ -150,6 +150,21 @@ def part_files(out: Path) -> list[Path]:
     return sorted((out / "rows").glob("scenario_id=*/part-*.parquet"))
 
 
+def flip_in_column(path: Path, column: str) -> None:
+    """Flip one bit near the end of `column`'s data in the Parquet file at `path` (the file keeps
+    its size): damage that only reading that column's pages, checksums verified, can find. (The
+    end of a column chunk is page data, which the page checksum covers; its start is a page
+    header, which it does not.)"""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    chunk = meta.row_group(0).column(meta.schema.names.index(column))
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start + chunk.total_compressed_size - 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
 def invoke(*args: Any) -> Any:
     """`distsim ARGS` in process (Typer's CliRunner); arguments are converted with str()."""
     return _CLI.invoke(app, [str(a) for a in args])

@@ -27,13 +27,17 @@ task, a kill between a part and its commit) is read once: rows are keyed by (sce
 architecture, replication) and the simulation is deterministic, so the first copy is kept.
 
 Parquet files are written with page checksums and read with checksum verification, so a flipped
-bit is an error, never a silently changed number. A part that cannot be parsed (truncated or
-damaged by something outside distsim) is, when a run opens the folder, renamed aside to
-`<name>.corrupt-<time>` and dropped from the commit log; its rows are simulated again (they come
-back identical) and every intact row is kept. `distsim report` (read-only) instead stops with a
-one-line error that says so. Every later read notes the set-aside files until they are deleted
-(`--fresh` deletes them). A part written but never committed (a driver killed in between) is
-checked and committed by the next run.
+bit is an error, never a silently changed number. Opening a folder costs the commit log and one
+listing, not the data: a committed part that is missing, or whose size is not the one its commit
+recorded (truncated, appended to), is found then; damage inside a part of the right size is
+found when the part is read (its key columns when a run plans, every column when it
+consolidates and exports). Either way a run renames the damaged part aside to
+`<name>.corrupt-<time>` and drops it from the commit log (`DamagedPartError`); its rows are
+simulated again (they come back identical: the run does it at once, `study._run`) and every
+intact row is kept. `distsim report` (read-only) instead stops with a one-line error that says
+so. Every later read notes the set-aside files until they are deleted (`--fresh` deletes them).
+A part written but never committed (a driver killed in between) is checked (read whole) and
+committed by the next run.
 
 Concurrent runs: a local folder is locked with flock. An object store has no lock: a run writes
 `_lease.json` (its host, pid and time, renewed as it commits) and another run refuses the folder
@@ -54,7 +58,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +67,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from distsim.errors import StoreError
+from distsim.errors import StoreError, first_line
 from distsim.runner import parts as P
+from distsim.runner.legacy import (  # noqa: F401  (re-exported)
+    _EXPORT_META,
+    KEPT_FILE,
+    REPLICATIONS_FILE,
+    ROW_FILES,
+    _legacy_frames,
+    legacy_files,
+    migrate,
+)
 from distsim.runner.location import Location
 from distsim.runner.plan import Plan
 from distsim.runner.rowfiles import (  # noqa: F401  (re-exported: the store's file helpers)
@@ -99,70 +112,19 @@ from distsim.runner.rowfiles import (  # noqa: F401  (re-exported: the store's f
 
 SPEC_FILE = "spec.yaml"
 MANIFEST_FILE = "manifest.json"
-REPLICATIONS_FILE = "replications.parquet"
-KEPT_FILE = "kept.parquet"  # the earlier layout's rows outside the plan (read, then migrated)
 SUMMARY_FILE = "summary.csv"
 COMPARISONS_FILE = "comparisons.csv"
 LOCK_FILE = ".lock"
 LEASE_FILE = "_lease.json"
 LEASE_S = 300.0  # an object-store lease older than this is stale (its run died)
-_EXPORT_META = b"distsim.export"
 # Files a run owns; `--fresh` deletes these (and rows/) and nothing else in the folder.
 OWNED = (SPEC_FILE, MANIFEST_FILE, REPLICATIONS_FILE, KEPT_FILE, SUMMARY_FILE, COMPARISONS_FILE)
-# The earlier layout's consolidated row files, in the order they are read.
-ROW_FILES = (REPLICATIONS_FILE, KEPT_FILE)
 # Parts smaller than this are merged by `consolidate`; larger ones are left as they are.
 MERGE_BELOW_BYTES = 64 * 2**20
 # Scenarios read together when a whole plan is read or exported.
 READ_BATCH_SCENARIOS = 16
 # Rows the export of replications.parquet holds at a time (~65 KiB each with sketches).
 EXPORT_ROWS = 1024
-
-
-# ---------------------------------------------------------------- the earlier layout
-
-
-def _is_export(loc: Location, rel: str) -> bool:
-    try:
-        with loc.open_input(rel) as f:
-            meta = pq.read_schema(f).metadata or {}
-    except (OSError, pa.ArrowException):
-        return False
-    return _EXPORT_META in meta
-
-
-def legacy_files(loc: Location) -> list[str]:
-    """Row files of the earlier layout that are still the store: none once rows/ has a commit
-    (a migrated folder, whose replications.parquet is then only the export)."""
-    if P.CommitLog(loc).exists():
-        return []
-    out = [n for n in ROW_FILES if loc.is_file(n) and not _is_export(loc, n)]
-    out += [n for n, _ in loc.listdir(PARTS_DIR) if _is_legacy_part(n)]
-    return out
-
-
-def _is_legacy_part(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return base.startswith("part-") and base.endswith(".parquet")
-
-
-def _legacy_frames(loc: Location, ids: set[str] | None, notes: list[str]) -> list[pd.DataFrame]:
-    """The earlier layout's rows (of `ids`, None: all). A damaged replications.parquet or
-    kept.parquet is a `StoreError`; a damaged part file is skipped with a note."""
-    frames = []
-    for name in legacy_files(loc):
-        try:
-            table = read_table(loc, name)
-        except CorruptFileError as exc:
-            if name in ROW_FILES:
-                raise _recover_hint(exc) from None
-            notes.append(f"skipped {exc}")
-            continue
-        if ids is not None:
-            keep = pa.compute.is_in(table.column("scenario_id"), value_set=pa.array(sorted(ids)))
-            table = table.filter(keep)
-        frames.append(_frame(table))
-    return frames
 
 
 # ---------------------------------------------------------------- reading rows
@@ -176,22 +138,30 @@ def _with_aliases(rows: pd.DataFrame, aliases: Mapping[str, str] | None) -> pd.D
     return rows
 
 
+def _missing(loc: Location, entry: P.Entry) -> StoreError:
+    return StoreError(
+        f"{loc.where(entry['path'])}: committed but missing; run the study again with "
+        "this folder as --out: its rows are simulated again"
+    )
+
+
 def _read_entries(
-    loc: Location, entries: Sequence[P.Entry], columns: Sequence[str] | None = None
+    loc: Location,
+    entries: Sequence[P.Entry],
+    columns: Sequence[str] | None = None,
+    on_damage: Callable[[P.Entry, CorruptFileError], StoreError] | None = None,
 ) -> list[pd.DataFrame]:
-    """Committed parts as frames (of `columns`, None: all); a damaged one is a one-line
-    `StoreError` with the recovery."""
+    """Committed parts as frames (of `columns`, None: all; checksums of what is read are
+    verified); a damaged one is a one-line `StoreError` with the recovery (or what `on_damage`
+    returns: a run's store sets the part aside)."""
     frames = []
     for entry in entries:
         try:
             frames.append(_frame(read_table(loc, entry["path"], columns)))
         except FileNotFoundError:
-            raise StoreError(
-                f"{loc.where(entry['path'])}: committed but missing; run the study again with "
-                "this folder as --out: its rows are simulated again"
-            ) from None
+            raise _missing(loc, entry) from None
         except CorruptFileError as exc:
-            raise _recover_hint(exc) from None
+            raise (_recover_hint(exc) if on_damage is None else on_damage(entry, exc)) from None
     return frames
 
 
@@ -297,6 +267,16 @@ def entry_keys(entries: Iterable[P.Entry]) -> pd.DataFrame:
     return keys.drop_duplicates().reset_index(drop=True)
 
 
+class DamagedPartError(StoreError):
+    """A committed part a run found damaged while reading it. The run's store has already set
+    it aside and dropped it from the commit log: `entry` (its commit entry) names the rows to
+    simulate again."""
+
+    def __init__(self, message: str, entry: P.Entry) -> None:
+        super().__init__(message)
+        self.entry = entry
+
+
 class ResultStore:
     """The output folder of one running study; holds its lock (or lease) until `close`."""
 
@@ -311,6 +291,8 @@ class ResultStore:
         self._probe: str | None = None
         self.log = P.CommitLog(loc)
         self.notes: list[str] = []  # what `recover` did
+        self._repairs = False  # a run's store (`open`) sets damaged parts aside when it reads
+        self.damaged: list[tuple[P.Entry, str]] = []  # parts it set aside so, with the note
         self.read_notes: list[str] = []  # damaged files of the earlier layout skipped
 
     def where(self, rel: str = "") -> str:
@@ -344,6 +326,7 @@ class ResultStore:
                 os.close(fd)
                 raise StoreError(f"{path}: another distsim run is using this folder") from None
         store = cls(loc, out_dir, fd)
+        store._repairs = True
         if not loc.local:
             store._take_lease()
         try:
@@ -408,7 +391,10 @@ class ResultStore:
         """Clean up after a crash, with the lock held: remove temporary files a killed run left,
         move the earlier layout's rows into rows/, set aside damaged parts (their rows are
         simulated again, every intact row is kept) and commit intact parts a killed run wrote
-        but never committed. Every part is read once, one at a time. See the module docstring."""
+        but never committed. Committed parts are checked against one listing (there, at the size
+        their commit recorded), not read: damage inside one is found when it is read
+        (`_damaged`). Uncommitted parts are read whole, one at a time. See the module
+        docstring."""
         if self.loc.local:
             root = Path(self.loc.root)
             for folder in (root, root / PARTS_DIR):
@@ -424,22 +410,23 @@ class ResultStore:
                 base = name.rsplit("/", 1)[-1]
                 if base.startswith(".") and _TMP_MARK in base:
                     self.loc.delete(name)
-        self._migrate()
+        migrate(self.loc, self.log)
         live, removed = self.log.state()
+        listed = self.loc.listdir(P.ROWS_DIR, recursive=True)
+        sizes = dict(listed)
         drop: list[str] = []
         for entry in live:
-            try:
-                read_table(self.loc, entry["path"])
-            except FileNotFoundError:
+            size = sizes.get(entry["path"])
+            if size is None:
                 drop.append(entry["path"])
                 self.notes.append(f"{self.where(entry['path'])}: committed but missing; its rows "
                                   "are simulated again")  # fmt: skip
-            except CorruptFileError:
+            elif entry.get("bytes") not in (None, size):  # truncated or appended to
                 _set_aside(self.loc, entry["path"])
                 drop.append(entry["path"])
         known = {e["path"] for e in live} | removed
         adopt: list[P.Entry] = []
-        for name, _ in self.loc.listdir(P.ROWS_DIR, recursive=True):
+        for name, _ in listed:
             base = name.rsplit("/", 1)[-1]
             if name in known or not base.startswith("part-") or not base.endswith(".parquet"):
                 continue
@@ -451,39 +438,6 @@ class ResultStore:
             adopt.append(_entry_of(name, table, self.loc.size(name) or 0))
         self.log.commit(add=adopt, remove=drop)
         self.log.fold()
-
-    def _migrate(self) -> None:
-        """Move the earlier layout's rows into rows/, a Parquet batch at a time (part names are
-        fixed, so a migration killed half-way writes the same files again), commit them, check
-        the counts, then delete the old files. A file found damaged part-way is set aside; the
-        batches already moved are intact and are committed by `recover`."""
-        names = legacy_files(self.loc)
-        if not names:
-            return
-        entries: list[P.Entry] = []
-        done: list[str] = []
-        for name in names:
-            stem = name.replace("/", "-").removesuffix(".parquet")
-            written = 0
-            try:
-                for i, rows in enumerate(iter_frames(self.loc, name)):
-                    new = P.write_parts(self.loc, rows, f"legacy-{stem}-{i:05d}")
-                    written += sum(e["rows"] for e in new)
-                    entries += new
-            except CorruptFileError:  # the batches moved so far are intact: kept (`recover`)
-                _set_aside(self.loc, name)
-                continue
-            with self.loc.open_input(name) as f:
-                total = pq.read_metadata(f).num_rows
-            if written != total:
-                raise StoreError(f"{self.where(name)}: moved {written} of {total} rows")
-            done.append(name)
-        self.log.commit(add=entries)
-        for name in done:
-            self.loc.delete(name)
-        with contextlib.suppress(StoreError, OSError):
-            if self.loc.local and not self.loc.listdir(PARTS_DIR):
-                Path(self.loc.path(PARTS_DIR)).rmdir()
 
     # ------------------------------------------------------------ writing
 
@@ -551,7 +505,7 @@ class ResultStore:
 
     def read_parts(self, entries: Sequence[P.Entry]) -> list[dict[str, Any]]:
         """The rows of parts a task wrote (for callers that follow rows as they arrive)."""
-        rows = _dedupe(_read_entries(self.loc, entries))
+        rows = _dedupe(_read_entries(self.loc, entries, on_damage=self._damaged))
         return rows.to_dict("records")
 
     def part_count(self) -> int:
@@ -559,6 +513,49 @@ class ResultStore:
         return self._uncompacted
 
     # ------------------------------------------------------------ reading
+
+    def _damaged(self, entry: P.Entry, exc: CorruptFileError) -> StoreError:
+        """What reading a damaged committed part raises: in a run's store, the part is set
+        aside and dropped from the commit log first (`DamagedPartError`: its rows are simulated
+        again); in a read-only view, the one-line error with the recovery."""
+        if not self._repairs:
+            return _recover_hint(exc)
+        aside = _set_aside(self.loc, entry["path"])
+        self.log.commit(remove=[entry["path"]])
+        note = (
+            f"{exc}; set aside as {self.where(aside)}, its {entry.get('rows', '?')} row(s) are "
+            "simulated again"
+        )
+        self.damaged.append((entry, note))
+        return DamagedPartError(note, entry)
+
+    def _schema(self, entry: P.Entry) -> pa.Schema:
+        """A committed part's schema (its footer); damage is handled as `_damaged` says."""
+        try:
+            f = self.loc.open_input(entry["path"])
+        except FileNotFoundError:
+            raise _missing(self.loc, entry) from None
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(
+                f"{self.where(entry['path'])}: cannot read: {first_line(exc)}"
+            ) from None
+        with f:
+            try:
+                return pq.read_schema(f)
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                bad = CorruptFileError(
+                    f"{self.where(entry['path'])}: unreadable, damaged ({first_line(exc)})"
+                )
+                raise self._damaged(entry, bad) from None
+
+    def _table(self, entry: P.Entry) -> pa.Table:
+        """A committed part, every column, checksums verified (damage: `_damaged`)."""
+        try:
+            return read_table(self.loc, entry["path"])
+        except FileNotFoundError:
+            raise _missing(self.loc, entry) from None
+        except CorruptFileError as exc:
+            raise self._damaged(entry, exc) from None
 
     def _by_scenario(self) -> dict[str, list[P.Entry]]:
         out: dict[str, list[P.Entry]] = {}
@@ -594,7 +591,7 @@ class ResultStore:
             sids = set(group) | {o for s in group for o in old_of.get(s, [])}
             entries = [e for s in [*group, *sorted(sids - set(group))] for e in by_sid.get(s, [])]
             frames = _legacy_frames(self.loc, sids, self.read_notes) if legacy else []
-            frames += _read_entries(self.loc, entries, cols)
+            frames += _read_entries(self.loc, entries, cols, self._damaged)
             rows = _with_aliases(_dedupe(frames), plan.id_aliases)
             if cols is not None and len(rows):
                 rows = rows[[c for c in rows.columns if c in cols]]
@@ -647,17 +644,14 @@ class ResultStore:
     def _merge(self, sid: str, entries: Sequence[P.Entry], keep: Any = None) -> P.Entry | None:
         """Stream `entries` (one scenario's parts) into one new part, first copy of each key,
         only rows `keep(frame)` selects; one part in memory at a time. None: no row left."""
-        schemas = []
-        for e in entries:
-            with self.loc.open_input(e["path"]) as f:
-                schemas.append(pq.read_schema(f))
+        schemas = [self._schema(e) for e in entries]
         name = f"{P.scenario_dir(sid)}/part-m{self._token}-{self._seq:06d}.parquet"
         self._seq += 1
         seen: set[tuple[str, str, int]] = set()
 
         def tables() -> Iterator[pa.Table]:
             for e in entries:
-                table = read_table(self.loc, e["path"])
+                table = self._table(e)
                 if e["scenario_id"] != sid:  # stored under an old id (`Plan.id_aliases`)
                     at = table.column_names.index("scenario_id")
                     ids = pa.array([sid] * table.num_rows, table.schema.field(at).type)
@@ -715,9 +709,7 @@ class ResultStore:
         ids = {s.id for s in plan.scenarios} | set(plan.id_aliases)
         schemas = []
         for sid in sorted(ids & set(by_sid)):
-            for e in by_sid[sid]:
-                with self.loc.open_input(e["path"]) as f:
-                    schemas.append(pq.read_schema(f))
+            schemas += [self._schema(e) for e in by_sid[sid]]
         empty = with_params(pd.DataFrame(columns=CORE_COLUMNS), plan)
         probe = pd.DataFrame({"scenario_id": [s.id for s in plan.scenarios]})
         probe = probe.assign(architecture="", replication=0, seed=0)  # types of the params

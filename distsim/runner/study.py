@@ -31,9 +31,12 @@ from distsim.runner.plan import Plan, expected_cost_per_unit, plan_study
 from distsim.runner.result import StudyResult
 from distsim.runner.store import (
     COMPARISONS_FILE,
+    KEY,
     SPEC_FILE,
     SUMMARY_FILE,
+    DamagedPartError,
     ResultStore,
+    entry_keys,
     read_manifest,
 )
 from distsim.runner.task import BatchResult, Unit
@@ -387,7 +390,9 @@ def _run(
     )
     result.plan = plan
     # The keys of the plan's stored rows (no metrics, no payload): what is left to simulate.
-    ours = streaming.plan_keys(store, plan)
+    ours = _plan_keys(store, plan)
+    planned = len(store.damaged)
+    result.notes.extend(message for _, message in store.damaged)
     result.rows_reused = result.rows_done = len(ours)
     result.notes.extend(store.read_notes)
     kept = store.other_row_count(plan)
@@ -430,7 +435,8 @@ def _run(
         if fan_out is None:
             ray.close_soon()
         t_agg, cpu_agg = time.perf_counter(), time.process_time()
-        store.consolidate(plan)
+        repair = status == "complete"
+        _consolidate(plan, ours, planned, store, result, ray, repair=repair, progress=progress)
         result.rows_done, result.rows_initial, counts = streaming.count_used(store, plan)
         result.replication_counts = counts
         result.timings_s["consolidate"] = time.perf_counter() - t_agg  # and the counts
@@ -453,6 +459,55 @@ def _run(
             result.timings_s["aggregation_cpu"] = time.process_time() - cpu_agg  # the driver's
             result.timings_s["total"] = time.perf_counter() - t_total
             store.write_manifest(_manifest(plan, started, status, result, previous))
+
+
+def _plan_keys(store: ResultStore, plan: Plan) -> pd.DataFrame:
+    """The keys of the plan's stored rows. Reading them verifies the key columns of every part
+    of the plan: a damaged part is set aside by the store (`DamagedPartError`, recorded in
+    `store.damaged`) and its rows are then simply missing, simulated like any other."""
+    while True:  # ends: each error takes one part out of the commit log
+        try:
+            return streaming.plan_keys(store, plan)
+        except DamagedPartError:
+            continue
+
+
+def _consolidate(
+    plan: Plan,
+    reused: pd.DataFrame,
+    planned: int,
+    store: ResultStore,
+    result: StudyResult,
+    ray: _LazyRay,
+    *,
+    repair: bool,
+    progress: bool,
+) -> None:
+    """Consolidate and export replications.parquet: the run's read of every column of the
+    plan's parts. Parts found damaged since planning (`store.damaged[planned:]`, set aside by
+    the store) have their rows simulated again with `repair` (a run that finished its
+    simulations), then the export starts over; otherwise (interrupted, failed) the next run
+    simulates them and the export is skipped. Notes each damaged part; rows of them counted as
+    reused are not."""
+    done = planned
+    while True:  # ends: each damaged part is taken out of the commit log once
+        if repair and len(store.damaged) > done:
+            done = len(store.damaged)
+            _simulate_missing(plan, _plan_keys(store, plan), store, result, ray,
+                              progress=progress)  # fmt: skip
+            if plan.study.precision is not None:
+                _precision_waves(plan, store, result, ray, progress=progress)
+            continue
+        try:
+            store.consolidate(plan)
+        except DamagedPartError:
+            if repair:
+                continue
+        break
+    for entry, _ in store.damaged[planned:]:
+        if len(reused):
+            result.rows_reused -= len(entry_keys([entry]).merge(reused[KEY], on=KEY))
+    result.notes.extend(message for _, message in store.damaged[planned:])
 
 
 def _run_pilots(
@@ -507,7 +562,9 @@ def _runner(
         if on_rows is not None:
             on_rows(rows)
         if store.part_count() >= CONSOLIDATE_EVERY_PARTS:
-            store.consolidate(plan, export=False)  # replications.parquet when the run ends
+            # A damaged part is set aside (`store.damaged`); its rows are simulated at the end.
+            with contextlib.suppress(DamagedPartError):
+                store.consolidate(plan, export=False)  # replications.parquet when the run ends
 
     def on_failure(batch: Sequence[Unit], message: str) -> None:
         for u in batch:

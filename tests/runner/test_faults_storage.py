@@ -25,14 +25,28 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from distsim_testkit import RATE, frame, invoke, one_line_error, part_files, tiny_study
+from distsim_testkit import (
+    RATE,
+    flip_in_column,
+    frame,
+    invoke,
+    one_line_error,
+    part_files,
+    tiny_study,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import distsim.runner.rowfiles as store_mod  # where stored files are opened
 from distsim.errors import StoreError
 from distsim.runner.plan import plan_study
-from distsim.runner.store import KEY, ResultStore, atomic_write_bytes, read_rows
+from distsim.runner.store import (
+    KEY,
+    DamagedPartError,
+    ResultStore,
+    atomic_write_bytes,
+    read_rows,
+)
 from distsim.spec.study import validate_study
 
 pytestmark = pytest.mark.slow  # fault tests: real kills, clusters and file systems
@@ -336,6 +350,33 @@ def test_damaged_files_are_reported_then_recovered_keeping_every_intact_row(
     assert fresh.exit_code == 0 and not list(out.rglob("*.corrupt-*"))
 
 
+@pytest.mark.parametrize("column", ["ttft_sketch", "replication"])
+def test_a_flipped_bit_a_run_finds_when_reading_is_set_aside_and_simulated_again(
+    ray_session, spec, reference, reference_rows, tmp_path, column
+):
+    """Opening does not verify checksums; the run finds the damage when it reads the part (the
+    key columns when it plans, the others when it exports) and repairs it in the same run:
+    the part set aside, its rows simulated again, every other row reused."""
+    out = tmp_path / "flipped"
+    shutil.copytree(reference, out)
+    part = part_files(out)[1]
+    sid = part.parent.name.split("=", 1)[1]
+    flip_in_column(part, column)
+    lost = int((reference_rows["scenario_id"] == sid).sum())
+    result = invoke("run", spec, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert "unreadable, damaged" in result.stderr and "simulated again" in result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rows_simulated"] == lost
+    assert manifest["rows_reused"] == len(reference_rows) - lost
+    pd.testing.assert_frame_equal(stored_rows(out), reference_rows, check_exact=True)
+    assert len(list(out.rglob("*.corrupt-*"))) == 1 and not part.exists()
+    every_file_intact(out)
+    again = invoke("run", spec, "--out", out, "--quiet")
+    assert again.exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["rows_simulated"] == 0
+
+
 def test_unreadable_but_intact_files_are_an_error_not_set_aside(reference, tmp_path, monkeypatch):
     """A permission or I/O error is not damage: one line, nothing renamed."""
     out = tmp_path / "eio"
@@ -348,8 +389,11 @@ def test_unreadable_but_intact_files_are_an_error_not_set_aside(reference, tmp_p
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(store_mod, "open", eio_open, raising=False)
-    with pytest.raises(StoreError, match="cannot read: Input/output error"):
-        ResultStore.open(out)
+    plan = plan_study(validate_study(tiny()))
+    with ResultStore.open(out) as store:  # opening reads no committed part: reading them does
+        with pytest.raises(StoreError, match="cannot read: Input/output error") as info:
+            store.consolidate(plan)
+        assert not isinstance(info.value, DamagedPartError) and store.damaged == []
     names = [[p.relative_to(d) for p in part_files(d)] for d in (out, reference)]
     assert names[0] == names[1] and not list(out.rglob("*.corrupt-*"))
 
