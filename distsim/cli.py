@@ -544,8 +544,14 @@ def report(
 
 
 def _is_selection(out_dir: Path) -> bool:
-    """A folder written by `distsim select` (it has selection.json)."""
-    return (Path(out_dir) / "selection.json").is_file()
+    """A folder written by `distsim select` (it has selection.json): a local folder or an
+    object-store URI; a location that cannot be read is left to the study's report to explain."""
+    from distsim.runner.location import Location
+
+    try:
+        return Location.parse(out_dir).is_file("selection.json")
+    except (DistsimError, OSError, ValueError):
+        return False
 
 
 def _report_selection(out_dir: Path) -> None:
@@ -558,7 +564,9 @@ def _report_selection(out_dir: Path) -> None:
         return
     typer.echo(result.report())
     _print_notes(result.notes)
-    typer.echo(f"report: {Path(out_dir) / 'report.md'}")
+    from distsim.runner.location import uri_of
+
+    typer.echo(f"report: {uri_of(Path(out_dir) / 'report.md')}")
 
 
 @command("select")

@@ -418,13 +418,10 @@ def _nothing(*_: Any) -> None:
 def load_selection(out_dir: str | Path) -> SelectionResult:
     """A stored selection re-derived from its rows (nothing is simulated); selection.json and
     report.md are written again. `StoreError` when the folder holds no finished selection."""
-    from distsim.runner.study import load_study
+    from distsim.runner.study import stored_study
 
     out = Path(out_dir)
-    try:
-        study = load_study(out / "spec.yaml")
-    except DistsimError as exc:
-        raise StoreError(f"{out}: {exc}") from None
+    study = stored_study(out)  # a local folder or an object-store URI
     if study.select is None:
         raise StoreError(f"{out}: not a selection (its spec has no select block)")
     plan = plan_study(study)

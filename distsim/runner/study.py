@@ -697,6 +697,12 @@ def write_report_files(
 
 def _stored_plan(out: Path) -> Plan:
     """The resolved plan of a results folder's spec.yaml (`distsim report`, `distsim prune`)."""
+    return warmup.stored_plan(plan_study(stored_study(out)), read_manifest(out))
+
+
+def stored_study(out: Path) -> Study:
+    """The study of a results folder's spec.yaml, a local folder or an object-store URI;
+    `StoreError` (one line) when there is no such folder or spec."""
     if is_uri(out):  # an object store: the spec is read into a local temporary file
         import tempfile
 
@@ -712,20 +718,18 @@ def _stored_plan(out: Path) -> Plan:
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / SPEC_FILE).write_bytes(text)
             try:
-                study = load_study(Path(tmp) / SPEC_FILE)
+                return load_study(Path(tmp) / SPEC_FILE)
             except SpecError as exc:
                 raise StoreError(f"{loc.where(SPEC_FILE)}: {exc}") from None
-        return warmup.stored_plan(plan_study(study), read_manifest(out))
     spec_path = out / SPEC_FILE
     if not out.is_dir():
         raise StoreError(f"{out}: no such results folder")
     if not spec_path.is_file():
         raise StoreError(f"{out}: not a distsim results folder (no {SPEC_FILE})")
     try:
-        study = load_study(spec_path)
+        return load_study(spec_path)
     except SpecError as exc:
         raise StoreError(f"{spec_path}: {exc}") from None
-    return warmup.stored_plan(plan_study(study), read_manifest(out))
 
 
 def load_result(out_dir: str | Path) -> StudyResult:

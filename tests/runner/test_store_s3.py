@@ -12,6 +12,7 @@ its workers inherit it, as a cluster's nodes would have their own).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 import yaml
-from distsim_testkit import frame, invoke, one_line_error, tiny_study
+from distsim_testkit import frame, invoke, one_line_error, study_dict, tiny_study
 
 from distsim.errors import StoreError
 from distsim.runner.store import KEY, ResultStore, read_rows
@@ -126,3 +127,66 @@ def test_a_missing_bucket_or_an_unknown_scheme_is_one_line_and_writes_nothing(
     fs = pafs.S3FileSystem(endpoint_override=s3)
     assert fs.get_file_info("no-such-bucket").type == pafs.FileType.NotFound
     assert objects(s3, "x") == []
+
+
+# ---------------------------------------------------------------- distsim select into a bucket
+
+
+def select_spec(tmp_path: Path, **select: object) -> Path:
+    """A selection among a monolithic and the 4-GPU prefill/decode splits (the CLI test's)."""
+    data = study_dict(duration_s=40.0, replications=4, architectures=None, baseline=None,
+                      slo={"ttft_s": 0.5}, candidates={"disaggregated_splits": {"gpus": 4}},
+                      select=select)  # fmt: skip
+    path = tmp_path / "select.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in data.items() if v is not None}))
+    return path
+
+
+def read_object(endpoint: str, key: str) -> bytes:
+    with pafs.S3FileSystem(endpoint_override=endpoint).open_input_stream(f"{BUCKET}/{key}") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        {"objective": "e2e_mean_s", "indifference": 0.02},
+        {"objective": "goodput_rps_per_gpu", "indifference": 0.1,
+         "goodput": {"low_rps_per_gpu": 0.5, "high_rps_per_gpu": 8.0, "rel_precision": 0.05}},
+    ],
+    ids=["sequential", "goodput-search"],
+)  # fmt: skip
+def test_select_into_s3_gives_the_local_answer_reruns_nothing_and_reports(
+    s3, session, tmp_path, select
+):
+    """`distsim select --out s3://…`, sequential and with the goodput search: the same answer,
+    selection.json and rows as into a local folder; a rerun simulates nothing; `distsim report`
+    reads the selection back from the bucket."""
+    spec = select_spec(tmp_path, **select)
+    local = invoke("select", spec, "--out", tmp_path / "local", "--quiet")
+    assert local.exit_code == 0, local.output
+    prefix = f"select-{select['objective']}"
+    uri = f"s3://{BUCKET}/{prefix}"
+    first = invoke("select", spec, "--out", uri, "--quiet")
+    assert first.exit_code == 0, first.output
+    answer = local.output.splitlines()[0]
+    assert first.output.splitlines()[0] == answer
+    names = objects(s3, prefix)
+    for f in ("spec.yaml", "manifest.json", "selection.json", "report.md", "replications.parquet"):
+        assert f"{BUCKET}/{prefix}/{f}" in names, f
+    assert any(n.endswith(".png") for n in names)
+    assert not any(n.startswith(f"{BUCKET}/{prefix}/.") for n in names)  # no temporary file
+    assert json.loads(read_object(s3, f"{prefix}/selection.json")) == json.loads(
+        (tmp_path / "local" / "selection.json").read_text()
+    )
+    stored, notes, _ = read_rows(uri)
+    truth, _, _ = read_rows(tmp_path / "local")
+    assert not notes and not stored.duplicated(KEY).any()
+    pd.testing.assert_frame_equal(frame(stored), frame(truth), check_exact=True)
+
+    again = invoke("select", spec, "--out", uri, "--quiet")
+    assert again.exit_code == 0, again.output
+    assert again.output.splitlines()[0] == answer and "0 rows simulated" in again.output
+    report = invoke("report", uri)
+    assert report.exit_code == 0, report.output
+    assert report.output.splitlines()[0] == answer
