@@ -112,21 +112,26 @@ def spec(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def reference(cluster, spec, tmp_path_factory) -> pd.DataFrame:
+    """The undisturbed run (the driver writes), once for both tests: the rows do not depend on
+    who writes them, so each killed-and-resumed run must equal this one."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    ref = start(spec, out, cluster.address, "0")
+    _, err = ref.communicate(timeout=600)
+    assert ref.returncode == 0, err.decode()
+    return frame(pd.read_parquet(out / "replications.parquet"))
+
+
 @pytest.mark.parametrize("worker_parts", ["0", "1"], ids=["driver-writes", "tasks-write"])
 def test_a_driver_killed_at_random_points_resumes_to_the_undisturbed_result(
-    cluster, spec, tmp_path, worker_parts
+    cluster, spec, reference, tmp_path, worker_parts
 ):
     """With tasks writing their own parts, a killed driver leaves parts no commit names (tasks
     that finished after it died); the next run checks and commits them, so it may reuse more
     rows than were committed at the kill, but never counts one twice."""
     plan = plan_study(validate_study(study()))
     rng = random.Random(SEED)
-
-    # The undisturbed run.
-    ref = start(spec, tmp_path / "ref", cluster.address, worker_parts)
-    _, err = ref.communicate(timeout=600)
-    assert ref.returncode == 0, err.decode()
-    reference = frame(pd.read_parquet(tmp_path / "ref" / "replications.parquet"))
     assert len(reference) == plan.rows
 
     out = tmp_path / "killed"
