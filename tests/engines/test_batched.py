@@ -4,6 +4,7 @@ checked at every step of a heavily loaded run, the KV-transfer formula, and batc
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from functools import cache
 
 import numpy as np
 import pytest
@@ -47,6 +48,24 @@ def exclusive_like(first_token: str) -> Scenario:
     )  # fmt: skip
 
 
+@cache
+def exclusive_case(first_token: str, routing: str):
+    """The scenario, its requests and routing draws, and the SimPy exclusive engine's timeline
+    of each architecture with `routing`: computed once for both implementations under test."""
+    sc = exclusive_like(first_token)
+    req = generate(sc.workload, sc.duration_s, sc.seed, 0)
+    route_u = routing_draws(sc.seed, 0, len(req))
+    service = ServiceTimes.of(req, sc.gpu)
+    archs, refs = {}, {}
+    for name, arch in sc.architectures.items():
+        archs[name] = arch = arch.model_copy(update={"routing": routing})
+        if name == "monolithic":
+            refs[name] = simpy_exclusive.run_monolithic(req, arch, service, route_u=route_u)
+        else:
+            refs[name] = simpy_exclusive.run_disaggregated(req, arch, service, route_u=route_u)
+    return sc, req, route_u, archs, refs
+
+
 @pytest.mark.parametrize("routing", ["central", "round_robin", "random", "least_loaded"])
 @pytest.mark.parametrize("first_token", ["decode", "prefill"])
 @pytest.mark.parametrize("implementation", ["fast", "simpy"])
@@ -56,17 +75,10 @@ def test_batch_size_one_equals_exclusive_engine(
     """One sequence per instance at the exclusive rates is the exclusive engine, for every
     routing (the exclusive engine's routing is itself checked against closed forms in
     tests/statistical/test_routing_theory.py): same requests, same routing draws, same times."""
-    sc = exclusive_like(first_token)
-    req = generate(sc.workload, sc.duration_s, sc.seed, 0)
-    route_u = routing_draws(sc.seed, 0, len(req))
-    service = ServiceTimes.of(req, sc.gpu)
-    for name, arch in sc.architectures.items():
-        arch = arch.model_copy(update={"routing": routing})
+    sc, req, route_u, archs, refs = exclusive_case(first_token, routing)
+    for name, arch in archs.items():
         trace = batched.run(req, serving.configure(sc, arch), None, implementation, route_u)
-        if name == "monolithic":
-            ref = simpy_exclusive.run_monolithic(req, arch, service, route_u=route_u)
-        else:
-            ref = simpy_exclusive.run_disaggregated(req, arch, service, route_u=route_u)
+        ref = refs[name]
         assert (ref.first_token_s - req.arrival_s).max() > 0.5, "load too light to test queueing"
         np.testing.assert_allclose(
             trace.first_token_s - req.arrival_s, ref.first_token_s - req.arrival_s,
