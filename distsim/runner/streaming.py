@@ -154,9 +154,11 @@ def split_groups(
 
 
 # Studies of at least this many scenarios fan aggregation out over Ray tasks when a local
-# session with more than one CPU is still open (`aggregate_store`); smaller ones stay in the driver
-# (a task's imports and pickling would cost more than they save).
-FAN_OUT_SCENARIOS = 256
+# session with more than one CPU is still open (`aggregate_store`); smaller ones stay in the driver:
+# the statistics cost a few ms of CPU per scenario, and each task first imports the aggregation
+# modules and opens the folder (seconds), so on 2 CPUs fanning out pays only from about 1,000
+# scenarios (benchmarks/README.md, bench_driver.py --ray).
+FAN_OUT_SCENARIOS = 1000
 # Chunks per CPU when fanning out (the last ones balance the load).
 CHUNKS_PER_CPU = 3
 
