@@ -154,14 +154,25 @@ def _read_entries(
     """Committed parts as frames (of `columns`, None: all; checksums of what is read are
     verified); a damaged one is a one-line `StoreError` with the recovery (or what `on_damage`
     returns: a run's store sets the part aside)."""
-    frames = []
+    tables = []
     for entry in entries:
         try:
-            frames.append(_frame(read_table(loc, entry["path"], columns)))
+            tables.append(read_table(loc, entry["path"], columns))
         except FileNotFoundError:
             raise _missing(loc, entry) from None
         except CorruptFileError as exc:
             raise (_recover_hint(exc) if on_damage is None else on_damage(entry, exc)) from None
+    # One pandas conversion per run of parts with the same schema (metadata included), not one
+    # per part: the conversion's fixed cost (~2 ms) dominated reading a sweep of small scenarios.
+    frames: list[pd.DataFrame] = []
+    run: list[pa.Table] = []
+    for table in tables:
+        if run and not table.schema.equals(run[0].schema, check_metadata=True):
+            frames.append(_frame(pa.concat_tables(run)))
+            run = []
+        run.append(table)
+    if run:
+        frames.append(_frame(pa.concat_tables(run) if len(run) > 1 else run[0]))
     return frames
 
 
@@ -189,8 +200,12 @@ def in_plan(rows: pd.DataFrame, plan: Plan) -> pd.Series:
     """Which rows belong to the plan (its scenario ids, architectures and replications)."""
     if rows.empty:
         return pd.Series(False, index=rows.index, dtype=bool)
+    # the rows' own ids looked up in the plan's (a set): `isin` over every plan id cost ~40 ms
+    # per group of rows at 10,000 scenarios
+    plan_ids = {s.id for s in plan.scenarios}
+    ids = [i for i in rows["scenario_id"].unique() if i in plan_ids]
     return (
-        rows["scenario_id"].isin([s.id for s in plan.scenarios])
+        rows["scenario_id"].isin(ids)
         & rows["architecture"].isin(plan.architectures)
         & (rows["replication"] < plan.max_replications)
     )
