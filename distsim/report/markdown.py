@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from distsim.report.terminal import (
 from distsim.runner import precision
 from distsim.runner.payload import SKETCH_COLUMNS
 from distsim.runner.plan import Plan
-from distsim.runner.store import atomic_write_bytes, atomic_write_text
+from distsim.runner.store import atomic_write_bytes, atomic_write_chunks, atomic_write_text
 from distsim.spec.study import FIRST_TOKEN_TEXT
 from distsim.stats.cost import hardware_lines
 from distsim.stats.cost import report_lines as cost_lines
@@ -501,14 +502,32 @@ def write_report(
         "diagnostics": _TABLE_MARK.format("diagnostics"),
         "plots": files,
     }
-    text = json.dumps(payload, indent=1)
-    # The per-cell tables go in as pandas writes them (the numbers `_records` would give), never
-    # as one Python dict per cell: at 5,000 scenarios those dicts cost the driver ~0.5 GB.
-    for name, frame in (("summary", summary), ("comparisons", detail), ("diagnostics", diag)):
-        table = frame.to_json(orient="records") if len(frame) else "[]"
-        text = text.replace(json.dumps(_TABLE_MARK.format(name)), table, 1)
-    atomic_write_text(out_dir / JSON_FILE, text)
+    tables = (("summary", summary), ("comparisons", detail), ("diagnostics", diag))
+    atomic_write_chunks(out_dir / JSON_FILE, _json_chunks(payload, tables))
     return report
 
 
 _TABLE_MARK = "\u0000distsim-table:{}"
+# Rows of a per-cell table turned into JSON text at a time (summary.json is written in pieces).
+_JSON_ROWS = 2048
+
+
+def _json_chunks(
+    payload: dict[str, Any], tables: Iterable[tuple[str, pd.DataFrame]]
+) -> Iterator[bytes]:
+    """summary.json a piece at a time: `payload` with each table's mark replaced by the table's
+    records as pandas writes them (the numbers `_records` would give), `_JSON_ROWS` rows at a
+    time. Never one Python dict per cell, nor the whole text at once: at 5,000 scenarios the
+    dicts cost the driver ~0.5 GB and the text ~60 MB, twice over (text, then bytes)."""
+    rest = json.dumps(payload, indent=1)
+    for name, frame in tables:
+        head, rest = rest.split(json.dumps(_TABLE_MARK.format(name)), 1)
+        yield head.encode("utf-8")
+        if not len(frame):
+            yield b"[]"
+            continue
+        for start in range(0, len(frame), _JSON_ROWS):
+            text = frame.iloc[start : start + _JSON_ROWS].to_json(orient="records")
+            yield (b"," if start else b"[") + text[1:-1].encode("utf-8")
+        yield b"]"
+    yield rest.encode("utf-8")

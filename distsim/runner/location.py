@@ -19,8 +19,9 @@ code that joins names onto `out_dir` with `/` (the report writer) works for both
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -154,6 +155,36 @@ class Location:
                 f.write(data)
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"{self.where(rel)}: cannot write: {first_line(exc)}") from None
+
+    def write_chunks(self, rel: str, chunks: Iterable[bytes]) -> None:
+        """`write_bytes` for data produced a piece at a time, never whole in memory: locally
+        through a temporary file; on an object store as a temporary object renamed (copied
+        server-side) once complete, so a failure part-way leaves the old object."""
+        if self.local:
+            from distsim.runner.rowfiles import _atomic_write_local
+
+            target = Path(self.path(rel))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{target.parent}: cannot create: {exc.strerror}") from None
+            _atomic_write_local(target, chunks)
+            return
+        parent, _, name = rel.rpartition("/")
+        tmp = f"{parent + '/' if parent else ''}.{name}.tmp-{os.getpid()}"
+        try:
+            out = self.fs.open_output_stream(self.path(tmp))
+            try:
+                for chunk in chunks:
+                    out.write(chunk)
+            finally:
+                out.close()
+            self.move(tmp, rel)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{self.where(rel)}: cannot write: {first_line(exc)}") from None
+        finally:
+            with contextlib.suppress(OSError, StoreError, pa.ArrowException):
+                self.delete(tmp)
 
     def delete(self, rel: str) -> None:
         """Remove one file; absent is fine."""

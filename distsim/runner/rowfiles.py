@@ -63,14 +63,39 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _atomic_write_local(Path(text.removeprefix("file://")), data)
 
 
-def _atomic_write_local(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder, fsync, rename, fsync the
-    folder. On any failure the temporary file is removed, the old `path` (if any) is untouched,
-    and a one-line `StoreError` says what to do."""
+def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> None:
+    """`atomic_write_bytes` for a file produced a piece at a time, never whole in memory
+    (`Location.write_chunks`)."""
+    text = uri_of(path)
+    if "://" in text and not text.startswith("file://"):
+        parent, _, name = text.rpartition("/")
+        Location.parse(parent).write_chunks(name, chunks)
+        return
+    _atomic_write_local(Path(text.removeprefix("file://")), chunks)
+
+
+# Rows of a table turned into CSV text at a time (`csv_chunks`).
+CSV_ROWS = 8192
+
+
+def csv_chunks(frame: pd.DataFrame) -> Iterator[bytes]:
+    """`frame.to_csv(index=False)` as bytes, `CSV_ROWS` rows at a time (the same text; a table
+    of 10^5 cells is never whole in memory as text)."""
+    yield frame.iloc[:CSV_ROWS].to_csv(index=False).encode("utf-8")
+    for start in range(CSV_ROWS, len(frame), CSV_ROWS):
+        part = frame.iloc[start : start + CSV_ROWS]
+        yield part.to_csv(index=False, header=False).encode("utf-8")
+
+
+def _atomic_write_local(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write `data` (bytes, or pieces of bytes) to `path` via a temporary file in the same
+    folder, fsync, rename, fsync the folder. On any failure the temporary file is removed, the
+    old `path` (if any) is untouched, and a one-line `StoreError` says what to do."""
     tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

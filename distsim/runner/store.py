@@ -103,7 +103,9 @@ from distsim.runner.rowfiles import (  # noqa: F401  (re-exported: the store's f
     _unified,
     _write_parquet,
     atomic_write_bytes,
+    atomic_write_chunks,
     atomic_write_text,
+    csv_chunks,
     iter_frames,
     read_table,
     set_aside_files,
@@ -480,7 +482,7 @@ class ResultStore:
         return read_manifest(self.loc.uri)
 
     def write_csv(self, name: str, frame: pd.DataFrame) -> None:
-        self.loc.write_bytes(name, frame.to_csv(index=False).encode("utf-8"))
+        self.loc.write_chunks(name, csv_chunks(frame))
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Persist rows that just arrived: a part file per scenario, then one commit."""

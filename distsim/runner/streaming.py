@@ -109,7 +109,7 @@ def aggregate_groups(groups: Iterable[pd.DataFrame], plan: Plan) -> Aggregates:
 def _finish(chunks: list[_Parts], plan: Plan) -> Aggregates:
     """The study's tables from the per-group tables of every chunk (in plan order)."""
     parts = _Parts()
-    for c in chunks:
+    for c in chunks:  # each group's tables move here (one reference, freed once joined)
         parts.summaries += c.summaries
         parts.details += c.details
         parts.diagnoses += c.diagnoses
@@ -117,7 +117,9 @@ def _finish(chunks: list[_Parts], plan: Plan) -> Aggregates:
         parts.rows_done += c.rows_done
         parts.rows_initial += c.rows_initial
         parts.counts.update(c.counts)
+        c.summaries, c.details, c.diagnoses, c.goodput_rows = [], [], [], []
     summary = _concat(parts.summaries, aggregate.summary_columns(plan))
+    parts.summaries.clear()
     summary = precision.add_flags(summary, plan)
     costs = cost.cost_rows(summary, plan)  # price of every architecture whose GPUs have one
     if not costs.empty:
@@ -128,7 +130,9 @@ def _finish(chunks: list[_Parts], plan: Plan) -> Aggregates:
             per_usd = cost.goodput_cost_rows(extra, plan)  # requests per dollar and per kWh
             summary = pd.concat([summary, extra, per_usd], ignore_index=True)
     detail_columns = aggregate.comparison_columns(plan) + aggregate.COMPARISON_DETAIL_COLUMNS
-    detail = aggregate.adjust_family(_concat(parts.details, detail_columns), plan)
+    detail = _concat(parts.details, detail_columns)
+    parts.details.clear()
+    detail = aggregate.adjust_family(detail, plan)
     diag = _concat(parts.diagnoses, aggregate.DIAGNOSTIC_COLUMNS)
     return Aggregates(
         summary=summary,

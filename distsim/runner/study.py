@@ -672,11 +672,11 @@ def write_report_files(
     comparisons.csv) in the result's folder, from its rows; returns report.md's path.
     `parsed`: payload already parsed by `aggregate_rows` on the same rows."""
     from distsim.report.markdown import write_report
-    from distsim.runner.store import atomic_write_text
+    from distsim.runner.store import atomic_write_chunks, csv_chunks
 
     if tables:
-        atomic_write_text(result.out_dir / SUMMARY_FILE, result.summary.to_csv(index=False))
-        atomic_write_text(result.out_dir / COMPARISONS_FILE, result.comparisons.to_csv(index=False))
+        atomic_write_chunks(result.out_dir / SUMMARY_FILE, csv_chunks(result.summary))
+        atomic_write_chunks(result.out_dir / COMPARISONS_FILE, csv_chunks(result.comparisons))
     from distsim.report.markdown import plotted_scenarios
 
     diag = result.diagnosis
