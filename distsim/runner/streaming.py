@@ -11,7 +11,9 @@ The tables come out identical to aggregating every row at once (same functions, 
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +105,27 @@ def aggregate_groups(groups: Iterable[pd.DataFrame], plan: Plan) -> Aggregates:
     parts = _Parts()
     for rows in groups:
         _add_group(parts, rows, plan)
+        del rows
+        _release_freed_memory()
     return _finish([parts], plan)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+def _release_freed_memory() -> None:
+    """Give the pages a group freed back to the system (glibc's `malloc_trim`; elsewhere
+    nothing). Each group's small result tables stay allocated between its large transient
+    ones, so the heap cannot shrink by itself and the driver's resident memory crept up group
+    after group (figures: benchmarks/README.md, driver memory against rows)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _finish(chunks: list[_Parts], plan: Plan) -> Aggregates:
@@ -181,6 +203,8 @@ def aggregate_chunk(shared: tuple[str, Plan], ids: list[str]) -> _Parts:
     parts = _Parts()
     for rows in ResultStore.reader(out_dir).iter_rows(plan, ids, group_size(plan)):
         _add_group(parts, rows, plan)
+        del rows
+        _release_freed_memory()
     return parts
 
 
