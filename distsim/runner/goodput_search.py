@@ -27,7 +27,7 @@ from typing import Any
 from distsim.errors import SpecError
 from distsim.runner.plan import Plan, PlannedScenario, scenario_id
 from distsim.runner.selection import Rows, ScenarioSelection, SelectionResult, write_outputs
-from distsim.runner.store import ResultStore, read_rows, select_plan_rows
+from distsim.runner.store import ResultStore, select_plan_rows
 from distsim.runner.task import Unit, run_batch
 from distsim.spec.selection import OBJECTIVES
 from distsim.stats import rate_search
@@ -231,7 +231,7 @@ def search_study(
     result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0, task_cpu=0.0)
     grid = Grid(plan)
     with ResultStore.open(out, fresh=fresh) as store:
-        stored, notes, _ = read_rows(out)
+        stored, notes = store.all_rows()
         result.notes.extend(notes)
         rows = Rows()
         pending_rows = stored  # matched to probes as the grid grows

@@ -336,7 +336,7 @@ def select_study(
     result = SelectionResult(study=study, plan=plan, out_dir=out)
     result.timings_s.update(ray_start=0.0, simulation=0.0, task_compute=0.0, task_cpu=0.0)
     with ResultStore.open(out, fresh=fresh) as store:
-        stored, notes, _ = read_rows(out, plan.id_aliases)
+        stored, notes = store.all_rows(plan.id_aliases)
         result.notes.extend(notes)
         rows = Rows()
         ours = select_plan_rows(stored, plan)

@@ -525,6 +525,19 @@ class ResultStore:
         rows = _dedupe(_read_entries(self.loc, entries, on_damage=self._damaged))
         return rows.to_dict("records")
 
+    def all_rows(self, aliases: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+        """Every stored row in memory, as `read_rows` gives them, and notes; a committed part
+        found damaged is set aside first (its rows are then missing, so they are simulated
+        again) and noted. For `distsim select`, whose answer depends on every stored row."""
+        while True:  # ends: each damaged part is taken out of the commit log once
+            try:
+                frames = _legacy_frames(self.loc, None, self.read_notes)
+                frames += _read_entries(self.loc, self.log.live(), on_damage=self._damaged)
+            except DamagedPartError:
+                continue
+            notes = self.read_notes + [note for _, note in self.damaged]
+            return _with_aliases(_dedupe(frames), aliases), notes
+
     def part_count(self) -> int:
         """Parts committed since the last `consolidate`."""
         return self._uncompacted

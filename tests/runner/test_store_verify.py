@@ -96,3 +96,15 @@ def test_a_flipped_bit_in_a_key_column_is_found_when_the_run_plans(plan, truth, 
             streaming.plan_keys(store, plan)
         keys = streaming.plan_keys(store, plan)
     assert len(keys) == len(truth) - int((truth["scenario_id"] == _sid(part)).sum())
+
+
+def test_a_selection_reading_every_row_sets_a_damaged_part_aside_first(plan, truth, folder):
+    """`distsim select` reads every stored row at once (`ResultStore.all_rows`): the damaged
+    part's rows are missing (so they are simulated again), the others are all there, noted."""
+    part = part_files(folder)[0]
+    flip_in_column(part, "e2e_sketch")
+    with ResultStore.open(folder) as store:
+        rows, notes = store.all_rows()
+    assert not part.exists() and any("set aside" in n for n in notes)
+    expected = truth[truth["scenario_id"] != _sid(part)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(frame(rows), expected, check_exact=True)
