@@ -349,6 +349,14 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     force: ForceOpt = False,
+    no_export: Annotated[
+        bool,
+        typer.Option(
+            "--no-export",
+            help="Write no replications.parquet (a second copy of the plan's rows, for very "
+            "large studies); rows/ keeps every row and a later run without it writes the file.",
+        ),
+    ] = False,
 ) -> None:
     """Run a study (or resume it): every scenario x architecture x replication, on Ray.
 
@@ -368,13 +376,15 @@ def run(
         fresh=fresh,
         progress=not quiet,
         force=force,
+        export=not no_export,
     )
     from distsim.runner.location import uri_of
 
     typer.echo(result.report())
     _print_notes(result.notes)
+    exported = "" if no_export else "replications.parquet, "
     typer.echo(
-        f"results: {uri_of(result.out_dir)}/ (replications.parquet, summary.csv, "
+        f"results: {uri_of(result.out_dir)}/ ({exported}summary.csv, "
         f"comparisons.csv, manifest.json) · {result.rows_simulated} rows simulated, "
         f"{result.rows_reused} reused"
     )

@@ -1,8 +1,10 @@
-"""Stored row files, one at a time: whole-or-nothing writes, checksum-verified reads, the
-setting aside of damaged files, and a streaming Parquet writer (one table in memory at a time).
+"""Stored row files, one at a time: whole-or-nothing writes (whole, or in pieces), checksum-
+verified reads, the setting aside of damaged files, a streaming Parquet writer (one table in
+memory at a time), and the published row layout (`with_params`: rows with their plan's swept
+parameters, as replications.parquet holds them).
 
 The files and folders these functions work on are described in `store`; this module knows
-nothing of plans or commits.
+nothing of commits.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 from distsim.errors import StoreError, first_line
 from distsim.runner import parts as P
 from distsim.runner.location import Location, uri_of
+from distsim.runner.plan import Plan
 
 KEY = ["scenario_id", "architecture", "replication"]
 CORE_COLUMNS = ["scenario_id", "architecture", "replication", "seed"]
@@ -353,3 +356,56 @@ def write_streaming(loc: Location, rel: str, schema: pa.Schema, tables: Iterable
         with contextlib.suppress(OSError, StoreError, pa.ArrowException):
             loc.delete(tmp_rel)
     return rows
+
+
+# ---------------------------------------------------------------- the published layout
+
+
+def describe_rows(rows: pd.DataFrame) -> list[str]:
+    """One line per scenario id: how many rows, of which architectures and replications."""
+    lines = []
+    for sid, group in rows.groupby("scenario_id", sort=True):
+        reps = group["replication"].astype(int)
+        archs = ", ".join(sorted(group["architecture"].astype(str).unique()))
+        lines.append(f"{sid}: {len(group)} row(s), {archs}, replications {reps.min()}-{reps.max()}")
+    return lines
+
+
+def with_params(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """Rows in the published layout, sorted by scenario (plan order), architecture, replication:
+    `scenario_id, <swept params>, architecture, replication, seed, <metrics>`."""
+    if rows.empty:
+        return pd.DataFrame(columns=["scenario_id", *plan.param_paths, *CORE_COLUMNS[1:]])
+    out = rows.copy()
+    order = {s.id: s.index for s in plan.scenarios}
+    arch_order = {a: i for i, a in enumerate(plan.architectures)}
+    out["_s"] = out["scenario_id"].map(order)
+    out["_a"] = out["architecture"].map(arch_order)
+    out = out.sort_values(["_s", "_a", "replication"]).drop(columns=["_s", "_a"])
+    by_id = {s.id: s for s in plan.scenarios}
+    for path in plan.param_paths:
+        out[path] = out["scenario_id"].map(lambda sid, p=path: by_id[sid].params[p])
+    metrics = [c for c in out.columns if c not in CORE_COLUMNS and c not in plan.param_paths]
+    cols = ["scenario_id", *plan.param_paths, "architecture", "replication", "seed", *metrics]
+    out = out[cols].reset_index(drop=True)
+    out["replication"] = out["replication"].astype("int64")
+    out["seed"] = out["seed"].astype("int64")
+    if "n_requests" in out.columns:
+        out["n_requests"] = out["n_requests"].astype("int64")
+    return out
+
+
+def to_table(rows: pd.DataFrame, plan: Plan) -> pa.Table:
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[_PARAMS_META] = json.dumps(list(plan.param_paths)).encode("utf-8")
+    return table.replace_schema_metadata(meta)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for col in ("replication", "seed"):
+        out[col] = out[col].astype("int64")
+    out["architecture"] = out["architecture"].astype("object")
+    out["scenario_id"] = out["scenario_id"].astype("object")
+    return out

@@ -74,6 +74,7 @@ from distsim.runner.legacy import (  # noqa: F401  (re-exported)
     KEPT_FILE,
     REPLICATIONS_FILE,
     ROW_FILES,
+    _is_export,
     _legacy_frames,
     legacy_files,
     migrate,
@@ -100,15 +101,19 @@ from distsim.runner.rowfiles import (  # noqa: F401  (re-exported: the store's f
     _recover_hint,
     _set_aside,
     _set_aside_names,
+    _typed,
     _unified,
     _write_parquet,
     atomic_write_bytes,
     atomic_write_chunks,
     atomic_write_text,
     csv_chunks,
+    describe_rows,
     iter_frames,
     read_table,
     set_aside_files,
+    to_table,
+    with_params,
     write_streaming,
 )
 
@@ -216,47 +221,6 @@ def in_plan(rows: pd.DataFrame, plan: Plan) -> pd.Series:
 def select_plan_rows(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     """The rows that belong to the plan; the others stay stored (kept, reused later)."""
     return rows[in_plan(rows, plan)] if not rows.empty else rows
-
-
-def describe_rows(rows: pd.DataFrame) -> list[str]:
-    """One line per scenario id: how many rows, of which architectures and replications."""
-    lines = []
-    for sid, group in rows.groupby("scenario_id", sort=True):
-        reps = group["replication"].astype(int)
-        archs = ", ".join(sorted(group["architecture"].astype(str).unique()))
-        lines.append(f"{sid}: {len(group)} row(s), {archs}, replications {reps.min()}-{reps.max()}")
-    return lines
-
-
-def with_params(rows: pd.DataFrame, plan: Plan) -> pd.DataFrame:
-    """Rows in the published layout, sorted by scenario (plan order), architecture, replication:
-    `scenario_id, <swept params>, architecture, replication, seed, <metrics>`."""
-    if rows.empty:
-        return pd.DataFrame(columns=["scenario_id", *plan.param_paths, *CORE_COLUMNS[1:]])
-    out = rows.copy()
-    order = {s.id: s.index for s in plan.scenarios}
-    arch_order = {a: i for i, a in enumerate(plan.architectures)}
-    out["_s"] = out["scenario_id"].map(order)
-    out["_a"] = out["architecture"].map(arch_order)
-    out = out.sort_values(["_s", "_a", "replication"]).drop(columns=["_s", "_a"])
-    by_id = {s.id: s for s in plan.scenarios}
-    for path in plan.param_paths:
-        out[path] = out["scenario_id"].map(lambda sid, p=path: by_id[sid].params[p])
-    metrics = [c for c in out.columns if c not in CORE_COLUMNS and c not in plan.param_paths]
-    cols = ["scenario_id", *plan.param_paths, "architecture", "replication", "seed", *metrics]
-    out = out[cols].reset_index(drop=True)
-    out["replication"] = out["replication"].astype("int64")
-    out["seed"] = out["seed"].astype("int64")
-    if "n_requests" in out.columns:
-        out["n_requests"] = out["n_requests"].astype("int64")
-    return out
-
-
-def to_table(rows: pd.DataFrame, plan: Plan) -> pa.Table:
-    table = pa.Table.from_pandas(rows, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[_PARAMS_META] = json.dumps(list(plan.param_paths)).encode("utf-8")
-    return table.replace_schema_metadata(meta)
 
 
 def read_manifest(out_dir: str | Path) -> dict[str, Any]:
@@ -761,6 +725,22 @@ class ResultStore:
         if not write_streaming(self.loc, REPLICATIONS_FILE, schema, tables):
             write_streaming(self.loc, REPLICATIONS_FILE, schema, [schema.empty_table()])
 
+    def verify(self, plan: Plan) -> None:
+        """Read every column of every part of the plan once, checksums verified, a group of
+        scenarios at a time (what `export` does, writing nothing): a damaged part is set aside
+        (`DamagedPartError`)."""
+        per_scenario = max(len(plan.architectures) * plan.max_replications, 1)
+        for _ in self.iter_rows(plan, batch_scenarios=max(1, EXPORT_ROWS // per_scenario)):
+            pass
+
+    def drop_export(self) -> bool:
+        """Delete replications.parquet when it is an export (never the earlier layout's store);
+        True when one was deleted."""
+        if self.loc.is_file(REPLICATIONS_FILE) and _is_export(self.loc, REPLICATIONS_FILE):
+            self.loc.delete(REPLICATIONS_FILE)
+            return True
+        return False
+
     def prune(self, plan: Plan, *, dry_run: bool = False) -> pd.DataFrame:
         """Delete every stored row outside `plan` (the only deletion besides `--fresh`); returns
         the keys of the rows removed (or, with `dry_run`, of those that would be)."""
@@ -798,15 +778,6 @@ class ResultStore:
             for folder in {Path(self.loc.path(e["path"])).parent for e in entries}:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-
-
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    for col in ("replication", "seed"):
-        out[col] = out[col].astype("int64")
-    out["architecture"] = out["architecture"].astype("object")
-    out["scenario_id"] = out["scenario_id"].astype("object")
-    return out
 
 
 def _alive(pid: Any) -> bool:

@@ -312,6 +312,7 @@ def run_study(
     fresh: bool = False,
     progress: bool = True,
     force: bool = False,
+    export: bool = True,
 ) -> StudyResult:
     """Run (or resume) a study and return its results; they are also written under `out_dir`.
 
@@ -324,7 +325,9 @@ def run_study(
     input is bad. A replication whose simulation raises is listed in `failures`; the rest of the
     study completes. KeyboardInterrupt is re-raised after every finished row is saved.
     A study estimated to be far beyond the machine (`distsim.runner.budget`) raises `TooLargeError`
-    with the estimate, before anything is written, unless `force`.
+    with the estimate, before anything is written, unless `force`. `export=False` writes no
+    replications.parquet (a second copy of the plan's rows; `rows/` keeps every row) and removes
+    a stale one; the run still reads every part once to verify it.
 
     `warmup_s: auto` scenarios are resolved first (a pilot per scenario, `distsim.runner.warmup`);
     with a `precision` block, waves of further replications follow the initial ones
@@ -369,7 +372,8 @@ def run_study(
         expected = estimate.cpu_s if plan.study.precision is None else None
         ray = _LazyRay(address, workers, result, expected, progress=progress)
         try:
-            _run(plan, store, result, previous, ray, t_total=t_total, progress=progress)
+            _run(plan, store, result, previous, ray, t_total=t_total, progress=progress,
+                 export=export)  # fmt: skip
         finally:
             ray.close()
     return result
@@ -384,6 +388,7 @@ def _run(
     *,
     t_total: float,
     progress: bool,
+    export: bool = True,
 ) -> None:
     plan = warmup.resolve_plan(
         plan, previous, lambda todo: _run_pilots(todo, ray, result, progress=progress)
@@ -436,7 +441,8 @@ def _run(
             ray.close_soon()
         t_agg, cpu_agg = time.perf_counter(), time.process_time()
         repair = status == "complete"
-        _consolidate(plan, ours, planned, store, result, ray, repair=repair, progress=progress)
+        _consolidate(plan, ours, planned, store, result, ray, repair=repair, progress=progress,
+                     export=export)  # fmt: skip
         result.rows_done, result.rows_initial, counts = streaming.count_used(store, plan)
         result.replication_counts = counts
         result.timings_s["consolidate"] = time.perf_counter() - t_agg  # and the counts
@@ -482,11 +488,13 @@ def _consolidate(
     *,
     repair: bool,
     progress: bool,
+    export: bool = True,
 ) -> None:
-    """Consolidate and export replications.parquet: the run's read of every column of the
-    plan's parts. Parts found damaged since planning (`store.damaged[planned:]`, set aside by
-    the store) have their rows simulated again with `repair` (a run that finished its
-    simulations), then the export starts over; otherwise (interrupted, failed) the next run
+    """Consolidate and export replications.parquet (without `export`, read every part of the
+    plan instead: `ResultStore.verify`, and remove a stale export): the run's read of every
+    column of the plan's parts. Parts found damaged since planning (`store.damaged[planned:]`,
+    set aside by the store) have their rows simulated again with `repair` (a run that finished
+    its simulations), then the export starts over; otherwise (interrupted, failed) the next run
     simulates them and the export is skipped. Notes each damaged part; rows of them counted as
     reused are not."""
     done = planned
@@ -499,11 +507,19 @@ def _consolidate(
                 _precision_waves(plan, store, result, ray, progress=progress)
             continue
         try:
-            store.consolidate(plan)
+            store.consolidate(plan, export=export)
+            if not export:
+                store.verify(plan)
         except DamagedPartError:
             if repair:
                 continue
         break
+    if not export and store.drop_export():
+        result.notes.append(
+            "replications.parquet was removed (not written with --no-export: it would no "
+            "longer match the stored rows); rows/ holds every row, and a run without "
+            "--no-export writes it again without simulating anything"
+        )
     for entry, _ in store.damaged[planned:]:
         if len(reused):
             result.rows_reused -= len(entry_keys([entry]).merge(reused[KEY], on=KEY))

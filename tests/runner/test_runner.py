@@ -347,6 +347,24 @@ def test_shrinking_then_restoring_replications_simulates_nothing(cluster, tmp_pa
 
 
 @pytest.mark.slow
+def test_no_export_writes_no_second_copy_and_a_later_run_writes_it(cluster, tmp_path):
+    """`export=False` (`distsim run --no-export`): no replications.parquet, the same summary;
+    a later run without it writes the file, simulating nothing; a stale copy is removed."""
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    run_study(tiny(replications=3), out_dir=ref, progress=False)
+    run_study(tiny(replications=3), out_dir=out, progress=False, export=False)
+    assert not (out / "replications.parquet").exists()
+    for name in ("summary.csv", "comparisons.csv"):
+        assert (out / name).read_text() == (ref / name).read_text()
+    again = run_study(tiny(replications=3), out_dir=out, progress=False)
+    assert (again.rows_reused, again.rows_simulated) == (12, 0)
+    pd.testing.assert_frame_equal(stored(out), stored(ref), check_exact=True)
+    more = run_study(tiny(replications=4), out_dir=out, progress=False, export=False)
+    assert more.rows_simulated == 4 and not (out / "replications.parquet").exists()
+    assert any("replications.parquet was removed" in n for n in more.notes)
+
+
+@pytest.mark.slow
 def test_an_override_into_a_shared_folder_keeps_the_other_rows(cluster, tmp_path):
     out = tmp_path / "shared"
     base = run_study(tiny(replications=3), out_dir=out, progress=False)
