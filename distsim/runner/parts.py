@@ -193,6 +193,35 @@ class CommitLog:
             self.loc.delete(f"{COMMITS_DIR}/{name}")
 
 
+def entry_keys(entries: Iterable[Entry]) -> pd.DataFrame:
+    """The (scenario_id, architecture, replication) keys the entries hold, from the commit log
+    alone (no part is read), deduplicated."""
+    sids, archs, reps = [], [], []
+    for e in entries:
+        for arch, runs in e["keys"].items():
+            for lo, hi in runs:
+                n = hi - lo + 1
+                sids += [e["scenario_id"]] * n
+                archs += [arch] * n
+                reps += range(lo, hi + 1)
+    keys = pd.DataFrame({"scenario_id": sids, "architecture": archs, "replication": reps})
+    keys["replication"] = keys["replication"].astype("int64")
+    return keys.drop_duplicates().reset_index(drop=True)
+
+
+def overlap(entries: Iterable[Entry]) -> bool:
+    """Whether two of the entries hold the same (architecture, replication) key (the commit
+    log alone: no part is read)."""
+    seen: set[tuple[str, int]] = set()
+    held = 0
+    for e in entries:
+        for arch, runs in e["keys"].items():
+            for lo, hi in runs:
+                held += hi - lo + 1
+                seen.update((arch, r) for r in range(lo, hi + 1))
+    return held > len(seen)
+
+
 # ---------------------------------------------------------------- parts written by workers
 
 

@@ -15,16 +15,17 @@ Layout of `--out` (a local folder, a shared mount or an object-store URI: `locat
     summary.csv, comparisons.csv, report.md ...   the aggregates (see `aggregate`)
     .lock                 held (flock) by the run using a local folder
 
-Writes: each finished task's rows become part files (written by the driver, or by the task
-itself when the folder is reachable from the workers: `parts.PartSink`), then one commit names
-them. A local file goes to a temporary name, is flushed, renamed over the target and the folder
-flushed; an object is one single-object write; so a kill or a power cut leaves the old file or
-the new one. `consolidate` merges a scenario's parts into one, streaming one part at a time
-(never all rows in memory), commits the merged part in place of the others, and only then
-deletes them. No stored row is ever deleted except by `--fresh` (`ResultStore.clear`) or
-`distsim prune` (`ResultStore.prune`, which says what it removes). A row stored twice (a retried
-task, a kill between a part and its commit) is read once: rows are keyed by (scenario_id,
-architecture, replication) and the simulation is deterministic, so the first copy is kept.
+Writes: each finished task's rows become part files (written by the driver, or by the task itself
+when the folder is reachable from the workers: `parts.PartSink`), then one commit names them. A
+local file goes to a temporary name, is flushed, renamed over the target and the folder flushed; an
+object is one single-object write; so a kill or a power cut leaves the old file or the new one.
+`consolidate` merges a scenario's small parts into one once it has more than a few (or two hold the
+same row), streaming one part at a time (never all rows in memory), commits the merged part in place
+of the others, and only then deletes them. No stored row is ever deleted except by `--fresh`
+(`ResultStore.clear`) or `distsim prune` (`ResultStore.prune`, which says what it removes). A row
+stored twice (a retried task, a kill between a part and its commit) is read once: rows are keyed by
+(scenario_id, architecture, replication) and the simulation is deterministic, so the first copy is
+kept.
 
 Parquet files are written with page checksums and read with checksum verification, so a flipped
 bit is an error, never a silently changed number. Opening a folder costs the commit log and one
@@ -80,6 +81,7 @@ from distsim.runner.legacy import (  # noqa: F401  (re-exported)
     migrate,
 )
 from distsim.runner.location import Location
+from distsim.runner.parts import entry_keys
 from distsim.runner.plan import Plan
 from distsim.runner.rowfiles import (  # noqa: F401  (re-exported: the store's file helpers)
     _CORRUPT_MARK,
@@ -128,6 +130,11 @@ LEASE_S = 300.0  # an object-store lease older than this is stale (its run died)
 OWNED = (SPEC_FILE, MANIFEST_FILE, REPLICATIONS_FILE, KEPT_FILE, SUMMARY_FILE, COMPARISONS_FILE)
 # Parts smaller than this are merged by `consolidate`; larger ones are left as they are.
 MERGE_BELOW_BYTES = 64 * 2**20
+# A scenario's small parts are merged once there are more than this many: reading a few small
+# parts costs less than rewriting them (a fresh run leaves one or two per scenario).
+MERGE_ABOVE_PARTS = 4
+# Scenarios whose merged parts one commit names (a commit is one small object to write).
+MERGE_COMMIT_SCENARIOS = 256
 # Scenarios read together when a whole plan is read or exported.
 READ_BATCH_SCENARIOS = 16
 # Rows the export of replications.parquet holds at a time (~65 KiB each with sketches).
@@ -230,22 +237,6 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any]:
     except (OSError, ValueError, RecursionError, StoreError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def entry_keys(entries: Iterable[P.Entry]) -> pd.DataFrame:
-    """The (scenario_id, architecture, replication) keys the entries hold, from the commit log
-    alone (no part is read), deduplicated."""
-    sids, archs, reps = [], [], []
-    for e in entries:
-        for arch, runs in e["keys"].items():
-            for lo, hi in runs:
-                n = hi - lo + 1
-                sids += [e["scenario_id"]] * n
-                archs += [arch] * n
-                reps += range(lo, hi + 1)
-    keys = pd.DataFrame({"scenario_id": sids, "architecture": archs, "replication": reps})
-    keys["replication"] = keys["replication"].astype("int64")
-    return keys.drop_duplicates().reset_index(drop=True)
 
 
 class DamagedPartError(StoreError):
@@ -670,26 +661,39 @@ class ResultStore:
             raise StoreError(f"{self.where(name)}: holds {table.num_rows} rows, not {rows}")
         return _entry_of(name, table, self.loc.size(name) or 0)
 
-    def consolidate(self, plan: Plan, *, export: bool = True) -> None:
-        """Merge each scenario's small parts into one (streaming, see `_merge`; parts of
-        `MERGE_BELOW_BYTES` or more stay), commit the merged part in place of the others, then
-        delete them; fold the commit log; write the plan's replications.parquet (`export`, at
-        the end of a run). Never holds more than one part (or, for the export, one scenario's
-        rows) in memory."""
+    def consolidate(
+        self, plan: Plan, *, export: bool = True, merge_above: int = MERGE_ABOVE_PARTS
+    ) -> None:
+        """Merge the small parts of each scenario into one (streaming, see `_merge`) when it has
+        more than `merge_above` of them, when two hold the same row, or when some are stored
+        under an old scenario id (parts of `MERGE_BELOW_BYTES` or more stay, and so do a few
+        small ones: rewriting them costs more than reading them); commit the merged parts in
+        place of the others, a batch of scenarios per commit, then delete them; fold the commit
+        log; write the plan's replications.parquet (`export`, at the end of a run). Never holds
+        more than one part (or, for the export, one scenario's rows) in memory."""
         groups: dict[str, list[P.Entry]] = {}
         for sid, entries in self._by_scenario().items():
             groups.setdefault(plan.id_aliases.get(sid, sid), []).extend(entries)
+        todo: list[tuple[str, list[P.Entry]]] = []
         for sid, group in groups.items():
             # Parts already of a good size stay as they are (rewriting them at every
             # consolidation would make the total writing grow with the square of the rows).
             entries = [
                 e for e in group if e["bytes"] < MERGE_BELOW_BYTES or e["scenario_id"] != sid
             ]
-            if len(entries) < 2 and all(e["scenario_id"] == sid for e in entries):
-                continue
-            merged = self._merge(sid, entries)
-            self.log.commit(add=[merged] if merged else [], remove=[e["path"] for e in entries])
-            self._delete_parts(entries)
+            if (
+                len(entries) > max(merge_above, 1)
+                or any(e["scenario_id"] != sid for e in entries)
+                or P.overlap(entries)  # a retried task's copy: stored once
+            ):
+                todo.append((sid, entries))
+        for at in range(0, len(todo), MERGE_COMMIT_SCENARIOS):
+            batch = todo[at : at + MERGE_COMMIT_SCENARIOS]
+            merged = [self._merge(sid, entries) for sid, entries in batch]
+            gone = [e for _, entries in batch for e in entries]
+            self.log.commit(add=[m for m in merged if m], remove=[e["path"] for e in gone])
+            self._delete_parts(gone)
+            self._renew_lease()
         self._uncompacted = 0
         self.log.fold(force=True)
         self._renew_lease()

@@ -27,6 +27,7 @@ import pandas as pd
 from distsim.errors import DistsimError, SpecError, StoreError
 from distsim.runner import aggregate, budget, precision, streaming, warmup
 from distsim.runner.location import is_uri
+from distsim.runner.parts import entry_keys
 from distsim.runner.plan import Plan, expected_cost_per_unit, plan_study
 from distsim.runner.result import StudyResult
 from distsim.runner.store import (
@@ -36,14 +37,14 @@ from distsim.runner.store import (
     SUMMARY_FILE,
     DamagedPartError,
     ResultStore,
-    entry_keys,
     read_manifest,
 )
 from distsim.runner.task import BatchResult, Unit
 from distsim.spec.study import Study, apply_overrides, load_study, validate_study
 from distsim.stats import diagnostics
 
-# Merge each scenario's part files after this many new parts, so a long run keeps few files.
+# Consolidate after this many new parts (a scenario's small parts are merged once it has more
+# than a few: `store.MERGE_ABOVE_PARTS`), so a long run keeps few files.
 CONSOLIDATE_EVERY_PARTS = 512
 
 

@@ -26,11 +26,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from distsim_testkit import frame, tiny_study, write_spec
+from distsim_testkit import frame, part_files, tiny_study, write_spec
 
 from distsim.errors import StoreError
 from distsim.runner.plan import plan_study
-from distsim.runner.store import KEY, ResultStore, in_plan, read_rows
+from distsim.runner.store import KEY, MERGE_ABOVE_PARTS, ResultStore, in_plan, read_rows
 from distsim.runner.study import run_study
 from distsim.spec.study import validate_study
 
@@ -408,7 +408,8 @@ def test_store_parts_consolidate_dedupe_and_keep_other_plans(tmp_path):
     assert (published[RATE] == 5.0).all()
     exported = pd.read_parquet(tmp_path / "replications.parquet")
     pd.testing.assert_frame_equal(exported, published, check_exact=True)
-    # One part per scenario after consolidation (partitioned by scenario), duplicates merged.
+    # Parts holding the same row (replication 1 twice) are merged into one: one part per
+    # scenario here, each row stored once.
     parts = sorted((tmp_path / "rows").glob("scenario_id=*/part-*.parquet"))
     assert [p.parent.name for p in parts] == [
         f"scenario_id={s}" for s in sorted([sid, "other00000"])
@@ -428,6 +429,23 @@ def test_store_parts_consolidate_dedupe_and_keep_other_plans(tmp_path):
         gone = store.prune(plan)
     assert len(gone) == 10 and not (tmp_path / "rows" / "scenario_id=other00000").exists()
     assert len(read_rows(tmp_path)[0]) == 6
+
+
+def test_consolidation_merges_a_scenario_with_more_than_a_few_small_parts(tmp_path):
+    plan = plan_study(validate_study(tiny(replications=6, rates=(5.0, 6.0))))
+    many, few = (s.id for s in plan.scenarios)
+    with ResultStore.open(tmp_path) as store:
+        for r in range(MERGE_ABOVE_PARTS + 1):  # one part a replication: one too many
+            store.append(_rows(many, range(r, r + 1), value=float(r)))
+        store.append(_rows(few, range(3)))
+        store.append(_rows(few, range(3, 6)))
+        store.consolidate(plan)
+        rows = store.plan_rows(plan)
+    by_scenario = pd.Series([p.parent.name for p in part_files(tmp_path)]).value_counts()
+    assert by_scenario.to_dict() == {f"scenario_id={many}": 1, f"scenario_id={few}": 2}
+    assert len(rows) == 2 * (MERGE_ABOVE_PARTS + 1) + 2 * 6 and not rows.duplicated(KEY).any()
+    merged = rows[rows["scenario_id"] == many].sort_values(["replication", "architecture"])
+    assert merged["ttft_mean_s"].tolist() == [2.0 * r for r in range(5) for _ in range(2)]
 
 
 def test_cli_prune_lists_and_deletes_only_rows_outside_the_plan(tmp_path):
