@@ -393,7 +393,7 @@ class ResultStore:
                 drop.append(entry["path"])
                 self.notes.append(f"{self.where(entry['path'])}: committed but missing; its rows "
                                   "are simulated again")  # fmt: skip
-            elif entry.get("bytes") not in (None, size):  # truncated or appended to
+            elif entry.get("bytes") not in (None, 0, size):  # truncated or appended to (0: unknown)
                 _set_aside(self.loc, entry["path"])
                 drop.append(entry["path"])
         known = {e["path"] for e in live} | removed
