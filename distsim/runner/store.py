@@ -137,8 +137,11 @@ MERGE_ABOVE_PARTS = 4
 MERGE_COMMIT_SCENARIOS = 256
 # Scenarios read together when a whole plan is read or exported.
 READ_BATCH_SCENARIOS = 16
-# Rows the export of replications.parquet holds at a time (~65 KiB each with sketches).
+# The export of replications.parquet holds a group of whole scenarios of at most EXPORT_ROWS
+# rows and EXPORT_BYTES of stored Parquet at a time (rows of long runs are ~65 KiB each, and a
+# stored byte takes several in memory as it goes through pandas and back).
 EXPORT_ROWS = 1024
+EXPORT_BYTES = 8 * 2**20
 
 
 # ---------------------------------------------------------------- reading rows
@@ -718,12 +721,11 @@ class ResultStore:
         meta = dict(to_table(empty, plan).schema.metadata or {})
         meta[_EXPORT_META] = b"1"
         schema = schema.with_metadata(meta)
-        # A group of whole scenarios of at most EXPORT_ROWS rows in memory at a time (one
-        # scenario at a time made the export cost grow with the square of the scenarios).
-        per_scenario = max(len(plan.architectures) * plan.max_replications, 1)
+        # A group of whole scenarios in memory at a time (one scenario at a time made the
+        # export cost grow with the square of the scenarios).
         tables = (
             pa.Table.from_pandas(frame, preserve_index=False)
-            for frame in self.iter_rows(plan, batch_scenarios=max(1, EXPORT_ROWS // per_scenario))
+            for frame in self.iter_rows(plan, batch_scenarios=self._export_batch(plan, by_sid))
             if len(frame)
         )
         if not write_streaming(self.loc, REPLICATIONS_FILE, schema, tables):
@@ -733,9 +735,17 @@ class ResultStore:
         """Read every column of every part of the plan once, checksums verified, a group of
         scenarios at a time (what `export` does, writing nothing): a damaged part is set aside
         (`DamagedPartError`)."""
-        per_scenario = max(len(plan.architectures) * plan.max_replications, 1)
-        for _ in self.iter_rows(plan, batch_scenarios=max(1, EXPORT_ROWS // per_scenario)):
+        for _ in self.iter_rows(plan, batch_scenarios=self._export_batch(plan)):
             pass
+
+    def _export_batch(self, plan: Plan, by_sid: dict[str, list[P.Entry]] | None = None) -> int:
+        """Scenarios read together by `export` and `verify`: at most `EXPORT_ROWS` rows and
+        `EXPORT_BYTES` of stored Parquet (the commit log's sizes, the largest scenario's), at
+        least one scenario."""
+        by_sid = self._by_scenario() if by_sid is None else by_sid
+        per_scenario = max(len(plan.architectures) * plan.max_replications, 1)
+        largest = max((sum(e["bytes"] for e in es) for es in by_sid.values()), default=0)
+        return max(1, min(EXPORT_ROWS // per_scenario, EXPORT_BYTES // max(largest, 1)))
 
     def drop_export(self) -> bool:
         """Delete replications.parquet when it is an export (never the earlier layout's store);
