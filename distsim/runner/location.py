@@ -138,17 +138,20 @@ class Location:
         """A random-access file for Parquet readers (caller closes)."""
         return self.fs.open_input_file(self.path(rel))
 
+    def _write_local(self, rel: str, data: bytes | Iterable[bytes]) -> None:
+        from distsim.runner.rowfiles import _atomic_write_local
+
+        target = Path(self.path(rel))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{target.parent}: cannot create: {exc.strerror}") from None
+        _atomic_write_local(target, data)
+
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Whole or nothing (see the module docstring); a one-line `StoreError` on failure."""
         if self.local:
-            from distsim.runner.rowfiles import _atomic_write_local
-
-            target = Path(self.path(rel))
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"{target.parent}: cannot create: {exc.strerror}") from None
-            _atomic_write_local(target, data)
+            self._write_local(rel, data)
             return
         try:
             with self.fs.open_output_stream(self.path(rel)) as f:
@@ -161,14 +164,7 @@ class Location:
         through a temporary file; on an object store as a temporary object renamed (copied
         server-side) once complete, so a failure part-way leaves the old object."""
         if self.local:
-            from distsim.runner.rowfiles import _atomic_write_local
-
-            target = Path(self.path(rel))
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"{target.parent}: cannot create: {exc.strerror}") from None
-            _atomic_write_local(target, chunks)
+            self._write_local(rel, chunks)
             return
         parent, _, name = rel.rpartition("/")
         tmp = f"{parent + '/' if parent else ''}.{name}.tmp-{os.getpid()}"

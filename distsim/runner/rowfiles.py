@@ -58,23 +58,26 @@ def _fsync_dir(folder: Path) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` whole or not at all: a local file via a temporary file (below), an
     object-store URI (`location.uri_of`) as one single-object write."""
-    text = uri_of(path)
-    if "://" in text and not text.startswith("file://"):
-        parent, _, name = text.rpartition("/")
-        Location.parse(parent).write_bytes(name, data)
-        return
-    _atomic_write_local(Path(text.removeprefix("file://")), data)
+    _atomic_write(path, data)
 
 
 def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> None:
     """`atomic_write_bytes` for a file produced a piece at a time, never whole in memory
     (`Location.write_chunks`)."""
+    _atomic_write(path, chunks)
+
+
+def _atomic_write(path: str | Path, data: bytes | Iterable[bytes]) -> None:
     text = uri_of(path)
     if "://" in text and not text.startswith("file://"):
         parent, _, name = text.rpartition("/")
-        Location.parse(parent).write_chunks(name, chunks)
+        where = Location.parse(parent)
+        if isinstance(data, bytes):
+            where.write_bytes(name, data)
+        else:
+            where.write_chunks(name, data)
         return
-    _atomic_write_local(Path(text.removeprefix("file://")), chunks)
+    _atomic_write_local(Path(text.removeprefix("file://")), data)
 
 
 # Rows of a table turned into CSV text at a time (`csv_chunks`).
