@@ -41,9 +41,9 @@ A part written but never committed (a driver killed in between) is checked (read
 committed by the next run.
 
 Concurrent runs: a local folder is locked with flock. An object store has no lock: a run writes
-`_lease.json` (its host, pid and time, renewed as it commits) and another run refuses the folder
-while that lease is younger than `LEASE_S`. This is advisory (two runs starting in the same
-instant can both take it); correctness does not rest on it: every part and commit is a new,
+`_lease.json` (its host, pid and time, renewed as it commits; `lease`) and another run refuses the
+folder while that lease is younger than `lease.LEASE_S`. This is advisory (two runs starting in the
+same instant can both take it); correctness does not rest on it: every part and commit is a new,
 uniquely named object, so two runs in one folder duplicate work, never lose or double a row.
 
 Folders written before this layout (`replications.parquet` as the store, `kept.parquet`,
@@ -57,8 +57,6 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +68,7 @@ import yaml
 
 from distsim.errors import StoreError, first_line
 from distsim.runner import parts as P
+from distsim.runner.lease import Lease
 from distsim.runner.legacy import (  # noqa: F401  (re-exported)
     _EXPORT_META,
     KEPT_FILE,
@@ -124,8 +123,6 @@ MANIFEST_FILE = "manifest.json"
 SUMMARY_FILE = "summary.csv"
 COMPARISONS_FILE = "comparisons.csv"
 LOCK_FILE = ".lock"
-LEASE_FILE = "_lease.json"
-LEASE_S = 300.0  # an object-store lease older than this is stale (its run died)
 # Files a run owns; `--fresh` deletes these (and rows/) and nothing else in the folder.
 OWNED = (SPEC_FILE, MANIFEST_FILE, REPLICATIONS_FILE, KEPT_FILE, SUMMARY_FILE, COMPARISONS_FILE)
 # Parts smaller than this are merged by `consolidate`; larger ones are left as they are.
@@ -262,7 +259,7 @@ class ResultStore:
         self._token = P.new_token()
         self._seq = 0
         self._uncompacted = 0
-        self._lease_at = 0.0
+        self.lease = Lease(loc, self._token)
         self._probe: str | None = None
         self.log = P.CommitLog(loc)
         self.notes: list[str] = []  # what `recover` did
@@ -303,7 +300,7 @@ class ResultStore:
         store = cls(loc, out_dir, fd)
         store._repairs = True
         if not loc.local:
-            store._take_lease()
+            store.lease.take()
         try:
             if fresh:
                 store.clear()
@@ -314,45 +311,11 @@ class ResultStore:
         store.read_notes += store.notes + _aside_note(loc)
         return store
 
-    # ------------------------------------------------------------ the object-store lease
-
-    def _lease_body(self) -> bytes:
-        body = {"owner": self._token, "host": socket.gethostname(), "pid": os.getpid(),
-                "time": time.time()}  # fmt: skip
-        return json.dumps(body).encode("utf-8")
-
-    def _take_lease(self) -> None:
-        try:
-            held = json.loads(self.loc.read_bytes(LEASE_FILE))
-        except (FileNotFoundError, ValueError, StoreError):
-            held = None
-        if isinstance(held, dict) and held.get("owner") != self._token:
-            age = time.time() - float(held.get("time", 0))
-            mine = held.get("host") == socket.gethostname() and not _alive(held.get("pid"))
-            if age < LEASE_S and not mine:
-                raise StoreError(
-                    f"{self.where()}: another distsim run is using this folder (lease of "
-                    f"{held.get('host')} pid {held.get('pid')}, renewed {age:.0f} s ago; it "
-                    f"lapses after {LEASE_S:.0f} s without renewal)"
-                )
-        self.loc.write_bytes(LEASE_FILE, self._lease_body())
-        self._lease_at = time.monotonic()
-
-    def _renew_lease(self) -> None:
-        if not self.loc.local and time.monotonic() - self._lease_at > LEASE_S / 5:
-            self.loc.write_bytes(LEASE_FILE, self._lease_body())
-            self._lease_at = time.monotonic()
-
     def close(self) -> None:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = -1
-        if not self.loc.local and self._lease_at:
-            with contextlib.suppress(StoreError, OSError, ValueError):
-                held = json.loads(self.loc.read_bytes(LEASE_FILE))
-                if held.get("owner") == self._token:
-                    self.loc.delete(LEASE_FILE)
-            self._lease_at = 0.0
+        self.lease.release()
 
     def __enter__(self) -> ResultStore:
         return self
@@ -451,7 +414,7 @@ class ResultStore:
         entries = P.write_parts(self.loc, frame, f"{self._token}-{self._seq:06d}")
         self.log.commit(add=entries)
         self._uncompacted += len(entries)
-        self._renew_lease()
+        self.lease.renew()
 
     def worker_sink(self, nodes: int) -> P.PartSink | None:
         """Where tasks write their own parts: when the folder is an object store or the
@@ -476,7 +439,7 @@ class ResultStore:
                 )
         self.log.commit(add=entries)
         self._uncompacted += len(entries)
-        self._renew_lease()
+        self.lease.renew()
 
     def read_parts(self, entries: Sequence[P.Entry]) -> list[dict[str, Any]]:
         """The rows of parts a task wrote (for callers that follow rows as they arrive)."""
@@ -696,10 +659,10 @@ class ResultStore:
             gone = [e for _, entries in batch for e in entries]
             self.log.commit(add=[m for m in merged if m], remove=[e["path"] for e in gone])
             self._delete_parts(gone)
-            self._renew_lease()
+            self.lease.renew()
         self._uncompacted = 0
         self.log.fold(force=True)
-        self._renew_lease()
+        self.lease.renew()
         if export:
             self.export(plan)
 
@@ -740,12 +703,16 @@ class ResultStore:
 
     def _export_batch(self, plan: Plan, by_sid: dict[str, list[P.Entry]] | None = None) -> int:
         """Scenarios read together by `export` and `verify`: at most `EXPORT_ROWS` rows and
-        `EXPORT_BYTES` of stored Parquet (the commit log's sizes, the largest scenario's), at
-        least one scenario."""
-        by_sid = self._by_scenario() if by_sid is None else by_sid
+        `EXPORT_BYTES` of stored Parquet, at least one scenario."""
         per_scenario = max(len(plan.architectures) * plan.max_replications, 1)
-        largest = max((sum(e["bytes"] for e in es) for es in by_sid.values()), default=0)
-        return max(1, min(EXPORT_ROWS // per_scenario, EXPORT_BYTES // max(largest, 1)))
+        return min(max(1, EXPORT_ROWS // per_scenario), self.scenarios_within(EXPORT_BYTES, by_sid))
+
+    def scenarios_within(
+        self, max_bytes: int, by_sid: dict[str, list[P.Entry]] | None = None
+    ) -> int:
+        """How many scenarios of the largest stored size (the commit log's) fit in `max_bytes`."""
+        sizes = [sum(e["bytes"] for e in es) for es in (by_sid or self._by_scenario()).values()]
+        return max(1, max_bytes // max(sizes + [1]))
 
     def drop_export(self) -> bool:
         """Delete replications.parquet when it is an export (never the earlier layout's store);
@@ -792,11 +759,3 @@ class ResultStore:
             for folder in {Path(self.loc.path(e["path"])).parent for e in entries}:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-
-
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError, TypeError):
-        return False
-    return True

@@ -29,6 +29,9 @@ from distsim.stats import cost, goodput
 # would exceed GROUP_ROWS (`group_size`): bounds what the driver holds at once.
 GROUP_SCENARIOS = 64
 GROUP_ROWS = 8192
+# ... and fewer when their stored Parquet (the commit log's sizes) would exceed GROUP_BYTES: rows
+# of long runs carry large sketches.
+GROUP_BYTES = 32 * 2**20
 # The one row column the goodput search reads across scenarios.
 _GOODPUT_COLUMNS = ["slo_attainment"]
 
@@ -48,10 +51,12 @@ class Aggregates:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def group_size(plan: Plan) -> int:
-    """Scenarios per group: `GROUP_SCENARIOS`, fewer for scenarios of many replications."""
+def group_size(plan: Plan, store: ResultStore | None = None) -> int:
+    """Scenarios per group: `GROUP_SCENARIOS`, fewer for scenarios of many replications or,
+    given the `store`, of many stored bytes (its largest scenario's)."""
     per_scenario = max(len(plan.architectures) * plan.max_replications, 1)
-    return max(1, min(GROUP_SCENARIOS, GROUP_ROWS // per_scenario))
+    size = max(1, min(GROUP_SCENARIOS, GROUP_ROWS // per_scenario))
+    return size if store is None else min(size, store.scenarios_within(GROUP_BYTES))
 
 
 def sub_plan(plan: Plan, ids: Iterable[str]) -> Plan:
@@ -201,7 +206,8 @@ def aggregate_chunk(shared: tuple[str, Plan], ids: list[str]) -> _Parts:
     """One chunk of scenarios aggregated from the folder `shared[0]` (a Ray task's work)."""
     out_dir, plan = shared
     parts = _Parts()
-    for rows in ResultStore.reader(out_dir).iter_rows(plan, ids, group_size(plan)):
+    store = ResultStore.reader(out_dir)
+    for rows in store.iter_rows(plan, ids, group_size(plan, store)):
         _add_group(parts, rows, plan)
         del rows
         _release_freed_memory()
@@ -218,7 +224,7 @@ def aggregate_store(
     Ray `session` (`execute.RaySession`, local) and at least `FAN_OUT_SCENARIOS` scenarios, the
     chunks are aggregated by Ray tasks, each reading its own scenarios from the folder, and a
     chunk whose task failed is aggregated in the driver. The tables are the same either way."""
-    size = size or group_size(plan)
+    size = size or group_size(plan, store)
     ids = [ps.id for ps in plan.scenarios]
     cpus = int(getattr(getattr(session, "info", None), "cpus", 0) or 0)
     if session is None or cpus < 2 or len(ids) < FAN_OUT_SCENARIOS:

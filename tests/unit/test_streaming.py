@@ -142,3 +142,21 @@ def test_a_group_holds_at_most_group_rows_of_many_replications(replications, exp
     plan = plan_study(validate_study(study_dict(replications=replications)))
     assert streaming.group_size(plan) == expected  # 8192 // (2 architectures x replications)
     assert streaming.group_size(plan) * 2 * replications <= max(streaming.GROUP_ROWS, 2 * 5000)
+
+
+def test_a_group_holds_at_most_group_bytes_of_stored_rows(study_rows, tmp_path, monkeypatch):
+    """Rows of long runs carry large sketches: a group is also bounded by the stored Parquet of
+    its largest scenario (the part files' sizes on disk), and the tables do not change."""
+    plan, rows = study_rows
+    with ResultStore.open(tmp_path) as store:
+        store.append(rows.drop(columns=[RATE]).to_dict("records"))
+        assert streaming.group_size(plan, store) == streaming.group_size(plan) == 64
+        sizes = {}
+        for f in (tmp_path / "rows").glob("scenario_id=*/part-*.parquet"):
+            sizes[f.parent.name] = sizes.get(f.parent.name, 0) + f.stat().st_size
+        monkeypatch.setattr(streaming, "GROUP_BYTES", 2 * max(sizes.values()) + 1)
+        assert streaming.group_size(plan, store) == 2
+        small = streaming.aggregate_store(store, plan)
+        whole = streaming.aggregate_store(store, plan, size=64)
+    for a, b in ((small.summary, whole.summary), (small.comparisons, whole.comparisons)):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
