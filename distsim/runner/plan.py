@@ -314,7 +314,7 @@ def _share(new: Any, ref: Any) -> Any:
     only what its point changes (a resolved scenario is ~10 KB of model objects, so 10^4
     scenarios held ~100 MB in the driver). Values, ids and pickles are unchanged."""
     if new is ref or type(new) is not type(ref):
-        return new if type(new) is not type(ref) else ref
+        return new
     if isinstance(new, BaseModel):
         if new == ref:
             return ref

@@ -565,21 +565,20 @@ class ResultStore:
 
     def other_row_count(self, plan: Plan) -> int:
         """Stored rows outside the plan (kept, not used in its summary): from the keys alone."""
-        keys = self.stored_keys()
-        if not len(keys):
-            return 0
-        keys = _with_aliases(keys.assign(seed=0), plan.id_aliases)
-        return int((~in_plan(keys, plan)).sum())
+        _, inside = self._keys_in_plan(plan)
+        return int((~inside).sum())
 
     def committed_plan_keys(self, plan: Plan) -> pd.DataFrame:
         """(scenario_id, architecture, replication) of the plan's stored rows from the commit
         log alone (`stored_keys`, old ids renamed): no part is read, so a caller that has just
         read every part (consolidation) counts rows without a second pass."""
-        keys = self.stored_keys()
-        if not len(keys):
-            return keys
-        keys = _with_aliases(keys.assign(seed=0), plan.id_aliases)
-        return keys[in_plan(keys, plan)][KEY].reset_index(drop=True)
+        keys, inside = self._keys_in_plan(plan)
+        return keys[inside][KEY].reset_index(drop=True)
+
+    def _keys_in_plan(self, plan: Plan) -> tuple[pd.DataFrame, pd.Series]:
+        """Every stored key, old ids renamed, and which belong to the plan."""
+        keys = _with_aliases(self.stored_keys().assign(seed=0), plan.id_aliases)
+        return keys, in_plan(keys, plan)
 
     def stored_keys(self) -> pd.DataFrame:
         """The keys of every stored row (from the commit log; the earlier layout's files, before

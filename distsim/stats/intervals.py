@@ -228,23 +228,10 @@ def _linearised_log_ratio(
     return other / other_pooled - base / baseline_pooled
 
 
-def _shifted_log_t(
-    delta: float, b0: float, o0: float, base: np.ndarray, other: np.ndarray
-) -> float:
-    """The log-ratio t statistic of `other - delta` against `base` (the test of "the difference
-    is delta", on the same scale as the test of 0)."""
-    x = o0 - delta
-    if x <= 0:
-        return -math.inf
-    se = _spread_se(_linearised_log_ratio(b0, x, base, other - delta))
-    centre = math.log(x / b0)
-    if se == 0.0:
-        return 0.0 if centre == 0.0 else math.copysign(math.inf, centre)
-    return centre / se
-
-
 class _ShiftedLogT:
-    """`_shifted_log_t` as a function of the shift delta, in O(1) per evaluation.
+    """The log-ratio t statistic of `other - delta` against `base` (the test of "the difference
+    is delta", on the same scale as the test of 0: `_linearised_log_ratio` of the shifted other,
+    its spread over replications), as a function of delta in O(1) per evaluation.
 
     The test inversion evaluates it ~40 times per comparison. Its terms are, up to a constant,
     (o_r - mean(o))/x - (c_r - mean(c)) with x = o0 - delta and c_r = b_r/b0, so their sum of
